@@ -1,0 +1,7 @@
+"""perfsim: analytical performance simulator and roofline modeler for transformer and MoE workloads."""
+
+from perfsim.hardware import load_hardware
+from perfsim.model import load_model
+
+__all__ = ["load_hardware", "load_model"]
+__version__ = "0.1.0"

@@ -1,0 +1,36 @@
+"""Numeric formats perfsim knows and their storage size."""
+
+from __future__ import annotations
+
+from perfsim.errors import UnknownNameError
+
+# bytes per element
+BYTES: dict[str, float] = {
+    "fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0,
+    "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5,
+}
+DTYPES = tuple(BYTES)
+
+# When a device has no native peak for a dtype, compute runs at the first format it does support.
+PROMOTION: dict[str, tuple[str, ...]] = {
+    "fp4": ("fp4", "int4", "fp8", "int8", "fp16", "bf16", "fp32"),
+    "int4": ("int4", "int8", "fp8", "fp16", "bf16", "fp32"),
+    "fp8": ("fp8", "int8", "fp16", "bf16", "fp32"),
+    "int8": ("int8", "fp8", "fp16", "bf16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),
+    "fp16": ("fp16", "bf16", "fp32"),
+    "tf32": ("tf32", "fp32"),
+    "fp32": ("fp32",),
+    "fp64": ("fp64", "fp32"),
+}
+
+
+def check(dtype: str, field: str = "dtype") -> str:
+    """Return `dtype` if known, else raise a one-line error listing the accepted ones."""
+    if dtype not in BYTES:
+        raise UnknownNameError(f"{field}: unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
+    return dtype
+
+
+def nbytes(dtype: str) -> float:
+    return BYTES[check(dtype)]

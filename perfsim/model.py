@@ -1,0 +1,253 @@
+"""ModelSpec: the architecture of a dense or Mixture-of-Experts decoder-only transformer.
+
+Covers MHA/GQA/MQA and MLA attention, sliding-window layers, gated (SwiGLU) or plain (GELU) MLPs,
+routed plus shared experts, first-k dense layers, tied embeddings, learned or rotary positions.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from perfsim.errors import SpecError, UnknownNameError
+from perfsim.specfiles import data_dir, looks_like_path, read_mapping, validation_message, yaml_files
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MLA(_Spec):
+    """Multi-head latent attention (DeepSeek-V2/V3): low-rank compressed KV shared by all heads."""
+    q_lora_rank: int | None = Field(default=None, gt=0)
+    kv_lora_rank: int = Field(gt=0)
+    qk_nope_head_dim: int = Field(gt=0)
+    qk_rope_head_dim: int = Field(gt=0)
+    v_head_dim: int = Field(gt=0)
+
+
+class MoE(_Spec):
+    num_experts: int = Field(gt=0)
+    top_k: int = Field(gt=0)
+    expert_intermediate_size: int = Field(gt=0)
+    num_shared_experts: int = Field(default=0, ge=0)
+    shared_intermediate_size: int | None = Field(default=None, gt=0)  # per shared expert; default: expert size
+    first_k_dense: int = Field(default=0, ge=0)   # leading layers with a dense MLP of `intermediate_size`
+    router_bias: bool = False
+    expert_bias: bool = False
+
+    @model_validator(mode="after")
+    def _topk(self) -> "MoE":
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k ({self.top_k}) must not exceed num_experts ({self.num_experts})")
+        return self
+
+    @property
+    def shared_size(self) -> int:
+        return self.shared_intermediate_size or self.expert_intermediate_size
+
+
+class ModelSpec(_Spec):
+    name: str
+    family: str = ""
+    source: str = Field(min_length=3)
+    hidden_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    num_kv_heads: int | None = Field(default=None, gt=0)  # default: num_heads (MHA)
+    head_dim: int | None = Field(default=None, gt=0)      # default: hidden_size / num_heads
+    intermediate_size: int = Field(gt=0)                  # dense MLP width
+    vocab_size: int = Field(gt=0)
+    max_seq_len: int = Field(gt=0)
+    mlp: Literal["gated", "plain"] = "gated"
+    activation: Literal["silu", "gelu", "relu", "swiglu_clamped"] = "silu"
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    position: Literal["rotary", "learned", "alibi", "none"] = "rotary"
+    tie_embeddings: bool = False
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    qk_norm: bool = False          # per-head RMSNorm on q and k (Qwen3)
+    attention_sinks: bool = False  # one learned logit per head (gpt-oss)
+    sliding_window: int | None = Field(default=None, gt=0)
+    num_sliding_layers: int | None = Field(default=None, ge=0)  # default: all layers when a window is set
+    mla: MLA | None = None
+    moe: MoE | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelSpec":
+        if self.num_heads % self.kv_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.kv_heads})")
+        if self.head_dim is None and self.hidden_size % self.num_heads:
+            raise ValueError("hidden_size must be divisible by num_heads, or give head_dim")
+        if self.moe and self.moe.first_k_dense > self.num_layers:
+            raise ValueError("moe.first_k_dense must not exceed num_layers")
+        if self.num_sliding_layers is not None and self.num_sliding_layers > self.num_layers:
+            raise ValueError("num_sliding_layers must not exceed num_layers")
+        return self
+
+    # ---- derived shape facts -------------------------------------------------------------------
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def dim_head(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def attention_kind(self) -> str:
+        if self.mla:
+            return "mla"
+        if self.kv_heads == self.num_heads:
+            return "mha"
+        return "mqa" if self.kv_heads == 1 else "gqa"
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    @property
+    def num_moe_layers(self) -> int:
+        return self.num_layers - self.moe.first_k_dense if self.moe else 0
+
+    @property
+    def num_dense_layers(self) -> int:
+        return self.num_layers - self.num_moe_layers
+
+    @property
+    def sliding_layers(self) -> int:
+        if self.sliding_window is None:
+            return 0
+        return self.num_layers if self.num_sliding_layers is None else self.num_sliding_layers
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Width of one head's query/key dot product."""
+        return self.mla.qk_nope_head_dim + self.mla.qk_rope_head_dim if self.mla else self.dim_head
+
+    @property
+    def v_head_dim(self) -> int:
+        return self.mla.v_head_dim if self.mla else self.dim_head
+
+    def kv_cache_elems_per_token_layer(self) -> int:
+        """KV-cache elements stored per token per layer: 2*kv_heads*head_dim, or the MLA latent."""
+        if self.mla:
+            return self.mla.kv_lora_rank + self.mla.qk_rope_head_dim
+        return 2 * self.kv_heads * self.dim_head
+
+    # ---- parameter counts ----------------------------------------------------------------------
+    def attention_params(self) -> int:
+        h, nh, nkv, d = self.hidden_size, self.num_heads, self.kv_heads, self.dim_head
+        if self.mla:
+            m = self.mla
+            qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+            if m.q_lora_rank:
+                q = h * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * nh * qk  # down, norm, up
+            else:
+                q = h * nh * qk
+            kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank \
+                + m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
+            return q + kv + nh * m.v_head_dim * h
+        params = h * (nh + 2 * nkv) * d + nh * d * h
+        if self.qkv_bias:
+            params += (nh + 2 * nkv) * d
+        if self.out_bias:
+            params += h
+        if self.qk_norm:
+            params += 2 * d
+        if self.attention_sinks:
+            params += nh
+        return params
+
+    def mlp_params(self, width: int, bias: bool | None = None) -> int:
+        h = self.hidden_size
+        bias = self.mlp_bias if bias is None else bias
+        if self.mlp == "gated":
+            return 3 * h * width + ((2 * width + h) if bias else 0)
+        return 2 * h * width + ((width + h) if bias else 0)
+
+    def norm_params(self) -> int:
+        return self.hidden_size * (2 if self.norm == "layernorm" else 1)
+
+    def _moe_layer_params(self, active: bool) -> int:
+        m = self.moe
+        experts = m.top_k if active else m.num_experts
+        router = self.hidden_size * m.num_experts + (m.num_experts if m.router_bias else 0)
+        return (experts * self.mlp_params(m.expert_intermediate_size, m.expert_bias)
+                + m.num_shared_experts * self.mlp_params(m.shared_size, False) + router)
+
+    def embedding_params(self) -> int:
+        params = self.vocab_size * self.hidden_size
+        if self.position == "learned":
+            params += self.max_seq_len * self.hidden_size
+        return params
+
+    def lm_head_params(self) -> int:
+        return 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
+
+    def _params(self, active: bool) -> int:
+        per_layer = self.attention_params() + 2 * self.norm_params()
+        total = self.num_layers * per_layer + self.num_dense_layers * self.mlp_params(self.intermediate_size)
+        if self.moe:
+            total += self.num_moe_layers * self._moe_layer_params(active)
+        return total + self.embedding_params() + self.lm_head_params() + self.norm_params()
+
+    @property
+    def params_total(self) -> int:
+        return self._params(active=False)
+
+    @property
+    def params_active(self) -> int:
+        """Parameters touched per token (equal to params_total for dense models)."""
+        return self._params(active=True)
+
+    @property
+    def params_non_embedding(self) -> int:
+        """Active parameters excluding the input embedding table (lookups, not GEMMs)."""
+        return self.params_active - self.embedding_params()
+
+
+def _parse(data: dict, source: str) -> ModelSpec:
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(validation_message(source, exc)) from None
+
+
+@lru_cache(maxsize=1)
+def _registry() -> dict[str, Path]:
+    names: dict[str, Path] = {}
+    for path in yaml_files(data_dir("workloads")):
+        name = read_mapping(path).get("name")
+        if isinstance(name, str):
+            names[name] = path
+    return names
+
+
+def model_names() -> list[str]:
+    return sorted(_registry())
+
+
+@lru_cache(maxsize=128)
+def _load_path(path: Path) -> ModelSpec:
+    if path.suffix == ".json":
+        from perfsim.hf_config import from_hf_config
+        return from_hf_config(path)
+    return _parse(read_mapping(path), str(path))
+
+
+def load_model(name_or_path: str | Path | ModelSpec) -> ModelSpec:
+    """A ModelSpec by shipped name ('llama-3.1-8b'), perfsim YAML path, or Hugging Face config.json path."""
+    if isinstance(name_or_path, ModelSpec):
+        return name_or_path
+    text = str(name_or_path)
+    if text in _registry():
+        return _load_path(_registry()[text])
+    if looks_like_path(text) or Path(text).is_file():
+        return _load_path(Path(text).resolve())
+    raise UnknownNameError(f"model: unknown name {text!r}; see `perfsim models list` for the shipped names, "
+                           f"or give a perfsim YAML or a Hugging Face config.json path")
