@@ -1,0 +1,66 @@
+"""Memory footprint per device: weights, KV cache, activations (inference) and training state."""
+
+from __future__ import annotations
+
+from perfsim.dtypes import nbytes
+from perfsim.model import ModelSpec
+
+
+def weight_bytes(model: ModelSpec, dtype: str = "bf16", tp: int = 1, ep: int = 1) -> float:
+    """Weights per device: experts split over ep x tp, everything else over tp (Megatron sharding)."""
+    b = nbytes(dtype)
+    if not model.moe:
+        return model.params_total * b / tp
+    moe = model.moe
+    routed = model.num_moe_layers * moe.num_experts * model.mlp_params(moe.expert_intermediate_size, moe.expert_bias)
+    return (routed / (ep * tp) + (model.params_total - routed) / tp) * b
+
+
+def kv_cache_bytes(model: ModelSpec, batch: int, tokens: int, dtype: str = "bf16", tp: int = 1) -> float:
+    """KV cache: batch * sum over layers of min(tokens, window) * elements per token-layer * bytes."""
+    per_token = model.kv_cache_elems_per_token_layer()
+    if not model.mla:  # KV heads split over TP ranks, replicated when tp exceeds them
+        per_token = per_token * max(1, model.kv_heads // tp) / model.kv_heads
+    window = model.sliding_window or tokens
+    layer_tokens = model.sliding_layers * min(tokens, window) + (model.num_layers - model.sliding_layers) * tokens
+    return batch * layer_tokens * per_token * nbytes(dtype)
+
+
+def inference_activation_bytes(model: ModelSpec, tokens: int, dtype: str = "bf16", tp: int = 1) -> float:
+    """Peak live activations of one forward pass: the widest layer input plus output, double-buffered."""
+    widest = max(
+        2 * model.hidden_size,
+        (model.num_heads + 2 * model.kv_heads) * model.qk_head_dim // tp,
+        (2 if model.mlp == "gated" else 1) * model.intermediate_size // tp,
+    )
+    if model.moe:
+        widest = max(widest, model.moe.top_k * (2 if model.mlp == "gated" else 1)
+                     * model.moe.expert_intermediate_size // tp)
+    return 2 * tokens * (model.hidden_size + widest) * nbytes(dtype)
+
+
+def training_activation_bytes(model: ModelSpec, micro_batch: int, seq: int, tp: int = 1,
+                              sequence_parallel: bool = False, recompute: str = "none") -> float:
+    """Activations per layer stack, Korthikanti et al. 2022 (Eq. 2-6), bf16, FlashAttention assumed.
+
+    Per layer, no recompute: s*b*h*(10 + 24/t + 5*a*s/(h*t)) without SP, s*b*h/t*(34 + 5*a*s/h) with SP.
+    Selective recompute drops the 5*a*s/h term (attention scores); full keeps only the 2*s*b*h layer input.
+    """
+    s, b, h, a, t = seq, micro_batch, model.hidden_size, model.num_heads, tp
+    if recompute == "full":
+        per_layer = 2 * s * b * h / (t if sequence_parallel else 1)
+    elif sequence_parallel:
+        per_layer = s * b * h / t * (34 + (0 if recompute == "selective" else 5 * a * s / h))
+    else:
+        per_layer = s * b * h * (10 + 24 / t + (0 if recompute == "selective" else 5 * a * s / (h * t)))
+    return model.num_layers * per_layer
+
+
+def optimizer_state_bytes(model: ModelSpec, tp: int = 1, shards: int = 1) -> float:
+    """Mixed-precision Adam: fp32 master weights, momentum and variance (12 B/param; Rajbhandari et al. 2020)."""
+    return 12.0 * model.params_total / tp / shards
+
+
+def gradient_bytes(model: ModelSpec, tp: int = 1, shards: int = 1) -> float:
+    """bf16 gradients, 2 B/param."""
+    return 2.0 * model.params_total / tp / shards

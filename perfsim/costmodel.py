@@ -1,0 +1,29 @@
+"""op_time: the cost of one operator on a device or system, by the best model available."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from perfsim.cost.comm import collective_time
+from perfsim.cost.opcost import OpCost
+from perfsim.cost.roofline import roofline
+from perfsim.errors import InvalidInputError
+from perfsim.hardware import Device, Hardware, System, load_device, load_hardware
+from perfsim.ops import Collective, Op
+
+
+def op_time(op: Op, hardware: str | Path | Hardware, profile: str | None = "auto") -> OpCost:
+    """Cost of `op` on `hardware` (a name, path, Device or System).
+
+    profile: 'auto' uses the shipped calibration profile of the device when there is one, None the
+    pure roofline, or a path to a profile YAML.
+    """
+    hw = load_hardware(hardware)
+    if isinstance(op, Collective):
+        if not isinstance(hw, System):
+            raise InvalidInputError(f"hardware: a collective needs a system (e.g. dgx-h100), got {hw.name!r}")
+        t = collective_time(op.collective, op.size_bytes, op.group, hw)
+        return OpCost(op=op, time_s=t, compute_s=0.0, memory_s=0.0, overhead_s=0.0, comm_s=t, bound="comm",
+                      level=hw.intra_link.name if op.group <= hw.devices_per_node else hw.nic_link or "")
+    device: Device = load_device(hw)
+    return roofline(op, device)

@@ -1,0 +1,293 @@
+"""Build the operator graph of one forward pass (prefill or a decode step) or one training step.
+
+`build(model, task, batch, seq=..., context=...)` returns a networkx DiGraph whose nodes carry an
+`op` (perfsim.ops), the `layer` index (-1 outside the decoder stack) and the `pass` (fwd, bwd, opt).
+Edges follow data dependence along the residual stream. Shapes are per device for tensor-parallel
+degree `tp` and expert-parallel degree `ep` (Megatron-style column/row splits); the collectives a
+split needs appear as Collective nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import networkx as nx
+
+from perfsim.dtypes import check
+from perfsim.errors import InvalidInputError
+from perfsim.model import ModelSpec, load_model
+from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op, norm, softmax
+
+TASKS = ("prefill", "decode", "train")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one graph computes: `tokens` new tokens, each attending to up to `kv_len` positions."""
+    task: str
+    batch: int
+    q_len: int      # new tokens per sequence
+    kv_len: int     # positions attended per sequence (cached + new)
+    dtype: str
+    weight_dtype: str | None
+    kv_dtype: str | None
+    tp: int = 1
+    ep: int = 1
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.q_len
+
+
+def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, context: int | None = None,
+             dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
+             tp: int = 1, ep: int = 1) -> Workload:
+    """Validate a request and describe it; one-line errors name the bad argument."""
+    if task not in TASKS:
+        raise InvalidInputError(f"task: got {task!r}; accepted: {', '.join(TASKS)}")
+    if not isinstance(batch, int) or batch < 1:
+        raise InvalidInputError(f"batch: must be an integer >= 1, got {batch!r}")
+    check(dtype, "dtype")
+    if weight_dtype:
+        check(weight_dtype, "weight_dtype")
+    if kv_dtype:
+        check(kv_dtype, "kv_dtype")
+    if task == "decode":
+        if context is None or context < 0:
+            raise InvalidInputError("context: decode needs --context >= 0 (tokens already in the KV cache)")
+        if context + 1 > model.max_seq_len:
+            raise InvalidInputError(f"context: {context} + 1 new token exceeds {model.name}'s maximum "
+                                    f"sequence length {model.max_seq_len}")
+        q_len, kv_len = 1, context + 1
+    else:
+        if seq is None or seq < 1:
+            raise InvalidInputError(f"seq: {task} needs --seq >= 1 (tokens per sequence)")
+        if seq > model.max_seq_len:
+            raise InvalidInputError(f"seq: {seq} exceeds {model.name}'s maximum sequence length {model.max_seq_len}")
+        q_len, kv_len = seq, seq
+    _check_split(model, tp, ep)
+    return Workload(task, batch, q_len, kv_len, dtype, weight_dtype, kv_dtype, tp, ep)
+
+
+def _check_split(model: ModelSpec, tp: int, ep: int) -> None:
+    if tp < 1 or model.num_heads % tp:
+        raise InvalidInputError(f"tp: {tp} must be >= 1 and divide num_heads ({model.num_heads}) of {model.name}")
+    if ep < 1:
+        raise InvalidInputError(f"ep: must be >= 1, got {ep}")
+    if ep > 1 and (not model.moe or model.moe.num_experts % ep):
+        have = f"{model.moe.num_experts} experts" if model.moe else "no experts (dense model)"
+        raise InvalidInputError(f"ep: {ep} must divide the number of experts; {model.name} has {have}")
+
+
+class _Builder:
+    def __init__(self, model: ModelSpec, w: Workload):
+        self.m, self.w = model, w
+        self.g = nx.DiGraph()
+        self.last: str | None = None
+        self.forward: list[tuple[str, int, Op]] = []
+
+    def add(self, op: Op, layer: int = -1, pass_: str = "fwd") -> None:
+        key = f"{pass_}.L{layer}.{op.name}" if layer >= 0 else f"{pass_}.{op.name}"
+        while key in self.g:
+            key += "'"
+        self.g.add_node(key, op=op, layer=layer, **{"pass": pass_})
+        if self.last is not None:
+            self.g.add_edge(self.last, key)
+        self.last = key
+        if pass_ == "fwd":
+            self.forward.append((key, layer, op))
+
+    # -- pieces ------------------------------------------------------------------------------------
+    def gemm(self, name: str, m: int, n: int, k: int, layer: int = -1, weight: bool = True) -> None:
+        w = self.w
+        self.add(Gemm(m=m, n=n, k=k, dtype=w.dtype, weight_dtype=w.weight_dtype if weight else None,
+                      name=name), layer)
+
+    def elementwise(self, name: str, elements: int, layer: int, reads: float = 1, flops: float = 1,
+                    kind: str = "elementwise") -> None:
+        self.add(Elementwise(elements=elements, reads=reads, flops_per_element=flops,
+                             dtype=self.act_dtype, op_kind=kind, name=name), layer)
+
+    @property
+    def act_dtype(self) -> str:
+        return "bf16" if self.w.dtype in ("fp8", "int8", "int4", "fp4") else self.w.dtype
+
+    def all_reduce(self, name: str, elements: int, layer: int) -> None:
+        if self.w.tp > 1:
+            from perfsim.dtypes import nbytes
+            self.add(Collective(collective="all_reduce", size_bytes=elements * nbytes(self.act_dtype),
+                                group=self.w.tp, name=name), layer)
+
+    def attention_block(self, i: int) -> None:
+        m, w = self.m, self.w
+        T, h, tp = w.tokens, m.hidden_size, w.tp
+        heads = m.num_heads // tp
+        kv_heads = max(1, m.kv_heads // tp)
+        self.add(norm(T, h, self.act_dtype, name="input_norm"), i)
+        if m.mla:
+            self.mla_projections(i, heads)
+        else:
+            self.gemm("qkv_proj", T, (heads + 2 * kv_heads) * m.dim_head, h, i)
+            if m.qk_norm:
+                self.add(norm(T, (heads + kv_heads) * m.dim_head, self.act_dtype, name="qk_norm"), i)
+        if m.position == "rotary":
+            rope_dim = m.mla.qk_rope_head_dim if m.mla else m.dim_head
+            rope_heads = heads + (1 if m.mla else kv_heads)
+            self.elementwise("rope", T * rope_heads * rope_dim, i, flops=3, kind="rotary")
+        window = m.sliding_window if i < m.sliding_layers else None
+        self.add(self.attention_op(heads, kv_heads, window), i)
+        if m.mla and w.task == "decode":
+            # absorbed W_UV: latent context -> per-head values
+            self.add(Gemm(m=T, n=m.mla.v_head_dim, k=m.mla.kv_lora_rank, batch=heads, dtype=w.dtype,
+                          name="mla_v_up"), i)
+        self.gemm("o_proj", T, h, heads * m.v_head_dim, i)
+        self.all_reduce("attn_all_reduce", T * h, i)
+        self.elementwise("attn_residual_add", T * h, i, reads=2, kind="add")
+
+    def mla_projections(self, i: int, heads: int) -> None:
+        m, w = self.m, self.w
+        a, T, h = m.mla, w.tokens, m.hidden_size
+        qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        if a.q_lora_rank:
+            self.gemm("q_down", T, a.q_lora_rank, h, i)
+            self.add(norm(T, a.q_lora_rank, self.act_dtype, name="q_norm"), i)
+            self.gemm("q_up", T, heads * qk, a.q_lora_rank, i)
+        else:
+            self.gemm("q_proj", T, heads * qk, h, i)
+        self.gemm("kv_down", T, a.kv_lora_rank + a.qk_rope_head_dim, h, i)
+        self.add(norm(T, a.kv_lora_rank, self.act_dtype, name="kv_norm"), i)
+        if w.task == "decode":
+            # absorbed W_UK: queries move into the latent space, keys stay compressed in the cache
+            self.add(Gemm(m=T, n=a.kv_lora_rank, k=a.qk_nope_head_dim, batch=heads, dtype=w.dtype,
+                          name="mla_q_absorb"), i)
+        else:
+            self.gemm("kv_up", T, heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, i)
+
+    def attention_op(self, heads: int, kv_heads: int, window: int | None) -> Attention:
+        m, w = self.m, self.w
+        common = dict(batch=w.batch, q_len=w.q_len, kv_len=w.kv_len, causal=True, window=window,
+                      dtype=w.dtype if w.dtype in ("bf16", "fp16", "fp8") else self.act_dtype,
+                      kv_dtype=w.kv_dtype, name="attention")
+        if m.mla and w.task == "decode":
+            a = m.mla
+            return Attention(num_heads=heads, num_kv_heads=1, head_dim=a.kv_lora_rank + a.qk_rope_head_dim,
+                             v_head_dim=a.kv_lora_rank, kv_shared_by_heads=True, **common)
+        if m.mla:
+            return Attention(num_heads=heads, num_kv_heads=heads, head_dim=m.qk_head_dim,
+                             v_head_dim=m.v_head_dim, **common)
+        return Attention(num_heads=heads, num_kv_heads=kv_heads, head_dim=m.dim_head, **common)
+
+    def mlp_block(self, i: int) -> None:
+        m, w = self.m, self.w
+        T, h = w.tokens, m.hidden_size
+        self.add(norm(T, h, self.act_dtype, name="post_attn_norm"), i)
+        if m.moe and i >= m.moe.first_k_dense:
+            self.moe_block(i)
+        else:
+            self.dense_mlp("mlp", m.intermediate_size // w.tp, i)
+            self.all_reduce("mlp_all_reduce", T * h, i)
+        self.elementwise("mlp_residual_add", T * h, i, reads=2, kind="add")
+
+    def dense_mlp(self, prefix: str, width: int, i: int) -> None:
+        m, T, h = self.m, self.w.tokens, self.m.hidden_size
+        gated = m.mlp == "gated"
+        self.gemm(f"{prefix}_up", T, width * (2 if gated else 1), h, i)
+        # gated: act(gate) * up reads two inputs; GELU/SiLU ~ 8 vector FLOPs per element
+        self.elementwise(f"{prefix}_act", T * width, i, reads=2 if gated else 1, flops=8, kind="activation")
+        self.gemm(f"{prefix}_down", T, h, width, i)
+
+    def moe_block(self, i: int) -> None:
+        m, w = self.m, self.w
+        moe, T, h = m.moe, w.tokens, m.hidden_size
+        self.gemm("router", T, moe.num_experts, h, i, weight=False)
+        self.add(softmax(T, moe.num_experts, self.act_dtype, name="router_topk"), i)
+        if w.ep > 1:
+            self.add(Collective(collective="all_to_all", size_bytes=T * moe.top_k * h * 2, group=w.ep,
+                                name="moe_dispatch"), i)
+        self.add(MoEExperts(tokens=T, hidden=h, inter=moe.expert_intermediate_size // w.tp, top_k=moe.top_k,
+                            num_experts=moe.num_experts // w.ep, total_experts=moe.num_experts,
+                            gated=m.mlp == "gated", dtype=w.dtype, weight_dtype=w.weight_dtype,
+                            name="moe_experts"), i)
+        if w.ep > 1:
+            self.add(Collective(collective="all_to_all", size_bytes=T * moe.top_k * h * 2, group=w.ep,
+                                name="moe_combine"), i)
+        if moe.num_shared_experts:
+            self.dense_mlp("shared_expert", moe.num_shared_experts * moe.shared_size // w.tp, i)
+        self.all_reduce("moe_all_reduce", T * h, i)
+
+    def head(self) -> None:
+        m, w = self.m, self.w
+        rows = w.tokens if w.task == "train" else w.batch  # inference needs logits of the last token only
+        self.add(norm(rows, m.hidden_size, self.act_dtype, name="final_norm"))
+        self.gemm("lm_head", rows, m.vocab_size // w.tp, m.hidden_size)
+        if w.task == "train":
+            self.add(softmax(rows, m.vocab_size // w.tp, "fp32", name="cross_entropy"))
+
+    # -- training passes ---------------------------------------------------------------------------
+    def backward(self, recompute: str) -> None:
+        for key, layer, op in reversed(list(self.forward)):
+            if recompute == "full" and layer >= 0 or recompute == "selective" and isinstance(op, Attention):
+                self.add(replace(op, name=f"{op.name}_recompute"), layer, "bwd")
+            for grad in _gradient_ops(op):
+                self.add(grad, layer, "bwd")
+
+    def optimizer(self) -> None:
+        params = self.m.params_total / self.w.tp
+        # Adam with fp32 master weights: read w, m, v, grad; write w, m, v and the bf16 copy (~12 FLOP each)
+        self.add(Elementwise(elements=int(params), reads=4, writes=3.5, flops_per_element=12, dtype="fp32",
+                             op_kind="optimizer", name="adam_step"), -1, "opt")
+
+
+def _gradient_ops(op: Op) -> list[Op]:
+    """Backward ops of a forward op: dX and dW GEMMs, FlashAttention backward, elementwise grads."""
+    if isinstance(op, Gemm):
+        dgrad = Gemm(m=op.m, n=op.k, k=op.n, dtype=op.dtype, batch=op.batch, name=f"{op.name}_dgrad")
+        wgrad = Gemm(m=op.k, n=op.n, k=op.m, dtype=op.dtype, batch=op.batch, name=f"{op.name}_wgrad")
+        return [dgrad, wgrad]
+    if isinstance(op, Attention):
+        # FlashAttention-2 backward: 5 matmuls (recompute S, dV, dP, dQ, dK) vs 2 forward -> 2.5x FLOPs;
+        # modelled as two forward-shaped passes plus a half pass.
+        return [replace(op, name="attention_bwd"), replace(op, name="attention_bwd'"),
+                replace(op, batch=max(1, op.batch // 2), name="attention_bwd''")]
+    if isinstance(op, MoEExperts):
+        return [replace(op, name=f"{op.name}_dgrad"), replace(op, name=f"{op.name}_wgrad")]
+    if isinstance(op, Elementwise):
+        return [replace(op, reads=op.reads + 1, name=f"{op.name}_bwd")]
+    if isinstance(op, Collective):
+        return [replace(op, name=f"{op.name}_bwd")]
+    if isinstance(op, Embedding):
+        return [replace(op, name="embedding_bwd")]
+    return []
+
+
+def build(model: ModelSpec | str, task: str, batch: int, seq: int | None = None, context: int | None = None,
+          dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
+          tp: int = 1, ep: int = 1, recompute: str = "none") -> nx.DiGraph:
+    """The operator graph for `task` (prefill | decode | train) on one device of a tp x ep split."""
+    model = load_model(model)
+    w = workload(model, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep)
+    if recompute not in ("none", "selective", "full"):
+        raise InvalidInputError(f"recompute: got {recompute!r}; accepted: none, selective, full")
+    b = _Builder(model, w)
+    b.add(Embedding(tokens=w.tokens, hidden=model.hidden_size, dtype=b.act_dtype, name="embedding"))
+    for i in range(model.num_layers):
+        b.attention_block(i)
+        b.mlp_block(i)
+    b.head()
+    if task == "train":
+        b.backward(recompute)
+        b.optimizer()
+    b.g.graph.update(model=model.name, workload=w)
+    return b.g
+
+
+def ops_of(graph: nx.DiGraph) -> list[Op]:
+    return [data["op"] for _, data in graph.nodes(data=True)]
+
+
+def total_flops(graph: nx.DiGraph) -> float:
+    return sum(op.flops for op in ops_of(graph))
+
+
+def total_bytes(graph: nx.DiGraph) -> float:
+    return sum(op.bytes for op in ops_of(graph))

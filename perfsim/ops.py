@@ -1,0 +1,308 @@
+"""Operator types: each knows its FLOPs and the bytes it reads and writes in main memory.
+
+Byte counts are compulsory traffic (each operand read once, each result written once); reuse inside
+on-chip memory is the cost model's business, not the operator's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from perfsim.dtypes import check, nbytes
+from perfsim.errors import InvalidInputError
+
+
+def _positive(name: str, **values: float) -> None:
+    for key, value in values.items():
+        if value is None or value < 0 or (isinstance(value, float) and not math.isfinite(value)):
+            raise InvalidInputError(f"{name}.{key}: must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """Base operator. `matrix` ops run on tensor/matrix units; the rest on vector units."""
+    name: str = field(default="op", kw_only=True)
+
+    kind = "op"
+    matrix = False
+
+    @property
+    def dtype(self) -> str:  # compute dtype
+        return "bf16"
+
+    @property
+    def flops(self) -> float:
+        return 0.0
+
+    @property
+    def bytes_read(self) -> float:
+        return 0.0
+
+    @property
+    def bytes_written(self) -> float:
+        return 0.0
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, FLOP per byte of main-memory traffic."""
+        return self.flops / self.bytes if self.bytes else math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Gemm(Op):
+    """C[m,n] = A[m,k] @ B[k,n], `batch` independent times. B is the weight when `weight_dtype` is set."""
+    m: int
+    n: int
+    k: int
+    dtype: str = "bf16"
+    batch: int = 1
+    weight_dtype: str | None = None  # storage dtype of B (weight-only quantization: int8, int4, fp4)
+    out_dtype: str | None = None
+
+    kind = "gemm"
+    matrix = True
+
+    def __post_init__(self) -> None:
+        _positive("Gemm", m=self.m, n=self.n, k=self.k, batch=self.batch)
+        check(self.dtype, "Gemm.dtype")
+        if self.weight_dtype:
+            check(self.weight_dtype, "Gemm.weight_dtype")
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.batch * self.m * self.n * self.k  # 2mnk: one multiply and one add per MAC
+
+    @property
+    def bytes_read(self) -> float:
+        a = nbytes(self.dtype)
+        w = nbytes(self.weight_dtype or self.dtype)
+        return self.batch * (self.m * self.k * a + self.k * self.n * w)
+
+    @property
+    def bytes_written(self) -> float:
+        return self.batch * self.m * self.n * nbytes(self.out_dtype or _activation_dtype(self.dtype))
+
+
+def _activation_dtype(dtype: str) -> str:
+    """GEMM outputs and elementwise activations in low-precision formats are kept in bf16."""
+    return "bf16" if dtype in ("fp8", "int8", "int4", "fp4") else dtype
+
+
+@dataclass(frozen=True, slots=True)
+class Attention(Op):
+    """Scaled dot-product attention over a KV cache (FlashAttention-style, fused softmax).
+
+    q_len new queries per sequence attend to kv_len keys (prefill: q_len == kv_len; decode: q_len == 1).
+    """
+    batch: int
+    q_len: int
+    kv_len: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    v_head_dim: int | None = None
+    causal: bool = True
+    window: int | None = None
+    dtype: str = "bf16"
+    kv_dtype: str | None = None
+    kv_shared_by_heads: bool = False  # MLA absorbed decode: one latent KV (K and V are the same tensor)
+
+    kind = "attention"
+    matrix = True
+
+    def __post_init__(self) -> None:
+        _positive("Attention", batch=self.batch, q_len=self.q_len, kv_len=self.kv_len,
+                  num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, head_dim=self.head_dim)
+        check(self.dtype, "Attention.dtype")
+        if self.num_kv_heads == 0 or self.num_heads % self.num_kv_heads:
+            raise InvalidInputError("Attention.num_kv_heads: must divide num_heads")
+
+    @property
+    def dv(self) -> int:
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def phase(self) -> str:
+        return "decode" if self.q_len == 1 else "prefill"
+
+    @property
+    def attended_pairs(self) -> float:
+        """Query-key pairs actually scored per head: causal mask and sliding window applied."""
+        q, kv, w = self.q_len, self.kv_len, self.window or self.kv_len
+        past = kv - q  # cached tokens before the first new query
+        total = 0.0
+        # query i (0-based among the new ones) sees keys [0, past + i], clipped to the last w
+        if not self.causal:
+            return float(q * min(kv, w))
+        full = min(q, max(0, w - past))        # queries whose whole visible prefix fits the window
+        # visible keys for query i: past + i + 1, for i < full; then w
+        total += full * (past + 1) + full * (full - 1) / 2.0
+        total += (q - full) * w
+        return float(total)
+
+    @property
+    def flops(self) -> float:
+        # QK^T and PV: 2 * pairs * d each (softmax exp/max/sum are vector work, negligible vs GEMMs)
+        return 2.0 * self.batch * self.num_heads * self.attended_pairs * (self.head_dim + self.dv)
+
+    @property
+    def kv_tokens_read(self) -> int:
+        return min(self.kv_len, (self.window or self.kv_len) + self.q_len - 1)
+
+    @property
+    def bytes_read(self) -> float:
+        a = nbytes(self.dtype)
+        kv = nbytes(self.kv_dtype or self.dtype)
+        q_bytes = self.batch * self.q_len * self.num_heads * self.head_dim * a
+        per_token = self.head_dim if self.kv_shared_by_heads else self.head_dim + self.dv
+        kv_bytes = self.batch * self.kv_tokens_read * self.num_kv_heads * per_token * kv
+        return q_bytes + kv_bytes
+
+    @property
+    def bytes_written(self) -> float:
+        return self.batch * self.q_len * self.num_heads * self.dv * nbytes(_activation_dtype(self.dtype))
+
+
+@dataclass(frozen=True, slots=True)
+class Elementwise(Op):
+    """A bandwidth-bound op over `elements` outputs: activation, residual add, rotary, softmax, copy.
+
+    reads: input tensors of the same size read per output element; flops_per_element: vector FLOPs.
+    """
+    elements: int
+    reads: float = 1.0
+    writes: float = 1.0
+    flops_per_element: float = 1.0
+    dtype: str = "bf16"
+    op_kind: str = "elementwise"
+
+    matrix = False
+
+    def __post_init__(self) -> None:
+        _positive("Elementwise", elements=self.elements, reads=self.reads, writes=self.writes)
+        check(self.dtype, "Elementwise.dtype")
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.op_kind
+
+    @property
+    def flops(self) -> float:
+        return self.flops_per_element * self.elements
+
+    @property
+    def bytes_read(self) -> float:
+        return self.reads * self.elements * nbytes(self.dtype)
+
+    @property
+    def bytes_written(self) -> float:
+        return self.writes * self.elements * nbytes(self.dtype)
+
+
+def norm(rows: int, cols: int, dtype: str = "bf16", name: str = "norm") -> Elementwise:
+    """RMSNorm/LayerNorm: read x, write y; ~5 FLOPs per element (square, sum, scale, shift)."""
+    return Elementwise(elements=rows * cols, reads=1, writes=1, flops_per_element=5, dtype=dtype,
+                       op_kind="norm", name=name)
+
+
+def softmax(rows: int, cols: int, dtype: str = "bf16", name: str = "softmax") -> Elementwise:
+    """Row softmax: max, exp, sum, divide: ~5 FLOPs per element."""
+    return Elementwise(elements=rows * cols, flops_per_element=5, dtype=dtype, op_kind="softmax", name=name)
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding(Op):
+    """Gather `tokens` rows of width `hidden` from a table."""
+    tokens: int
+    hidden: int
+    dtype: str = "bf16"
+
+    kind = "embedding"
+
+    @property
+    def bytes_read(self) -> float:
+        return self.tokens * self.hidden * nbytes(self.dtype)
+
+    @property
+    def bytes_written(self) -> float:
+        return self.tokens * self.hidden * nbytes(self.dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class MoEExperts(Op):
+    """Fused routed-expert MLP over `tokens` tokens, each sent to `top_k` of `num_experts` experts.
+
+    `num_experts` is the experts held on this device (after expert parallelism); `total_experts` the
+    model's. Weights touched = expected distinct experts hit under uniform routing:
+    E * (1 - (1 - k/E_total)^T) (occupancy of T*k draws over E_total bins), capped at this device's.
+    """
+    tokens: int
+    hidden: int
+    inter: int
+    top_k: int
+    num_experts: int
+    total_experts: int | None = None
+    gated: bool = True
+    dtype: str = "bf16"
+    weight_dtype: str | None = None
+    distribution: str = "balanced"
+
+    kind = "moe"
+    matrix = True
+
+    def __post_init__(self) -> None:
+        _positive("MoEExperts", tokens=self.tokens, hidden=self.hidden, inter=self.inter)
+        check(self.dtype, "MoEExperts.dtype")
+
+    @property
+    def experts_total(self) -> int:
+        return self.total_experts or self.num_experts
+
+    @property
+    def local_assignments(self) -> float:
+        """Token-expert pairs computed on this device."""
+        return self.tokens * self.top_k * self.num_experts / self.experts_total
+
+    @property
+    def matrices(self) -> int:
+        return 3 if self.gated else 2
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.local_assignments * self.hidden * self.inter * self.matrices
+
+    @property
+    def experts_touched(self) -> float:
+        p_hit = 1.0 - (1.0 - self.top_k / self.experts_total) ** self.tokens
+        return self.num_experts * p_hit
+
+    @property
+    def bytes_read(self) -> float:
+        w = nbytes(self.weight_dtype or self.dtype)
+        weights = self.experts_touched * self.matrices * self.hidden * self.inter * w
+        acts = self.local_assignments * self.hidden * nbytes(_activation_dtype(self.dtype))
+        return weights + acts
+
+    @property
+    def bytes_written(self) -> float:
+        return self.local_assignments * self.hidden * nbytes(_activation_dtype(self.dtype))
+
+
+@dataclass(frozen=True, slots=True)
+class Collective(Op):
+    """A communication op over `group` devices moving a `size_bytes` buffer (per device)."""
+    collective: str       # all_reduce | all_gather | reduce_scatter | all_to_all | broadcast | send_recv
+    size_bytes: float
+    group: int
+    scope: str = "intra"  # intra | inter | hierarchical
+
+    kind = "collective"
+
+    @property
+    def bytes(self) -> float:
+        return 0.0

@@ -1,0 +1,135 @@
+"""predict(): latency, throughput, memory and energy of one workload on one device (or a TP/EP group)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from perfsim import graph as graphs
+from perfsim.cost import memory
+from perfsim.cost.energy import run_energy
+from perfsim.costmodel import op_time
+from perfsim.errors import InvalidInputError
+from perfsim.hardware import Hardware, System, load_device, load_hardware
+from perfsim.model import ModelSpec, load_model
+
+
+class OpBreakdown(BaseModel):
+    name: str
+    kind: str
+    count: int
+    time_s: float
+    flops: float
+    bytes: float
+    intensity: float
+    bound: str
+    level: str
+
+
+class Estimate(BaseModel):
+    """A prediction with everything it rests on."""
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    hardware: str
+    task: str
+    batch: int
+    seq: int | None
+    context: int | None
+    num_gpus: int
+    latency_s: float
+    tokens_per_s: float
+    flops: float
+    memory_per_device_bytes: float
+    memory_breakdown: dict[str, float]
+    fits_in_memory: bool
+    energy_j: float
+    avg_power_w: float
+    breakdown: list[OpBreakdown]
+    assumptions: list[str]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    def to_frame(self):
+        import pandas as pd
+        return pd.DataFrame([b.model_dump() for b in self.breakdown])
+
+
+def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task: str = "decode", batch: int = 1,
+            seq: int | None = None, context: int | None = None, dtype: str = "bf16",
+            weight_dtype: str | None = None, kv_dtype: str | None = None, tp: int = 1, ep: int = 1,
+            profile: str | None = "auto") -> Estimate:
+    """Predict one prefill of `batch` x `seq` tokens, one decode step of `batch` sequences at `context`
+    cached tokens, or one training step, on a device (tp = ep = 1) or a TP x EP group of a system."""
+    spec = load_model(model)
+    hw = load_hardware(hardware)
+    device = load_device(hw)
+    gpus = tp * ep
+    if gpus > 1 and not isinstance(hw, System):
+        raise InvalidInputError(f"hardware: tp x ep = {gpus} devices needs a system (e.g. dgx-h100), "
+                                f"got device {device.name!r}")
+    g = graphs.build(spec, task, batch, seq=seq, context=context, dtype=dtype, weight_dtype=weight_dtype,
+                     kv_dtype=kv_dtype, tp=tp, ep=ep)
+    w: graphs.Workload = g.graph["workload"]
+    costs = [op_time(data["op"], hw, profile) for _, data in g.nodes(data=True)]
+    latency = sum(c.time_s for c in costs)  # one stream: ops run back to back
+    dynamic_j = sum(c.energy_j for c in costs) * gpus
+    energy_j, power_w = run_energy(dynamic_j, latency, device, gpus)
+
+    mem = _memory(spec, w, task, dtype, weight_dtype, kv_dtype)
+    total_mem = sum(mem.values())
+    tokens = w.batch if task == "decode" else w.tokens
+    return Estimate(
+        model=spec.name, hardware=getattr(hw, "name", str(hardware)), task=task, batch=batch, seq=seq,
+        context=context, num_gpus=gpus, latency_s=latency, tokens_per_s=tokens / latency if latency else 0.0,
+        flops=sum(c.flops for c in costs) * gpus, memory_per_device_bytes=total_mem, memory_breakdown=mem,
+        fits_in_memory=total_mem <= device.memory_bytes, energy_j=energy_j, avg_power_w=power_w,
+        breakdown=_breakdown(costs), assumptions=_assumptions(task, dtype, weight_dtype, kv_dtype, profile, costs),
+    )
+
+
+def _memory(spec: ModelSpec, w: graphs.Workload, task: str, dtype: str, weight_dtype: str | None,
+            kv_dtype: str | None) -> dict[str, float]:
+    act_dtype = "bf16" if dtype in ("fp8", "int8", "int4", "fp4") else dtype
+    mem = {"weights": memory.weight_bytes(spec, weight_dtype or dtype, w.tp, w.ep)}
+    if task == "train":
+        mem["gradients"] = memory.gradient_bytes(spec, w.tp)
+        mem["optimizer_states"] = memory.optimizer_state_bytes(spec, w.tp)
+        mem["activations"] = memory.training_activation_bytes(spec, w.batch, w.q_len, w.tp)
+    else:
+        mem["kv_cache"] = memory.kv_cache_bytes(spec, w.batch, w.kv_len, kv_dtype or act_dtype, w.tp)
+        mem["activations"] = memory.inference_activation_bytes(spec, w.tokens, act_dtype, w.tp)
+    return mem
+
+
+def _breakdown(costs) -> list[OpBreakdown]:
+    """Costs summed per op name over layers, slowest first."""
+    groups: dict[str, list] = defaultdict(list)
+    for c in costs:
+        groups[c.op.name].append(c)
+    rows = []
+    for name, cs in groups.items():
+        t = sum(c.time_s for c in cs)
+        flops = sum(c.flops for c in cs)
+        nbytes = sum(c.bytes for c in cs)
+        slowest = max(cs, key=lambda c: c.time_s)
+        rows.append(OpBreakdown(name=name, kind=cs[0].op.kind, count=len(cs), time_s=t, flops=flops, bytes=nbytes,
+                                intensity=flops / nbytes if nbytes else 0.0, bound=slowest.bound,
+                                level=slowest.level))
+    return sorted(rows, key=lambda r: -r.time_s)
+
+
+def _assumptions(task, dtype, weight_dtype, kv_dtype, profile, costs) -> list[str]:
+    out = [f"compute dtype {dtype}; weights {weight_dtype or dtype}; KV cache {kv_dtype or dtype}",
+           "ops run back to back on one stream; communication is not overlapped with compute",
+           "energy: sourced pJ/FLOP and pJ/byte where the device gives them, else dynamic power at peak = "
+           "TDP - idle; average power capped at TDP"]
+    if task == "prefill":
+        out.append("prefill computes logits for the last token of each sequence only")
+    out.append("cost model: " + ("roofline (ideal peaks)" if profile is None else
+                                 "calibrated efficiency model where a profile applies, else roofline"))
+    return out
