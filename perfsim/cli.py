@@ -1,0 +1,239 @@
+"""The perfsim command line: thin wrappers that parse, call the library and print tables or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from perfsim import hardware as hwlib
+from perfsim import model as modellib
+from perfsim.errors import PerfsimError, one_line
+from perfsim.units import format_quantity
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="Analytical performance simulator and roofline modeler for LLMs.")
+hw_app = typer.Typer(no_args_is_help=True, help="The hardware library: devices, links, systems.")
+models_app = typer.Typer(no_args_is_help=True, help="The model library.")
+app.add_typer(hw_app, name="hw")
+app.add_typer(models_app, name="models")
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"error: {one_line(message)}\n")
+    return 2
+
+
+class Task(str, Enum):
+    prefill = "prefill"
+    decode = "decode"
+    train = "train"
+
+
+class ActDtype(str, Enum):
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp8 = "fp8"
+    fp32 = "fp32"
+
+
+class WeightDtype(str, Enum):
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp8 = "fp8"
+    int8 = "int8"
+    int4 = "int4"
+    fp4 = "fp4"
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# ---- hardware ------------------------------------------------------------------------------------
+def _hw_summary(h) -> dict:
+    out = {"name": h.name, "kind": h.kind, "summary": h.summary}
+    if isinstance(h, hwlib.Device):
+        out.update(vendor=h.vendor, memory_bytes=h.memory_bytes, memory_bw_Bps=h.memory_bw_Bps,
+                   peak_flops={k: v for k, v in h.compute.peak.items()}, tdp_w=h.power.tdp)
+    elif isinstance(h, hwlib.Link):
+        out.update(type=h.type, bandwidth_Bps=h.bandwidth, latency_s=h.latency)
+    else:
+        out.update(device=h.device, devices_per_node=h.devices_per_node, intra_node_link=h.intra_node_link,
+                   nics_per_node=h.nics_per_node, nic_link=h.nic_link)
+    return out
+
+
+@hw_app.command("list")
+def hw_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List shipped devices, links and systems."""
+    items = hwlib.list_hardware()
+    if as_json:
+        print_json([_hw_summary(h) for h in items])
+        return
+    table = Table("name", "kind", "memory", "bandwidth", "bf16 / fp8 peak", "summary")
+    for h in items:
+        if isinstance(h, hwlib.Device):
+            peaks = " / ".join(format_quantity(h.peak_flops(d), "FLOP/s") for d in ("bf16", "fp8"))
+            table.add_row(h.name, h.kind, format_quantity(h.memory_bytes, "B"),
+                          format_quantity(h.memory_bw_Bps, "B/s"), peaks, h.summary)
+        elif isinstance(h, hwlib.Link):
+            table.add_row(h.name, h.kind, "", format_quantity(h.bandwidth, "B/s"), "", h.summary)
+        else:
+            table.add_row(h.name, h.kind, f"{h.devices_per_node}x {h.device}", h.intra_node_link, "", h.summary)
+    console.print(table)
+
+
+@hw_app.command("show")
+def hw_show(name: str = typer.Argument(..., help="Hardware name or YAML path."),
+            as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show one device, link or system with its sources."""
+    h = hwlib.load_hardware(name)
+    data = h.model_dump()
+    if as_json:
+        print_json(data)
+        return
+    table = Table("field", "value", title=f"{h.name} ({h.kind})")
+    for key, value in data.items():
+        table.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+    console.print(table)
+
+
+# ---- models --------------------------------------------------------------------------------------
+def _model_summary(m: modellib.ModelSpec) -> dict:
+    return {"name": m.name, "family": m.family, "params_total": m.params_total, "params_active": m.params_active,
+            "attention": m.attention_kind, "moe": m.is_moe, "layers": m.num_layers, "hidden_size": m.hidden_size,
+            "max_seq_len": m.max_seq_len}
+
+
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List shipped models."""
+    specs = [modellib.load_model(n) for n in modellib.model_names()]
+    if as_json:
+        print_json([_model_summary(m) for m in specs])
+        return
+    table = Table("name", "params total", "active", "attention", "layers", "hidden", "max seq")
+    for m in specs:
+        table.add_row(m.name, f"{m.params_total / 1e9:.2f}B", f"{m.params_active / 1e9:.2f}B", m.attention_kind,
+                      str(m.num_layers), str(m.hidden_size), str(m.max_seq_len))
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(model: str = typer.Argument(..., help="Model name, perfsim YAML or HF config.json path."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show one model's architecture and parameter counts."""
+    m = modellib.load_model(model)
+    data = {**m.model_dump(), "params_total": m.params_total, "params_active": m.params_active,
+            "attention": m.attention_kind}
+    if as_json:
+        print_json(data)
+        return
+    table = Table("field", "value", title=m.name)
+    for key, value in data.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+# ---- predict / roofline --------------------------------------------------------------------------
+ModelOpt = typer.Option(..., "--model", "-m", help="Model name, perfsim YAML or HF config.json path.")
+HardwareOpt = typer.Option(..., "--hardware", "-H", help="Device or system name, or a YAML path.")
+TaskOpt = typer.Option(Task.decode, "--task", help="prefill, decode or train.")
+BatchOpt = typer.Option(1, "--batch", "-b", help="Sequences in the batch.")
+SeqOpt = typer.Option(None, "--seq", help="Tokens per sequence (prefill, train).")
+ContextOpt = typer.Option(None, "--context", help="Tokens already in the KV cache (decode).")
+DtypeOpt = typer.Option(ActDtype.bf16, "--dtype", help="Compute dtype.")
+WeightOpt = typer.Option(None, "--weight-dtype", help="Weight storage dtype (weight-only quantization).")
+KvOpt = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: the compute dtype).")
+TpOpt = typer.Option(1, "--tp", help="Tensor-parallel degree (needs a system).")
+EpOpt = typer.Option(1, "--ep", help="Expert-parallel degree (needs a system).")
+ProfileOpt = typer.Option("auto", "--profile", help="Calibration profile: auto, none, or a YAML path.")
+
+
+def _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile):
+    from perfsim.predict import predict
+    return predict(model, hardware, task=task.value, batch=batch, seq=seq, context=context, dtype=dtype.value,
+                   weight_dtype=weight_dtype.value if weight_dtype else None,
+                   kv_dtype=kv_dtype.value if kv_dtype else None, tp=tp, ep=ep,
+                   profile=None if profile == "none" else profile)
+
+
+def _print_estimate(est, top: int = 15) -> None:
+    table = Table("op", "kind", "count", "time", "share", "GFLOP", "MB", "FLOP/B", "bound",
+                  title=f"{est.model} {est.task} on {est.hardware} (batch {est.batch})")
+    for b in est.breakdown[:top]:
+        table.add_row(b.name, b.kind, str(b.count), format_quantity(b.time_s, "s"),
+                      f"{100 * b.time_s / est.latency_s:.1f}%", f"{b.flops / 1e9:.3g}", f"{b.bytes / 1e6:.4g}",
+                      f"{b.intensity:.3g}", b.bound)
+    console.print(table)
+    mem = ", ".join(f"{k} {format_quantity(v, 'B', binary=True)}" for k, v in est.memory_breakdown.items())
+    console.print(f"latency {format_quantity(est.latency_s, 's')} | {est.tokens_per_s:,.1f} tokens/s | "
+                  f"memory/device {format_quantity(est.memory_per_device_bytes, 'B', binary=True)} ({mem})"
+                  f"{'' if est.fits_in_memory else ' [DOES NOT FIT]'} | energy {est.energy_j:.4g} J | "
+                  f"avg power {est.avg_power_w:.0f} W")
+
+
+@app.command()
+def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
+            seq: Optional[int] = SeqOpt, context: Optional[int] = ContextOpt, dtype: ActDtype = DtypeOpt,
+            weight_dtype: Optional[WeightDtype] = WeightOpt, kv_dtype: Optional[ActDtype] = KvOpt,
+            tp: int = TpOpt, ep: int = EpOpt, profile: str = ProfileOpt,
+            as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Predict latency, throughput, memory and energy of a prefill, a decode step or a training step."""
+    est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile)
+    if as_json:
+        print_json(est.to_json_dict())
+    else:
+        _print_estimate(est)
+
+
+@app.command()
+def roofline(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
+             seq: Optional[int] = SeqOpt, context: Optional[int] = ContextOpt, dtype: ActDtype = DtypeOpt,
+             weight_dtype: Optional[WeightDtype] = WeightOpt, kv_dtype: Optional[ActDtype] = KvOpt,
+             profile: str = ProfileOpt,
+             out: Path = typer.Option(Path("roofline.png"), "--out", "-o", help="Chart file (.png, .svg, .pdf).")):
+    """Draw the device roofline with the workload's ops placed by arithmetic intensity."""
+    from perfsim.report import check_figure_path, roofline_figure, save_figure
+    check_figure_path(out)
+    est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, 1, 1, profile)
+    _print_estimate(est, top=40)
+    save_figure(roofline_figure(hwlib.load_device(hardware), est), out)
+    console.print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors and exit code 2 on bad input, never a traceback."""
+    try:
+        app(args=argv, prog_name="perfsim", standalone_mode=False)
+    except PerfsimError as exc:
+        return _fail(str(exc))
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 130
+    except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help
+            sys.stdout.write(exc.format_message() + "\n")
+            return 0
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click/typer usage errors
+            return _fail(exc.format_message())
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
