@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from perfsim.calibrate.profile import Profile, resolve
+from perfsim.cost.calibrated import calibrated
 from perfsim.cost.comm import collective_time
 from perfsim.cost.opcost import OpCost
 from perfsim.cost.roofline import roofline
@@ -12,7 +14,7 @@ from perfsim.hardware import Device, Hardware, System, load_device, load_hardwar
 from perfsim.ops import Collective, Op
 
 
-def op_time(op: Op, hardware: str | Path | Hardware, profile: str | None = "auto") -> OpCost:
+def op_time(op: Op, hardware: str | Path | Hardware, profile: str | Path | Profile | None = "auto") -> OpCost:
     """Cost of `op` on `hardware` (a name, path, Device or System).
 
     profile: 'auto' uses the shipped calibration profile of the device when there is one, None the
@@ -26,4 +28,5 @@ def op_time(op: Op, hardware: str | Path | Hardware, profile: str | None = "auto
         return OpCost(op=op, time_s=t, compute_s=0.0, memory_s=0.0, overhead_s=0.0, comm_s=t, bound="comm",
                       level=hw.intra_link.name if op.group <= hw.devices_per_node else hw.nic_link or "")
     device: Device = load_device(hw)
-    return roofline(op, device)
+    prof = resolve(profile, device.name)
+    return roofline(op, device) if prof is None else calibrated(op, device, prof.params)

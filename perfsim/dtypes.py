@@ -13,10 +13,10 @@ DTYPES = tuple(BYTES)
 
 # When a device has no native peak for a dtype, compute runs at the first format it does support.
 PROMOTION: dict[str, tuple[str, ...]] = {
-    "fp4": ("fp4", "int4", "fp8", "int8", "fp16", "bf16", "fp32"),
-    "int4": ("int4", "int8", "fp8", "fp16", "bf16", "fp32"),
-    "fp8": ("fp8", "int8", "fp16", "bf16", "fp32"),
-    "int8": ("int8", "fp8", "fp16", "bf16", "fp32"),
+    "fp4": ("fp4", "fp8", "fp16", "bf16", "fp32"),
+    "int4": ("int4", "int8", "fp16", "bf16", "fp32"),
+    "fp8": ("fp8", "fp16", "bf16", "fp32"),   # no native fp8: weights are upcast, math runs at 16-bit rate
+    "int8": ("int8", "fp16", "bf16", "fp32"),
     "bf16": ("bf16", "fp16", "fp32"),
     "fp16": ("fp16", "bf16", "fp32"),
     "tf32": ("tf32", "fp32"),

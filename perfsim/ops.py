@@ -52,6 +52,12 @@ class Op:
         """Arithmetic intensity, FLOP per byte of main-memory traffic."""
         return self.flops / self.bytes if self.bytes else math.inf
 
+    @property
+    def cold_bytes(self) -> float:
+        """Bytes that always come from main memory (weights, KV cache); the rest are activations,
+        which the last-level cache serves when they fit in it."""
+        return 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class Gemm(Op):
@@ -86,6 +92,10 @@ class Gemm(Op):
     @property
     def bytes_written(self) -> float:
         return self.batch * self.m * self.n * nbytes(self.out_dtype or _activation_dtype(self.dtype))
+
+    @property
+    def cold_bytes(self) -> float:
+        return self.batch * self.k * self.n * nbytes(self.weight_dtype or self.dtype)
 
 
 def _activation_dtype(dtype: str) -> str:
@@ -167,6 +177,13 @@ class Attention(Op):
     def bytes_written(self) -> float:
         return self.batch * self.q_len * self.num_heads * self.dv * nbytes(_activation_dtype(self.dtype))
 
+    @property
+    def cold_bytes(self) -> float:
+        if self.phase == "prefill":
+            return 0.0
+        per_token = self.head_dim if self.kv_shared_by_heads else self.head_dim + self.dv
+        return self.batch * self.kv_tokens_read * self.num_kv_heads * per_token * nbytes(self.kv_dtype or self.dtype)
+
 
 @dataclass(frozen=True, slots=True)
 class Elementwise(Op):
@@ -232,6 +249,10 @@ class Embedding(Op):
     def bytes_written(self) -> float:
         return self.tokens * self.hidden * nbytes(self.dtype)
 
+    @property
+    def cold_bytes(self) -> float:
+        return self.bytes_read
+
 
 @dataclass(frozen=True, slots=True)
 class MoEExperts(Op):
@@ -283,14 +304,20 @@ class MoEExperts(Op):
 
     @property
     def bytes_read(self) -> float:
-        w = nbytes(self.weight_dtype or self.dtype)
-        weights = self.experts_touched * self.matrices * self.hidden * self.inter * w
         acts = self.local_assignments * self.hidden * nbytes(_activation_dtype(self.dtype))
-        return weights + acts
+        return self.weight_bytes + acts
 
     @property
     def bytes_written(self) -> float:
         return self.local_assignments * self.hidden * nbytes(_activation_dtype(self.dtype))
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.experts_touched * self.matrices * self.hidden * self.inter * nbytes(self.weight_dtype or self.dtype)
+
+    @property
+    def cold_bytes(self) -> float:
+        return self.weight_bytes
 
 
 @dataclass(frozen=True, slots=True)

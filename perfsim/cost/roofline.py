@@ -18,9 +18,20 @@ def compute_time(op: Op, device: Device) -> float:
     return op.flops / peak_for(op, device) if op.flops else 0.0
 
 
+def traffic_split(op: Op, device: Device) -> tuple[float, float]:
+    """(main-memory bytes, last-level-cache bytes): activations that fit in the LLC are served by it."""
+    llc = device.last_level_cache
+    hot = op.bytes - op.cold_bytes
+    if llc is not None and hot <= llc.capacity:
+        return op.cold_bytes, hot
+    return op.bytes, 0.0
+
+
 def memory_time(op: Op, device: Device) -> float:
-    # memory roof: t = bytes / B_main (compulsory traffic served by main memory)
-    return op.bytes / device.memory_bw_Bps
+    # hierarchical memory roof: t = max(bytes_main / B_main, bytes_llc / B_llc)
+    main, cached = traffic_split(op, device)
+    llc = device.last_level_cache
+    return max(main / device.memory_bw_Bps, cached / llc.bandwidth if llc else 0.0)
 
 
 def roofline(op: Op, device: Device) -> OpCost:
@@ -28,4 +39,13 @@ def roofline(op: Op, device: Device) -> OpCost:
     compute_s, memory_s = compute_time(op, device), memory_time(op, device)
     return OpCost(op=op, time_s=max(compute_s, memory_s), compute_s=compute_s, memory_s=memory_s,
                   overhead_s=0.0, comm_s=0.0, bound=classify(compute_s, memory_s),
-                  level=device.main_memory.name, energy_j=dynamic_energy(op, device))
+                  level=serving_level(op, device), energy_j=dynamic_energy(op, device))
+
+
+def serving_level(op: Op, device: Device) -> str:
+    """The memory level whose traffic takes longest for this op."""
+    main, cached = traffic_split(op, device)
+    llc = device.last_level_cache
+    if llc is not None and cached / llc.bandwidth > main / device.memory_bw_Bps:
+        return llc.name
+    return device.main_memory.name

@@ -1,0 +1,1 @@
+"""Calibration: fit efficiency parameters to measured kernels, measure this machine, write profiles."""

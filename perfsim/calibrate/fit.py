@@ -1,0 +1,116 @@
+"""Fit efficiency parameters to measured rows: least squares on log(predicted / measured).
+
+Each op family frees only the parameters that its model uses, each within its physical range.
+The log-ratio residual weighs a 10% miss on a 5 us kernel like one on a 5 ms kernel; a soft-L1 loss
+keeps a few noisy rows (timer resolution, outliers) from steering the fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from perfsim.calibrate.rows import ELEMENTWISE_KIND, FP8_FORMATS, predict_rows
+from perfsim.cost.params import CostParams
+from perfsim.hardware import Device
+
+
+@dataclass(frozen=True)
+class Free:
+    """A fitted parameter: dotted path into CostParams, bounds, and the scale it is optimised in."""
+    path: str
+    lo: float
+    hi: float
+    scale: float = 1.0
+
+
+def _gemm_free(fmt: str) -> list[Free]:
+    g = f"gemm.{fmt}"
+    return [Free(f"{g}.compute_efficiency", 0.05, 1.0), Free(f"{g}.memory_efficiency", 0.05, 1.0),
+            Free(f"{g}.l2_efficiency", 0.05, 1.0), Free(f"{g}.tile_overhead_cycles", 0.0, 20000.0, 1000.0),
+            Free(f"{g}.bandwidth_saturation", 0.05, 1.0), Free(f"{g}.overlap", 1.0, 64.0, 10.0),
+            Free(f"{g}.launch_s", 0.0, 50e-6, 1e-6)]
+
+
+def _elementwise_free(kinds) -> list[Free]:
+    return [f for k in kinds for f in (Free(f"elementwise.{k}.memory_efficiency", 0.02, 1.0),
+                                       Free(f"elementwise.{k}.cache_hit", 0.0, 1.0),
+                                       Free(f"elementwise.{k}.launch_s", 0.0, 50e-6, 1e-6))]
+
+
+FREE_BY_FAMILY = {
+    "context_attention": [Free("attention.prefill_efficiency", 0.05, 1.0),
+                          Free("attention.decode_memory_efficiency", 0.05, 1.0),
+                          Free("attention.block_overhead_cycles", 0.0, 50000.0, 1000.0),
+                          Free("attention.launch_s", 0.0, 100e-6, 1e-6)],
+    "generation_attention": [Free("attention.decode_memory_efficiency", 0.05, 1.0),
+                             Free("attention.prefill_efficiency", 0.05, 1.0), Free("attention.launch_s", 0.0, 100e-6, 1e-6)],
+    "moe": [Free("moe.compute_efficiency", 0.05, 1.0), Free("moe.memory_efficiency", 0.05, 1.0),
+            Free("moe.launch_s", 0.0, 300e-6, 1e-6)],
+}
+
+
+def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:
+    gemms = [f for fmt in sorted(df.dtype.unique()) for f in _gemm_free(fmt)]
+    kinds = sorted(set(df.op.map(ELEMENTWISE_KIND).dropna())) if "op" in df else []
+    if family == "gemm":
+        return gemms + (_elementwise_free(["quantize"]) if set(df.dtype) & set(FP8_FORMATS) else [])
+    if family == "layer_ops":
+        return gemms + _elementwise_free(kinds)
+    if family == "elementwise":
+        return _elementwise_free(kinds)
+    return FREE_BY_FAMILY[family]
+
+
+def get(params: CostParams, path: str) -> float:
+    parts = path.split(".")
+    if parts[0] == "gemm":  # unfitted formats start from the bf16 (or default) kernel family
+        return float(getattr(params.gemm_for(parts[1]), parts[2]))
+    if parts[0] == "elementwise":
+        return float(getattr(params.elementwise_for(parts[1]), parts[2]))
+    node = params.model_dump()
+    for part in parts:
+        node = node[part]
+    return float(node)
+
+
+def with_values(params: CostParams, free: list[Free], values) -> CostParams:
+    data = params.model_dump()
+    for f in free:
+        parts = f.path.split(".")
+        if parts[0] == "gemm" and parts[1] not in data["gemm"]:
+            data["gemm"][parts[1]] = params.gemm_for(parts[1]).model_dump()
+        if parts[0] == "elementwise" and parts[1] not in data["elementwise"]:
+            data["elementwise"][parts[1]] = params.elementwise_for(parts[1]).model_dump()
+    for f, v in zip(free, values, strict=True):
+        node = data
+        parts = f.path.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = float(v)
+    return CostParams.model_validate(data)
+
+
+def fit(df: pd.DataFrame, family: str, device: Device, start: CostParams | None = None,
+        max_rows: int = 6000, seed: int = 0) -> CostParams:
+    """Parameters that best explain `df` (rows of one family measured on `device`)."""
+    start = start or CostParams()
+    if len(df) > max_rows:  # a random subsample keeps fitting fast; scoring always uses every row
+        df = df.sample(max_rows, random_state=seed)
+    free = free_parameters(family, df)
+    measured = df.measured_s.to_numpy(float)
+    x0 = np.array([min(max(get(start, f.path), f.lo), f.hi) / f.scale for f in free])
+    lo = np.array([f.lo / f.scale for f in free])
+    hi = np.array([f.hi / f.scale for f in free])
+    x0 = np.clip(x0, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
+    scales = np.array([f.scale for f in free])
+
+    def residuals(x):
+        return np.log(predict_rows(df, family, device, with_values(start, free, x * scales)) / measured)
+
+    result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, diff_step=1e-3,
+                           max_nfev=60 * len(free))
+    return with_values(start, free, result.x * scales)

@@ -1,0 +1,131 @@
+"""Predict every row of a tidy measured frame (perfsim.measured) with the calibrated cost model.
+
+One function per op family, vectorised over rows; `predict_rows` dispatches on the frame's family.
+The same code serves fitting (calibrate) and scoring (validate), so both see identical physics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from perfsim.cost.attention import decode_time, prefill_time
+from perfsim.cost.elementwise import elementwise_time
+from perfsim.cost.gemm import DeviceRoofs, gemm_time
+from perfsim.cost.moe import moe_time
+from perfsim.cost.params import CostParams
+from perfsim.dtypes import BYTES
+from perfsim.errors import InvalidInputError
+from perfsim.hardware import Device
+
+# bytes moved per output element, in units of the element size, for each layer op (read + write)
+ELEMENTWISE_TRAFFIC = {"emb": 2.0, "input_layernorm": 2.0, "post_attention_layernorm": 2.0, "attn_rope": 2.0,
+                       "add": 3.0, "softmax": 2.0, "layernorm": 2.0, "gelu": 2.0}
+ELEMENTWISE_FLOPS = {"emb": 0.0, "input_layernorm": 5.0, "post_attention_layernorm": 5.0, "attn_rope": 3.0,
+                     "add": 1.0, "softmax": 5.0, "layernorm": 7.0, "gelu": 8.0, "mlp_act": 8.0}
+FP8_FORMATS = ("fp8", "fp8_block")
+# measured op name -> perfsim elementwise kind (the kernel family whose parameters apply)
+ELEMENTWISE_KIND = {"emb": "embedding", "input_layernorm": "norm", "post_attention_layernorm": "norm",
+                    "layernorm": "norm", "attn_rope": "rotary", "mlp_act": "activation", "gelu": "activation",
+                    "add": "add", "softmax": "softmax"}
+
+
+def _storage_bytes(dtype: str) -> float:
+    return BYTES.get("fp8" if dtype in FP8_FORMATS else dtype, 2.0)
+
+
+def gemm_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
+    roofs = DeviceRoofs.of(device)
+    out = np.empty(len(df))
+    for dtype, idx in df.groupby("dtype").indices.items():
+        rows = df.iloc[idx]
+        compute = device.compute_dtype("fp8" if dtype in FP8_FORMATS else dtype)
+        elem = _storage_bytes(dtype)
+        t = gemm_time(rows.m.to_numpy(float), rows.n.to_numpy(float), rows.k.to_numpy(float), 1.0, elem, elem,
+                      2.0 if dtype in FP8_FORMATS else elem, device.peak_flops(compute), roofs,
+                      params.gemm_for(dtype))
+        if dtype in FP8_FORMATS:  # the fp8 linear quantizes its bf16 input first: read 2 B, write 1 B per element
+            act = rows.m.to_numpy(float) * rows.k.to_numpy(float)
+            t = t + elementwise_time(3.0 * act, act, device.vector_flops("fp32"), roofs,
+                                     params.elementwise_for("quantize"))
+        out[idx] = t
+    return out
+
+
+def elementwise_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
+    roofs = DeviceRoofs.of(device)
+    elems = df.elements.to_numpy(float)
+    elem_bytes = df.dtype.map(lambda d: BYTES.get(d, 2.0)).to_numpy(float)
+    traffic = df.op.map(ELEMENTWISE_TRAFFIC).to_numpy(float)
+    if "use_gated_mlp" in df:
+        gated = df.use_gated_mlp.fillna(False).astype(bool).to_numpy()
+        traffic = np.where(df.op.to_numpy() == "mlp_act", np.where(gated, 3.0, 2.0), traffic)
+    flops = df.op.map(ELEMENTWISE_FLOPS).fillna(1.0).to_numpy(float) * elems
+    nbytes = traffic * elems * elem_bytes
+    cold = np.where(df.op.to_numpy() == "emb", nbytes / 2.0, 0.0)
+    out = np.empty(len(df))
+    kinds = df.op.map(ELEMENTWISE_KIND).fillna("default")
+    for kind, idx in kinds.groupby(kinds).indices.items():
+        out[idx] = elementwise_time(nbytes[idx], flops[idx], device.vector_flops(df.dtype.iloc[0]), roofs,
+                                    params.elementwise_for(kind), cold[idx])
+    return out
+
+
+def layer_op_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
+    out = np.empty(len(df))
+    is_gemm = (df.op_kind == "gemm").to_numpy()
+    if is_gemm.any():
+        out[is_gemm] = gemm_rows(df[is_gemm], device, params)
+    if (~is_gemm).any():
+        out[~is_gemm] = elementwise_rows(df[~is_gemm], device, params)
+    return out
+
+
+def context_attention_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
+    roofs = DeviceRoofs.of(device)
+    b, s = df.batch.to_numpy(float), df.isl.to_numpy(float)
+    nh, nkv, d = (df[c].to_numpy(float) for c in ("num_heads", "num_kv_heads", "head_dim"))
+    elem = df.dtype.map(lambda x: BYTES.get(x, 2.0)).to_numpy(float)
+    io = b * s * (2 * nh + 2 * nkv) * d * elem
+    return prefill_time(b, s, s, nh, d, d, io, df.window.fillna(0).to_numpy(float),
+                        device.peak_flops(df.dtype.iloc[0]), roofs, params.attention)
+
+
+def generation_attention_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
+    roofs = DeviceRoofs.of(device)
+    b = df.batch.to_numpy(float)
+    kv = df.kv_len.to_numpy(float) + 1.0  # `step` cached tokens plus the new one
+    w = df.window.fillna(0).to_numpy(float)
+    kv_read = np.where(w > 0, np.minimum(kv, w), kv)
+    nh, nkv, d = (df[c].to_numpy(float) for c in ("num_heads", "num_kv_heads", "head_dim"))
+    kv_elem = df.kv_dtype.fillna("bf16").map(lambda x: BYTES.get(x, 2.0)).to_numpy(float)
+    kv_bytes = b * kv_read * nkv * 2 * d * kv_elem
+    other = b * nh * d * 2 * 2.0
+    flops = 2.0 * b * nh * kv_read * 2 * d
+    return decode_time(b, kv_read, nkv, flops, kv_bytes, other, device.peak_flops("bf16"), roofs, params.attention)
+
+
+MOE_FORMATS = {"bf16": ("bf16", 2.0), "fp16": ("fp16", 2.0), "fp8": ("fp8", 1.0), "fp8_block": ("fp8", 1.0),
+               "w4a16_mxfp4": ("bf16", 0.5), "nvfp4": ("fp4", 0.5), "w4afp8": ("fp8", 0.5)}
+
+
+def moe_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
+    roofs = DeviceRoofs.of(device)
+    tile_s = params.gemm_for("bf16").tile_overhead_cycles / roofs.clock_hz
+    out = np.empty(len(df))
+    for i, r in enumerate(df.itertuples(index=False)):
+        compute, w_bytes = MOE_FORMATS.get(r.dtype, ("bf16", 2.0))
+        out[i] = moe_time(r.num_tokens, r.hidden, r.inter / r.tp, r.topk, r.num_experts, r.num_experts // r.ep,
+                          True, w_bytes, 2.0, device.peak_flops(compute), roofs, params.moe, r.distribution, tile_s)
+    return out
+
+
+PREDICTORS = {"gemm": gemm_rows, "elementwise": elementwise_rows, "layer_ops": layer_op_rows,
+              "context_attention": context_attention_rows, "generation_attention": generation_attention_rows,
+              "moe": moe_rows}
+
+
+def predict_rows(df: pd.DataFrame, family: str, device: Device, params: CostParams) -> np.ndarray:
+    if family not in PREDICTORS:
+        raise InvalidInputError(f"family: {family!r} has no operator model; accepted: {', '.join(PREDICTORS)}")
+    return PREDICTORS[family](df, device, params)

@@ -1,0 +1,61 @@
+"""Calibrated operator cost: the efficiency model of each op family with a profile's parameters."""
+
+from __future__ import annotations
+
+from perfsim.cost.attention import decode_time, prefill_time
+from perfsim.cost.elementwise import elementwise_time
+from perfsim.cost.energy import dynamic_energy
+from perfsim.cost.gemm import DeviceRoofs, gemm_time
+from perfsim.cost.moe import moe_time
+from perfsim.cost.opcost import OpCost
+from perfsim.cost.params import CostParams
+from perfsim.cost.roofline import compute_time, memory_time, serving_level
+from perfsim.dtypes import nbytes
+from perfsim.hardware import Device
+from perfsim.ops import Attention, Elementwise, Embedding, Gemm, MoEExperts, Op
+
+
+def _activation_bytes(dtype: str) -> float:
+    return 2.0 if dtype in ("fp8", "int8", "int4", "fp4") else nbytes(dtype)
+
+
+def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs | None = None) -> tuple[float, float]:
+    """(time, launch overhead) of one op under the efficiency model of its family."""
+    roofs = roofs or DeviceRoofs.of(device)
+    if isinstance(op, Gemm):
+        p = params.gemm_for(device.compute_dtype(op.dtype))
+        t = gemm_time(op.m, op.n, op.k, op.batch, nbytes(op.dtype), nbytes(op.weight_dtype or op.dtype),
+                      nbytes(op.out_dtype or ("bf16" if op.dtype in ("fp8", "int8", "int4", "fp4") else op.dtype)),
+                      device.peak_flops(op.dtype), roofs, p)[0]
+        return float(t), p.launch_s
+    if isinstance(op, Attention):
+        p = params.attention
+        peak = device.peak_flops(op.dtype)
+        if op.phase == "prefill":
+            t = prefill_time(op.batch, op.q_len, op.kv_len, op.num_heads, op.head_dim, op.dv, op.bytes,
+                             op.window or 0, peak, roofs, p, causal=op.causal)[0]
+        else:
+            t = decode_time(op.batch, op.kv_tokens_read, op.num_kv_heads, op.flops, op.cold_bytes,
+                            op.bytes - op.cold_bytes, peak, roofs, p)[0]
+        return float(t), p.launch_s
+    if isinstance(op, MoEExperts):
+        p = params.moe
+        tile_s = params.gemm_for(device.compute_dtype(op.dtype)).tile_overhead_cycles / roofs.clock_hz
+        t = moe_time(op.tokens, op.hidden, op.inter, op.top_k, op.experts_total, op.num_experts, op.gated,
+                     nbytes(op.weight_dtype or op.dtype), _activation_bytes(op.dtype), device.peak_flops(op.dtype),
+                     roofs, p, op.distribution, tile_s)
+        return t, p.launch_s
+    if isinstance(op, (Elementwise, Embedding)):
+        p = params.elementwise_for(op.kind)
+        t = elementwise_time(op.bytes, op.flops, device.vector_flops(op.dtype), roofs, p, op.cold_bytes)[0]
+        return float(t), p.launch_s
+    return max(compute_time(op, device), memory_time(op, device)), 0.0
+
+
+def calibrated(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs | None = None) -> OpCost:
+    t, launch = kernel_time(op, device, params, roofs)
+    compute_s, memory_s = compute_time(op, device), memory_time(op, device)
+    # name the bound by which ceiling the op is closest to, and overhead when launch dominates
+    bound = "overhead" if launch >= max(compute_s, memory_s) else ("compute" if compute_s >= memory_s else "memory")
+    return OpCost(op=op, time_s=t, compute_s=compute_s, memory_s=memory_s, overhead_s=launch, comm_s=0.0,
+                  bound=bound, level=serving_level(op, device), energy_j=dynamic_energy(op, device))

@@ -1,0 +1,60 @@
+"""Efficiency parameters of the calibrated cost model. Each has a physical meaning and a range.
+
+Efficiencies are fractions of a datasheet ceiling; overheads are seconds or clock cycles, so that
+parameters fitted on one GPU carry over to another through its specs.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Fraction = Field(gt=0, le=1)
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GemmParams(_Params):
+    """One GEMM kernel family (one dtype): cuBLAS/CUTLASS kernels differ per dtype, so do their parameters."""
+    compute_efficiency: float = Field(0.80, gt=0, le=1)     # sustained fraction of dense peak in a full wave
+    memory_efficiency: float = Field(0.85, gt=0, le=1)      # sustained fraction of HBM bandwidth
+    l2_efficiency: float = Field(0.70, gt=0, le=1)          # sustained fraction of L2 bandwidth
+    tile_overhead_cycles: float = Field(1500.0, ge=0)       # per-tile prologue/epilogue/pipeline fill
+    bandwidth_saturation: float = Field(0.5, gt=0, le=1)    # fraction of compute units that saturates HBM
+    overlap: float = Field(4.0, ge=1, le=64)                # p of the smooth max (c^p + m^p)^(1/p)
+    launch_s: float = Field(3e-6, ge=0)                     # kernel launch and dispatch
+
+
+class AttentionParams(_Params):
+    prefill_efficiency: float = Field(0.60, gt=0, le=1)     # FlashAttention fraction of matrix peak
+    decode_memory_efficiency: float = Field(0.75, gt=0, le=1)
+    block_overhead_cycles: float = Field(3000.0, ge=0)
+    launch_s: float = Field(5e-6, ge=0)
+
+
+class MoEParams(_Params):
+    compute_efficiency: float = Field(0.60, gt=0, le=1)     # grouped GEMM fraction of dense peak
+    memory_efficiency: float = Field(0.75, gt=0, le=1)
+    launch_s: float = Field(30e-6, ge=0)                    # routing, permute, two GEMMs, finalize
+
+
+class ElementwiseParams(_Params):
+    memory_efficiency: float = Field(0.80, gt=0, le=1)      # streaming kernels' fraction of HBM bandwidth
+    cache_hit: float = Field(0.5, ge=0, le=1)               # share of LLC-sized activation traffic the LLC serves
+    launch_s: float = Field(4e-6, ge=0)
+
+
+class CostParams(_Params):
+    gemm: dict[str, GemmParams] = {"default": GemmParams()}   # by GEMM format (bf16, fp8, fp8_block, ...)
+    attention: AttentionParams = AttentionParams()
+    moe: MoEParams = MoEParams()
+    elementwise: dict[str, ElementwiseParams] = {"default": ElementwiseParams()}  # by op kind (norm, add, ...)
+
+    def gemm_for(self, fmt: str) -> GemmParams:
+        """Parameters of the GEMM kernels of a format; bf16's (then the default) when not fitted."""
+        return self.gemm.get(fmt) or self.gemm.get("bf16") or self.gemm.get("default") or GemmParams()
+
+    def elementwise_for(self, kind: str) -> ElementwiseParams:
+        """Parameters of the kernels of an elementwise op kind; the default when not fitted."""
+        return self.elementwise.get(kind) or self.elementwise.get("default") or ElementwiseParams()

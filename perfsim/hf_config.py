@@ -1,0 +1,339 @@
+"""Build a ModelSpec from a local Hugging Face `config.json` (no network, no transformers import).
+
+Each supported `architectures` entry has a small reader that maps the config's keys onto ModelSpec
+fields, with the defaults the matching transformers configuration class uses when a key is absent.
+Errors are one-line SpecErrors naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from perfsim.errors import SpecError
+from perfsim.model import ModelSpec, _parse
+from perfsim.specfiles import read_mapping
+
+_MISSING = object()
+
+
+class _Config:
+    """A config.json mapping with typed, error-reporting accessors."""
+
+    def __init__(self, data: dict[str, Any], path: Path, arch: str):
+        self.data, self.path, self.arch = data, path, arch
+
+    def _fail(self, key: str, what: str) -> SpecError:
+        return SpecError(f"{self.path}: field {key}: {what}")
+
+    def _get(self, keys: tuple[str, ...], default: Any) -> tuple[str, Any, bool]:
+        """(key, value, given): the first of `keys` present and not null, else the default."""
+        for key in keys:
+            if self.data.get(key) is not None:
+                return key, self.data[key], True
+        if default is _MISSING:
+            raise self._fail(keys[0], f"required field is missing (needed for {self.arch})")
+        return keys[0], default, False
+
+    def integer(self, *keys: str, default: Any = _MISSING) -> Any:
+        """First of `keys` present and not null, as an int; `default` when none is (required if not given)."""
+        key, value, given = self._get(keys, default)
+        if not given:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            raise self._fail(key, f"expected an integer, got {value!r}")
+        return int(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        key, value, given = self._get((key,), default)
+        if given and not isinstance(value, bool):
+            raise self._fail(key, f"expected true or false, got {value!r}")
+        return value
+
+    def text(self, key: str, default: str) -> str:
+        key, value, given = self._get((key,), default)
+        if given and not isinstance(value, str):
+            raise self._fail(key, f"expected a string, got {value!r}")
+        return value
+
+    def int_list(self, key: str) -> list[int]:
+        value = self.data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise self._fail(key, f"expected a list of layer indices, got {value!r}")
+        return value
+
+    def str_list(self, key: str) -> list[str] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._fail(key, f"expected a list of strings, got {value!r}")
+        return value
+
+    def activation(self, key: str = "hidden_act", default: str = "silu") -> str:
+        act = self.text(key, default).lower()
+        if act in ("silu", "swish"):
+            return "silu"
+        if act.startswith("gelu") or act in ("quick_gelu", "gelu_pytorch_tanh"):
+            return "gelu"
+        if act == "relu":
+            return "relu"
+        raise self._fail(key, f"activation {act!r} is not supported; supported: silu, swish, gelu*, relu")
+
+
+# ---- per-family readers: each returns ModelSpec fields --------------------------------------------
+
+def _sliding_layers(c: _Config, num_layers: int) -> dict[str, Any]:
+    """sliding_window / num_sliding_layers from `layer_types`, or Qwen2-style use_sliding_window/max_window_layers."""
+    window = c.integer("sliding_window", default=None)
+    layer_types = c.str_list("layer_types")
+    if layer_types is not None:
+        if len(layer_types) != num_layers:
+            raise c._fail("layer_types", f"has {len(layer_types)} entries for {num_layers} layers")
+        sliding = sum(t == "sliding_attention" for t in layer_types)
+        if not sliding:
+            return {}
+        if window is None:
+            raise c._fail("sliding_window", "required field is missing (layer_types has sliding_attention layers)")
+        return {"sliding_window": window, "num_sliding_layers": sliding}
+    if "use_sliding_window" in c.data:           # Qwen2/Qwen3: the window is inert unless switched on
+        if not c.flag("use_sliding_window", False) or window is None:
+            return {}
+        first = c.integer("max_window_layers", default=num_layers)
+        return {"sliding_window": window, "num_sliding_layers": max(0, num_layers - first)}
+    return {"sliding_window": window} if window is not None else {}
+
+
+def _llama_like(c: _Config, *, qkv_bias: bool | None = None, out_bias: bool | None = None,
+                qk_norm: bool = False) -> dict[str, Any]:
+    hidden = c.integer("hidden_size")
+    heads = c.integer("num_attention_heads")
+    layers = c.integer("num_hidden_layers")
+    attention_bias = c.flag("attention_bias", False)
+    spec: dict[str, Any] = {
+        "hidden_size": hidden,
+        "num_layers": layers,
+        "num_heads": heads,
+        "num_kv_heads": c.integer("num_key_value_heads", default=heads),
+        "intermediate_size": c.integer("intermediate_size"),
+        "vocab_size": c.integer("vocab_size"),
+        "max_seq_len": c.integer("max_position_embeddings"),
+        "mlp": "gated",
+        "activation": c.activation(),
+        "norm": "rmsnorm",
+        "position": "rotary",
+        "tie_embeddings": c.flag("tie_word_embeddings", False),
+        "qkv_bias": attention_bias if qkv_bias is None else qkv_bias,
+        "out_bias": attention_bias if out_bias is None else out_bias,
+        "mlp_bias": c.flag("mlp_bias", False),
+        "qk_norm": qk_norm,
+    }
+    head_dim = c.integer("head_dim", default=None)
+    if head_dim is not None:
+        spec["head_dim"] = head_dim
+    return spec | _sliding_layers(c, layers)
+
+
+def _llama(c: _Config) -> dict[str, Any]:
+    return _llama_like(c)
+
+
+def _qwen2(c: _Config) -> dict[str, Any]:
+    return _llama_like(c, qkv_bias=True, out_bias=False)    # Qwen2: q/k/v carry a bias, o_proj does not
+
+
+def _qwen3(c: _Config) -> dict[str, Any]:
+    return _llama_like(c, qk_norm=True)
+
+
+def _mixtral(c: _Config) -> dict[str, Any]:
+    spec = _llama_like(c)
+    spec["moe"] = {"num_experts": c.integer("num_local_experts"), "top_k": c.integer("num_experts_per_tok"),
+                   "expert_intermediate_size": spec["intermediate_size"]}
+    return spec
+
+
+def _qwen3_moe(c: _Config) -> dict[str, Any]:
+    spec = _llama_like(c, qk_norm=True)
+    layers, experts = spec["num_layers"], c.integer("num_experts")
+    step = c.integer("decoder_sparse_step", default=1)
+    dense_only = set(c.int_list("mlp_only_layers"))
+    if experts == 0:
+        return spec
+    if step < 1:
+        raise c._fail("decoder_sparse_step", f"must be >= 1, got {step}")
+    # transformers: layer i is sparse when i not in mlp_only_layers and (i + 1) % decoder_sparse_step == 0
+    dense = [i for i in range(layers) if i in dense_only or (i + 1) % step]
+    if dense != list(range(len(dense))):
+        raise c._fail("mlp_only_layers", f"dense layers {dense} are not a leading block; perfsim models only "
+                                         "the first k layers as dense (decoder_sparse_step 1, mlp_only_layers 0..k-1)")
+    spec["moe"] = {"num_experts": experts, "top_k": c.integer("num_experts_per_tok"),
+                   "expert_intermediate_size": c.integer("moe_intermediate_size"), "first_k_dense": len(dense)}
+    return spec
+
+
+def _deepseek_v3(c: _Config) -> dict[str, Any]:
+    heads = c.integer("num_attention_heads")
+    layers = c.integer("num_hidden_layers")
+    if c.integer("moe_layer_freq", default=1) != 1:
+        raise c._fail("moe_layer_freq", "only 1 (every layer after first_k_dense_replace is MoE) is supported")
+    # The multi-token-prediction module (num_nextn_predict_layers) is not part of the model served; ignored.
+    return {
+        "hidden_size": c.integer("hidden_size"),
+        "num_layers": layers,
+        "num_heads": heads,
+        "num_kv_heads": heads,   # MLA: every head has its own (decompressed) K and V
+        "intermediate_size": c.integer("intermediate_size"),
+        "vocab_size": c.integer("vocab_size"),
+        "max_seq_len": c.integer("max_position_embeddings"),
+        "mlp": "gated",
+        "activation": c.activation(),
+        "norm": "rmsnorm",
+        "position": "rotary",
+        "tie_embeddings": c.flag("tie_word_embeddings", False),
+        "mla": {
+            "q_lora_rank": c.integer("q_lora_rank", default=None),
+            "kv_lora_rank": c.integer("kv_lora_rank"),
+            "qk_nope_head_dim": c.integer("qk_nope_head_dim"),
+            "qk_rope_head_dim": c.integer("qk_rope_head_dim"),
+            "v_head_dim": c.integer("v_head_dim"),
+        },
+        "moe": {
+            "num_experts": c.integer("n_routed_experts"),
+            "top_k": c.integer("num_experts_per_tok"),
+            "expert_intermediate_size": c.integer("moe_intermediate_size"),
+            "num_shared_experts": c.integer("n_shared_experts", default=0),
+            "first_k_dense": c.integer("first_k_dense_replace", default=0),
+            # noaux_tc routing keeps a per-expert e_score_correction_bias next to the gate weight
+            "router_bias": c.text("topk_method", "noaux_tc") == "noaux_tc",
+        },
+    }
+
+
+def _gpt_oss(c: _Config) -> dict[str, Any]:
+    spec = _llama_like(c, qkv_bias=c.flag("attention_bias", True), out_bias=c.flag("attention_bias", True))
+    spec.update(activation="swiglu_clamped", attention_sinks=True)
+    spec["moe"] = {"num_experts": c.integer("num_local_experts"),
+                   "top_k": c.integer("num_experts_per_tok", "experts_per_token"),
+                   "expert_intermediate_size": spec["intermediate_size"],
+                   "router_bias": True, "expert_bias": True}
+    return spec
+
+
+def _gpt2(c: _Config) -> dict[str, Any]:
+    hidden = c.integer("n_embd", "hidden_size")
+    return {
+        "hidden_size": hidden,
+        "num_layers": c.integer("n_layer", "num_hidden_layers"),
+        "num_heads": c.integer("n_head", "num_attention_heads"),
+        "intermediate_size": c.integer("n_inner", default=4 * hidden),   # n_inner null -> 4 * n_embd
+        "vocab_size": c.integer("vocab_size"),
+        "max_seq_len": c.integer("n_positions", "max_position_embeddings"),
+        "mlp": "plain",
+        "activation": c.activation("activation_function", "gelu_new"),
+        "norm": "layernorm",
+        "position": "learned",
+        "tie_embeddings": c.flag("tie_word_embeddings", True),
+        "qkv_bias": True, "out_bias": True, "mlp_bias": True,
+    }
+
+
+def _plain_rotary(c: _Config, *, bias: bool) -> dict[str, Any]:
+    """GPT-NeoX / Phi: LayerNorm, plain GELU MLP, biases, partial rotary (no parameters; ignored)."""
+    heads = c.integer("num_attention_heads")
+    return {
+        "hidden_size": c.integer("hidden_size"),
+        "num_layers": c.integer("num_hidden_layers"),
+        "num_heads": heads,
+        "num_kv_heads": c.integer("num_key_value_heads", default=heads),
+        "intermediate_size": c.integer("intermediate_size"),
+        "vocab_size": c.integer("vocab_size"),
+        "max_seq_len": c.integer("max_position_embeddings"),
+        "mlp": "plain",
+        "activation": c.activation("hidden_act", "gelu"),
+        "norm": "layernorm",
+        "position": "rotary",
+        "tie_embeddings": c.flag("tie_word_embeddings", False),
+        "qkv_bias": bias, "out_bias": bias, "mlp_bias": True,
+    }
+
+
+def _gpt_neox(c: _Config) -> dict[str, Any]:
+    # use_parallel_residual changes the dataflow, not the weights or FLOPs: ignored for cost.
+    return _plain_rotary(c, bias=c.flag("attention_bias", True))
+
+
+def _phi(c: _Config) -> dict[str, Any]:
+    return _plain_rotary(c, bias=True)
+
+
+def _qwen1(c: _Config) -> dict[str, Any]:
+    """Qwen-1 (QWenLMHeadModel, trust_remote_code): intermediate_size counts w1 and w2 together."""
+    hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
+    spec = {
+        "hidden_size": hidden,
+        "num_layers": c.integer("num_hidden_layers"),
+        "num_heads": heads,
+        "intermediate_size": c.integer("intermediate_size") // 2,
+        "vocab_size": c.integer("vocab_size"),
+        "max_seq_len": c.integer("seq_length", "max_position_embeddings"),
+        "mlp": "gated", "activation": "silu", "norm": "rmsnorm", "position": "rotary",
+        "tie_embeddings": c.flag("tie_word_embeddings", False),
+        "qkv_bias": True,                                  # c_attn always has a bias
+        "out_bias": not c.flag("no_bias", True),
+        "mlp_bias": not c.flag("no_bias", True),
+    }
+    kv_channels = c.integer("kv_channels", default=None)
+    if kv_channels is not None and kv_channels * heads != hidden:
+        spec["head_dim"] = kv_channels
+    return spec
+
+
+def _internlm(c: _Config) -> dict[str, Any]:
+    bias = c.flag("bias", True)                            # InternLM (v1): q/k/v/o biases unless bias: false
+    return _llama_like(c, qkv_bias=bias, out_bias=bias)
+
+
+_READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
+    "LlamaForCausalLM": ("llama", _llama),
+    "MistralForCausalLM": ("mistral", _llama),
+    "MixtralForCausalLM": ("mixtral", _mixtral),
+    "Qwen2ForCausalLM": ("qwen2", _qwen2),
+    "Qwen3ForCausalLM": ("qwen3", _qwen3),
+    "Qwen3MoeForCausalLM": ("qwen3-moe", _qwen3_moe),
+    "DeepseekV3ForCausalLM": ("deepseek-v3", _deepseek_v3),
+    "GptOssForCausalLM": ("gpt-oss", _gpt_oss),
+    "GPT2LMHeadModel": ("gpt2", _gpt2),
+    "GPTNeoXForCausalLM": ("gpt-neox", _gpt_neox),
+    "PhiForCausalLM": ("phi", _phi),
+    "QWenLMHeadModel": ("qwen", _qwen1),
+    "InternLMForCausalLM": ("internlm", _internlm),
+}
+
+
+def supported_architectures() -> list[str]:
+    return list(_READERS)
+
+
+def from_hf_config(path: str | Path) -> ModelSpec:
+    """A ModelSpec from a local Hugging Face config.json (or a folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    data = read_mapping(path)
+    archs = data.get("architectures")
+    names = [archs] if isinstance(archs, str) else archs if isinstance(archs, list) else []
+    arch = next((a for a in names if isinstance(a, str) and a in _READERS), None)
+    if arch is None:
+        shown = "(missing)" if not archs else ", ".join(map(str, names)) if names else repr(archs)
+        raise SpecError(f"{path}: field architectures: {shown} is not supported; "
+                        f"supported: {', '.join(_READERS)}")
+    family, reader = _READERS[arch]
+    fields = reader(_Config(data, path, arch))
+    name = data.get("_name_or_path")
+    if not isinstance(name, str) or not name.strip():
+        name = path.resolve().parent.name or path.stem
+    fields = {"name": name.strip(), "family": family,
+              "source": f"Hugging Face config.json ({arch}): {path}", **fields}
+    return _parse(fields, str(path))

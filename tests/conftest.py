@@ -1,0 +1,10 @@
+import pytest
+
+from perfsim.model import ModelSpec
+
+
+@pytest.fixture
+def tiny_model() -> ModelSpec:
+    """A 2-layer model small enough to count FLOPs by hand."""
+    return ModelSpec(name="tiny", source="hand-made test model", hidden_size=64, num_layers=2, num_heads=4,
+                     num_kv_heads=4, intermediate_size=128, vocab_size=100, max_seq_len=64)

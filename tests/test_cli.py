@@ -1,0 +1,117 @@
+"""The CLI through typer's runner and through a real subprocess: output, JSON contract, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from perfsim.cli import app, main
+
+runner = CliRunner()
+
+
+def run_main(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_predict_json_contract(capsys):
+    code, out, _ = run_main(["predict", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--task", "decode",
+                             "--batch", "8", "--context", "1024", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    for key in ("latency_s", "tokens_per_s", "memory_per_device_bytes", "energy_j", "breakdown"):
+        assert key in data
+    assert data["latency_s"] > 0 and data["tokens_per_s"] == pytest.approx(8 / data["latency_s"])
+    assert data["memory_per_device_bytes"] > 13e9  # 6.7B bf16 weights alone
+
+
+def test_prefill_latency_covers_whole_batch(capsys):
+    base = ["predict", "-m", "llama-2-7b", "-H", "h100-sxm", "--task", "prefill", "--seq", "512", "--json"]
+    _, one, _ = run_main(base + ["--batch", "1"], capsys)
+    _, four, _ = run_main(base + ["--batch", "4"], capsys)
+    assert json.loads(four)["latency_s"] > 3 * json.loads(one)["latency_s"]
+
+
+def test_weight_quantization_shrinks_memory(capsys):
+    base = ["predict", "-m", "llama-2-7b", "-H", "h100-sxm", "--context", "128", "--json"]
+    _, bf16, _ = run_main(base, capsys)
+    _, int4, _ = run_main(base + ["--weight-dtype", "int4"], capsys)
+    assert json.loads(int4)["memory_breakdown"]["weights"] == pytest.approx(
+        json.loads(bf16)["memory_breakdown"]["weights"] / 4)
+
+
+def test_hw_and_models_listing(capsys):
+    code, out, _ = run_main(["hw", "list", "--json"], capsys)
+    items = json.loads(out)
+    assert code == 0 and all({"name", "kind"} <= set(i) for i in items)
+    assert {i["kind"] for i in items} <= {"gpu", "cpu", "fpga", "accelerator", "link", "system"}
+    code, out, _ = run_main(["models", "show", "llama-2-7b", "--json"], capsys)
+    data = json.loads(out)
+    assert data["params_total"] == data["params_active"]
+
+
+def test_roofline_writes_chart(tmp_path, capsys):
+    out = tmp_path / "r.svg"
+    code, text, _ = run_main(["roofline", "-m", "llama-2-7b", "-H", "h100-sxm", "--task", "prefill", "--seq", "256",
+                              "--out", str(out)], capsys)
+    assert code == 0 and out.stat().st_size > 1000 and "qkv_proj" in text
+
+
+@pytest.mark.parametrize("args, field", [
+    (["predict", "-m", "no-such-model", "-H", "h100-sxm", "--context", "1"], "model"),
+    (["predict", "-m", "llama-2-7b", "-H", "no-such-gpu", "--context", "1"], "hardware"),
+    (["predict", "-m", "llama-2-7b", "-H", "h100-sxm", "--batch", "-2", "--context", "1"], "batch"),
+    (["predict", "-m", "llama-2-7b", "-H", "h100-sxm", "--context", "999999"], "context"),
+    (["predict", "-m", "llama-2-7b", "-H", "h100-sxm", "--task", "prefill"], "seq"),
+    (["predict", "-m", "llama-2-7b", "-H", "h100-sxm", "--task", "nope", "--seq", "4"], "--task"),
+    (["predict", "-m", "llama-2-7b", "-H", "h100-sxm", "--context", "4", "--tp", "2"], "hardware"),
+])
+def test_bad_input_is_one_line_exit_2(args, field, capsys):
+    code, out, err = run_main(args, capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and field in err and "Traceback" not in err
+
+
+def test_malformed_hardware_yaml(tmp_path, capsys):
+    bad = tmp_path / "gpu.yaml"
+    bad.write_text("name: x\nkind: gpu\ncompute: [unclosed\n")
+    code, _, err = run_main(["predict", "-m", "llama-2-7b", "-H", str(bad), "--context", "1"], capsys)
+    assert code == 2 and "malformed YAML" in err and err.count("\n") == 1
+
+
+def test_negative_bandwidth_rejected(tmp_path, capsys):
+    import yaml
+
+    from perfsim.specfiles import data_dir
+    spec = yaml.safe_load((data_dir("hardware") / "devices" / "h100-sxm.yaml").read_text())
+    spec["memory"][-1]["bandwidth"] = "-3 TB/s"
+    path = tmp_path / "neg.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code, _, err = run_main(["predict", "-m", "llama-2-7b", "-H", str(path), "--context", "1"], capsys)
+    assert code == 2 and "memory.2.bandwidth" in err
+
+
+def test_roofline_bad_output_writes_nothing(tmp_path, capsys):
+    target = tmp_path / "chart.txt"
+    code, _, err = run_main(["roofline", "-m", "llama-2-7b", "-H", "h100-sxm", "--seq", "4", "--task", "prefill",
+                             "--out", str(target)], capsys)
+    assert code == 2 and "out" in err and not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_typer_runner_help():
+    result = runner.invoke(app, ["predict", "--help"])
+    assert result.exit_code == 0 and "--context" in result.output
+
+
+def test_real_subprocess():
+    ok = subprocess.run([sys.executable, "-m", "perfsim.cli", "predict", "-m", "llama-2-7b", "-H", "h100-sxm",
+                         "--context", "100", "--json"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["latency_s"] > 0
+    bad = subprocess.run([sys.executable, "-m", "perfsim.cli", "predict", "-m", "nope", "-H", "h100-sxm",
+                          "--context", "1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.startswith("error: model:")
+    assert "Traceback" not in bad.stderr

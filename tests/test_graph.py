@@ -1,0 +1,94 @@
+import networkx as nx
+import pytest
+
+from perfsim import graph, load_model
+from perfsim.errors import PerfsimError
+from perfsim.ops import Attention, Gemm, MoEExperts
+
+
+def _matrix_flops(g) -> float:
+    return sum(op.flops for op in graph.ops_of(g) if isinstance(op, (Gemm, Attention, MoEExperts)))
+
+
+def test_prefill_flops_by_hand(tiny_model):
+    g = graph.build(tiny_model, "prefill", batch=1, seq=8)
+    # per layer: qkv 64*192 + o 64*64 + gated MLP 3*64*128 = 40960 weights; 2 layers; 2 FLOPs per MAC, 8 tokens
+    linear = 2 * 8 * 2 * 40960
+    lm_head = 2 * 1 * 64 * 100                # logits of the last token only
+    attention = 2 * 2 * 4 * 36 * (16 + 16)   # 2 layers x 4 heads x 36 causal pairs x (QK + PV) dims
+    assert _matrix_flops(g) == linear + lm_head + attention
+
+
+def test_decode_flops_by_hand(tiny_model):
+    g = graph.build(tiny_model, "decode", batch=3, context=10)
+    linear = 2 * 3 * 2 * 40960 + 2 * 3 * 64 * 100
+    attention = 2 * 2 * 3 * 4 * 11 * 32      # each new token sees 10 cached + itself
+    assert _matrix_flops(g) == linear + attention
+
+
+def test_graph_is_a_dag_of_typed_ops(tiny_model):
+    g = graph.build(tiny_model, "train", batch=2, seq=16)
+    assert isinstance(g, nx.DiGraph) and nx.is_directed_acyclic_graph(g)
+    passes = {d["pass"] for _, d in g.nodes(data=True)}
+    assert passes == {"fwd", "bwd", "opt"}
+    kinds = {d["op"].kind for _, d in g.nodes(data=True)}
+    assert {"gemm", "attention", "norm", "add", "rotary", "activation", "embedding", "optimizer"} <= kinds
+
+
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3.1-8b", "mixtral-8x7b", "qwen3-30b-a3b"])
+def test_training_is_six_n_tokens_plus_attention(name):
+    m = load_model(name)
+    seq, batch = 1024, 2
+    g = graph.build(m, "train", batch=batch, seq=seq)
+    tokens = batch * seq
+    attention_fwd = 2 * batch * m.num_layers * m.num_heads * seq * (seq + 1) / 2 * (m.qk_head_dim + m.v_head_dim)
+    expected = 6 * m.params_non_embedding * tokens + 3.5 * attention_fwd   # fwd + 2.5x FA2 backward
+    assert _matrix_flops(g) == pytest.approx(expected, rel=0.02)
+
+
+@pytest.mark.parametrize("name", ["llama-2-7b", "mistral-7b", "mixtral-8x7b", "deepseek-v3"])
+def test_decode_is_two_n_active_plus_kv_reads(name):
+    m = load_model(name)
+    batch, context = 4, 2048
+    g = graph.build(m, "decode", batch=batch, context=context)
+    assert _matrix_flops(g) >= 2 * m.params_non_embedding * batch * 0.97
+    kv_bytes = sum(op.cold_bytes for op in graph.ops_of(g) if isinstance(op, Attention))
+    window = m.sliding_window or context + 1
+    per_layer_tokens = [min(context + 1, window) if i < m.sliding_layers else context + 1
+                        for i in range(m.num_layers)]
+    expected_kv = batch * sum(per_layer_tokens) * m.kv_cache_elems_per_token_layer() * 2
+    assert kv_bytes == pytest.approx(expected_kv, rel=0.05)
+
+
+def test_moe_touches_only_active_experts_per_token():
+    m = load_model("mixtral-8x7b")
+    g = graph.build(m, "decode", batch=1, context=100)
+    moe = [op for op in graph.ops_of(g) if isinstance(op, MoEExperts)]
+    assert len(moe) == m.num_layers
+    assert moe[0].experts_touched == pytest.approx(2.0)  # one token, top-2
+
+
+def test_tensor_parallel_splits_work_and_adds_all_reduces():
+    m = load_model("llama-2-7b")
+    g1 = graph.build(m, "prefill", batch=1, seq=512)
+    g4 = graph.build(m, "prefill", batch=1, seq=512, tp=4)
+    assert _matrix_flops(g4) == pytest.approx(_matrix_flops(g1) / 4, rel=0.01)
+    coll = [op for op in graph.ops_of(g4) if op.kind == "collective"]
+    assert len(coll) == 2 * m.num_layers
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(task="decode", batch=0, context=5), "batch"),
+    (dict(task="decode", batch=1), "context"),
+    (dict(task="prefill", batch=1), "seq"),
+    (dict(task="prefill", batch=1, seq=10**6), "seq"),
+    (dict(task="decode", batch=1, context=10**6), "context"),
+    (dict(task="serve", batch=1, seq=4), "task"),
+    (dict(task="prefill", batch=1, seq=4, dtype="fp7"), "dtype"),
+    (dict(task="prefill", batch=1, seq=4, tp=3), "tp"),
+    (dict(task="prefill", batch=1, seq=4, ep=2), "ep"),
+])
+def test_bad_requests_name_the_field(kwargs, field):
+    with pytest.raises(PerfsimError) as exc:
+        graph.build("llama-2-7b", **kwargs)
+    assert str(exc.value).startswith(field) and "\n" not in str(exc.value)

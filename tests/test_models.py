@@ -1,0 +1,363 @@
+"""The shipped model library, parameter counts against published figures, and the Hugging Face reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from perfsim.errors import SpecError, UnknownNameError
+from perfsim.hf_config import from_hf_config, supported_architectures
+from perfsim.model import ModelSpec, load_model, model_names
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+B = 1e9
+
+SHIPPED = [
+    "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b",
+    "mistral-7b", "mixtral-8x7b", "mixtral-8x22b", "qwen3-8b", "qwen3-32b", "qwen3-30b-a3b",
+    "qwen3-235b-a22b", "deepseek-v3", "gpt-oss-120b", "gpt3-175b",
+    "codellama-34b", "qwen-72b", "internlm-20b", "phi-2",
+    "megatron-22b", "megatron-175b", "megatron-530b", "megatron-1t",
+]
+
+
+def close(ours: float, published: float, rel: float = 0.01) -> bool:
+    return abs(ours - published) <= rel * published
+
+
+# ---- published totals (and active counts for MoE), each with where it is published -----------------
+# (name, published total, published active or None, tolerance)
+PUBLISHED = [
+    # Hugging Face model pages (safetensors parameter count) for the Llama family; Llama 2 paper gives 7/13/70B.
+    ("llama-2-7b", 6.74 * B, None, 0.01),       # huggingface.co/meta-llama/Llama-2-7b-hf: 6.74B params
+    ("llama-2-13b", 13.0 * B, None, 0.01),      # huggingface.co/meta-llama/Llama-2-13b-hf: 13B params
+    ("llama-2-70b", 69.0 * B, None, 0.01),      # huggingface.co/meta-llama/Llama-2-70b-hf: 69B params
+    ("llama-3.1-8b", 8.03 * B, None, 0.01),     # huggingface.co/meta-llama/Llama-3.1-8B: 8.03B params
+    ("llama-3.1-70b", 70.6 * B, None, 0.01),    # huggingface.co/meta-llama/Llama-3.1-70B: 70.6B params
+    ("llama-3.1-405b", 405.9 * B, None, 0.01),  # huggingface.co/meta-llama/Llama-3.1-405B: 406B params (405.9B)
+    ("mistral-7b", 7.24 * B, None, 0.01),       # huggingface.co/mistralai/Mistral-7B-v0.1: 7.24B params
+    # mistral.ai/news/mixtral-of-experts: "46.7B total parameters but only uses 12.9B parameters per token"
+    ("mixtral-8x7b", 46.7 * B, 12.9 * B, 0.01),
+    # mistral.ai/news/mixtral-8x22b: "39B active parameters out of 141B"
+    ("mixtral-8x22b", 141 * B, 39 * B, 0.01),
+    # Qwen3 model cards on huggingface.co/Qwen ("Number of Parameters: ...")
+    ("qwen3-8b", 8.2 * B, None, 0.01),
+    ("qwen3-32b", 32.8 * B, None, 0.01),
+    ("qwen3-235b-a22b", 235 * B, 22 * B, 0.01),
+    # Brown et al. 2020, "Language Models are Few-Shot Learners", Table 2.1: 175.0B
+    ("gpt3-175b", 175 * B, None, 0.01),
+    # Nominal sizes of the models used in measured data (model names / cards give only the rounded size)
+    ("codellama-34b", 34 * B, None, 0.01),      # Roziere et al. 2023, "Code Llama": 34B
+    ("qwen-72b", 72 * B, None, 0.01),           # Bai et al. 2023, "Qwen Technical Report": 72B
+    ("internlm-20b", 20 * B, None, 0.01),       # InternLM-20B model card: 20B
+    ("megatron-22b", 22 * B, None, 0.01),       # Korthikanti et al. 2022, Table 3: 22B
+    ("megatron-175b", 175 * B, None, 0.01),     # Korthikanti et al. 2022, Table 3: 175B
+    ("megatron-530b", 530 * B, None, 0.01),     # Korthikanti et al. 2022, Table 3: 530B
+    ("megatron-1t", 1000 * B, None, 0.01),      # Korthikanti et al. 2022, Table 3: 1T
+]
+
+
+@pytest.mark.parametrize("name,total,active,rel", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_published_param_counts(name, total, active, rel):
+    m = load_model(name)
+    assert close(m.params_total, total, rel), f"{name}: {m.params_total / B:.3f}B vs published {total / B}B"
+    if active is None:
+        assert m.params_active == m.params_total
+    else:
+        assert close(m.params_active, active, rel), f"{name}: active {m.params_active / B:.3f}B vs {active / B}B"
+
+
+def test_qwen3_30b_a3b():
+    # huggingface.co/Qwen/Qwen3-30B-A3B: "30.5B in total and 3.3B activated; Non-Embedding: 29.9B".
+    m = load_model("qwen3-30b-a3b")
+    assert close(m.params_total, 30.5 * B)
+    # Qwen's "non-embedding" excludes both the token table and the (untied) LM head.
+    assert close(m.params_total - 2 * m.vocab_size * m.hidden_size, 29.9 * B)
+    # Our count is 3.353B; the card's two-figure "3.3B" is truncated, not rounded, hence 2%.
+    assert close(m.params_active, 3.3 * B, rel=0.02)
+
+
+def test_qwen3_non_embedding_figures():
+    # Qwen3 model cards also print "Number of Parameters (Non-Embedding)": 6.95B, 31.2B, 234B.
+    for name, published in [("qwen3-8b", 6.95 * B), ("qwen3-32b", 31.2 * B), ("qwen3-235b-a22b", 234 * B)]:
+        m = load_model(name)
+        assert close(m.params_total - 2 * m.vocab_size * m.hidden_size, published), name
+
+
+def test_deepseek_v3():
+    # DeepSeek-V3 Technical Report (arXiv 2412.19437), abstract: 671B total, 37B activated per token.
+    # The Hugging Face checkpoint holds 685B = 671B main model + 14B multi-token-prediction module; the MTP
+    # module is not modeled, so the total is the main model's.
+    m = load_model("deepseek-v3")
+    assert close(m.params_total, 671 * B, rel=0.001)
+    # Activated excluding the embedding lookup table is 36.63B, which rounds to the published 37B
+    # (with the table, 37.55B, which would round to 38B). "37B" carries +-0.5B = 1.35%.
+    assert close(m.params_non_embedding, 37 * B, rel=0.5 / 37)
+    assert m.attention_kind == "mla"
+    assert m.num_dense_layers == 3 and m.num_moe_layers == 58
+    assert m.kv_cache_elems_per_token_layer() == 512 + 64
+    assert m.qk_head_dim == 192 and m.v_head_dim == 128
+
+
+def test_gpt_oss_120b():
+    # OpenAI 2025, "gpt-oss-120b & gpt-oss-20b Model Card", Table 1: 116.83B total, 5.13B active per token.
+    # The active figure excludes the embedding table (ours: 5.133B without it, 5.712B with it).
+    m = load_model("gpt-oss-120b")
+    assert close(m.params_total, 116.83 * B, rel=0.001)
+    assert close(m.params_non_embedding, 5.13 * B, rel=0.005)
+    assert m.sliding_window == 128 and m.sliding_layers == 18
+    assert m.attention_sinks and m.qkv_bias and m.out_bias and m.moe.expert_bias and m.moe.router_bias
+    assert m.dim_head == 64 and m.kv_heads == 8 and not m.tie_embeddings
+
+
+def test_phi_2_matches_checkpoint():
+    # Microsoft's "Phi-2: The surprising power of small language models" says 2.7B; the microsoft/phi-2
+    # checkpoint holds 2,779,683,840 parameters. Ours differs by the one-norm-per-layer / lm_head-bias detail.
+    assert close(load_model("phi-2").params_total, 2_779_683_840, rel=1e-4)
+
+
+# ---- the library as a whole --------------------------------------------------------------------------
+
+def test_shipped_names():
+    names = model_names()
+    for name in SHIPPED:
+        assert name in names
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_models_load(name):
+    m = load_model(name)
+    assert m.name == name and m.source and m.family
+    parts = (m.num_layers * (m.attention_params() + 2 * m.norm_params()) + m.embedding_params()
+             + m.lm_head_params() + m.norm_params())
+    assert m.params_total > parts                       # MLPs come on top
+    if m.is_moe:
+        assert m.params_active < m.params_total
+        assert m.num_moe_layers + m.num_dense_layers == m.num_layers
+    else:
+        assert m.params_active == m.params_total
+        assert m.num_moe_layers == 0
+    assert 0 < m.params_non_embedding <= m.params_active
+
+
+def test_shape_facts():
+    assert load_model("llama-2-7b").attention_kind == "mha"
+    assert load_model("llama-3.1-8b").attention_kind == "gqa"
+    mistral = load_model("mistral-7b")
+    assert mistral.sliding_window == 4096 and mistral.sliding_layers == 32
+    q = load_model("qwen3-32b")
+    assert q.qk_norm and q.dim_head == 128 and q.num_heads * q.dim_head != q.hidden_size
+    assert q.kv_cache_elems_per_token_layer() == 2 * 8 * 128
+    g = load_model("gpt3-175b")
+    assert g.position == "learned" and g.tie_embeddings and g.lm_head_params() == 0
+    # tied: the token table is also the LM-head GEMM, so only the position table is lookup-only
+    assert g.params_non_embedding == g.params_active - g.max_seq_len * g.hidden_size
+
+
+def test_megatron_175b_is_gpt3_shape():
+    a, b = load_model("megatron-175b"), load_model("gpt3-175b")
+    for field in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_seq_len"):
+        assert getattr(a, field) == getattr(b, field)
+    assert a.vocab_size == 51200
+
+
+def test_unknown_model_name():
+    with pytest.raises(UnknownNameError, match="no-such-model"):
+        load_model("no-such-model")
+
+
+def test_load_model_passes_spec_through():
+    m = load_model("llama-2-7b")
+    assert load_model(m) is m
+
+
+# ---- bad perfsim YAML: one-line SpecError naming the field ------------------------------------------
+
+def _yaml(tmp_path: Path, text: str) -> Path:
+    base = Path(__file__).parents[1] / "workloads" / "llama-2-7b.yaml"
+    path = tmp_path / "model.yaml"
+    path.write_text(base.read_text() + text)
+    return path
+
+
+@pytest.mark.parametrize("extra,field", [
+    ("colour: blue\n", "colour"),
+    ("moe:\n  num_experts: 8\n  top_k: 9\n  expert_intermediate_size: 1024\n", "moe.top_k"),
+    ("num_sliding_layers: 40\nsliding_window: 128\n", "num_sliding_layers"),
+])
+def test_bad_yaml_fields(tmp_path, extra, field):
+    with pytest.raises(SpecError) as exc:
+        load_model(_yaml(tmp_path, extra))
+    msg = str(exc.value)
+    assert "\n" not in msg and f"field {field}:" in msg
+
+
+def test_negative_hidden_size(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text((Path(__file__).parents[1] / "workloads" / "llama-2-7b.yaml").read_text()
+                    .replace("hidden_size: 4096", "hidden_size: -4096"))
+    with pytest.raises(SpecError) as exc:
+        load_model(path)
+    assert "\n" not in str(exc.value) and "field hidden_size:" in str(exc.value)
+
+
+def test_kv_heads_must_divide_heads(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text((Path(__file__).parents[1] / "workloads" / "llama-2-7b.yaml").read_text()
+                    .replace("num_kv_heads: 32", "num_kv_heads: 5"))
+    with pytest.raises(SpecError, match="field num_kv_heads:"):
+        load_model(path)
+
+
+# ---- Hugging Face config.json ---------------------------------------------------------------------
+
+REQUIRED_ARCHS = ["LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM",
+                  "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "DeepseekV3ForCausalLM", "GptOssForCausalLM",
+                  "GPT2LMHeadModel", "GPTNeoXForCausalLM"]
+
+# fixture folder -> shipped YAML with the same architecture
+FIXTURE_TWINS = {
+    "LlamaForCausalLM": "llama-3.1-8b",
+    "MistralForCausalLM": "mistral-7b",
+    "MixtralForCausalLM": "mixtral-8x7b",
+    "Qwen3ForCausalLM": "qwen3-8b",
+    "Qwen3MoeForCausalLM": "qwen3-30b-a3b",
+    "DeepseekV3ForCausalLM": "deepseek-v3",
+    "GptOssForCausalLM": "gpt-oss-120b",
+    "PhiForCausalLM": "phi-2",
+    "QWenLMHeadModel": "qwen-72b",
+    "InternLMForCausalLM": "internlm-20b",
+}
+
+
+def test_fixture_per_required_architecture():
+    for arch in REQUIRED_ARCHS:
+        assert arch in supported_architectures()
+        path = FIXTURES / arch / "config.json"
+        assert json.loads(path.read_text())["architectures"] == [arch]
+
+
+@pytest.mark.parametrize("arch", sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()))
+def test_fixture_loads(arch):
+    m = load_model(FIXTURES / arch / "config.json")
+    assert isinstance(m, ModelSpec) and m.params_total > 0
+    assert from_hf_config(FIXTURES / arch) == m        # a folder holding config.json works too
+
+
+@pytest.mark.parametrize("arch,name", sorted(FIXTURE_TWINS.items()))
+def test_fixture_matches_shipped_yaml(arch, name):
+    hf, shipped = load_model(FIXTURES / arch / "config.json"), load_model(name)
+    assert abs(hf.params_total - shipped.params_total) <= 1e-3 * shipped.params_total
+    assert abs(hf.params_active - shipped.params_active) <= 1e-3 * shipped.params_active
+    ignore = {"name", "source", "family"}
+    assert hf.model_dump(exclude=ignore) == shipped.model_dump(exclude=ignore)
+
+
+def test_fixture_names():
+    assert load_model(FIXTURES / "LlamaForCausalLM" / "config.json").name == "meta-llama/Llama-3.1-8B"
+    assert load_model(FIXTURES / "GPT2LMHeadModel" / "config.json").name == "GPT2LMHeadModel"  # folder name
+
+
+def test_gpt2_small():
+    # GPT-2 small: 124,439,808 parameters in the openai-community/gpt2 checkpoint (tied LM head).
+    m = load_model(FIXTURES / "GPT2LMHeadModel" / "config.json")
+    assert m.params_total == 124_439_808
+    assert m.intermediate_size == 4 * 768 and m.tie_embeddings and m.position == "learned"
+    assert m.norm == "layernorm" and m.mlp == "plain" and m.activation == "gelu"
+    assert m.qkv_bias and m.out_bias and m.mlp_bias and m.max_seq_len == 1024
+
+
+def test_gpt_neox_20b():
+    # Black et al. 2022, "GPT-NeoX-20B": 20.55B parameters (20,554,567,680 in the checkpoint).
+    m = load_model(FIXTURES / "GPTNeoXForCausalLM" / "config.json")
+    assert m.params_total == 20_554_567_680
+    assert not m.tie_embeddings and m.norm == "layernorm" and m.position == "rotary" and m.qkv_bias
+
+
+def test_qwen2_7b():
+    # huggingface.co/Qwen/Qwen2.5-7B-Instruct: "Number of Parameters: 7.61B; Non-Embedding: 6.53B".
+    m = load_model(FIXTURES / "Qwen2ForCausalLM" / "config.json")
+    assert close(m.params_total, 7.61 * B)
+    assert close(m.params_total - 2 * m.vocab_size * m.hidden_size, 6.53 * B)
+    assert m.qkv_bias and not m.out_bias
+    assert m.sliding_window is None        # use_sliding_window: false
+
+
+def test_qwen3_moe_dense_layers(tmp_path):
+    cfg = json.loads((FIXTURES / "Qwen3MoeForCausalLM" / "config.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**cfg, "mlp_only_layers": [0, 1]}))
+    m = from_hf_config(path)
+    assert m.moe.first_k_dense == 2 and m.num_dense_layers == 2
+    path.write_text(json.dumps({**cfg, "mlp_only_layers": [5]}))
+    with pytest.raises(SpecError, match="field mlp_only_layers:"):
+        from_hf_config(path)
+    path.write_text(json.dumps({**cfg, "decoder_sparse_step": 2}))
+    with pytest.raises(SpecError, match="field mlp_only_layers:"):
+        from_hf_config(path)
+
+
+def test_qwen2_sliding_window_layers(tmp_path):
+    cfg = json.loads((FIXTURES / "Qwen2ForCausalLM" / "config.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**cfg, "use_sliding_window": True, "sliding_window": 4096, "max_window_layers": 20}))
+    m = from_hf_config(path)
+    assert m.sliding_window == 4096 and m.sliding_layers == 8
+
+
+def _write(tmp_path: Path, data: dict | str) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+def test_hf_unknown_architecture(tmp_path):
+    path = _write(tmp_path, {"architectures": ["BertForMaskedLM"], "hidden_size": 768})
+    with pytest.raises(SpecError) as exc:
+        load_model(path)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{path}: field architectures: BertForMaskedLM is not supported; supported: ")
+    assert "LlamaForCausalLM" in msg and "GptOssForCausalLM" in msg
+
+
+def test_hf_missing_architectures(tmp_path):
+    path = _write(tmp_path, {"hidden_size": 768})
+    with pytest.raises(SpecError, match=r"field architectures: \(missing\) is not supported; supported: "):
+        from_hf_config(path)
+
+
+def test_hf_missing_required_key(tmp_path):
+    cfg = json.loads((FIXTURES / "LlamaForCausalLM" / "config.json").read_text())
+    del cfg["intermediate_size"]
+    with pytest.raises(SpecError) as exc:
+        from_hf_config(_write(tmp_path, cfg))
+    assert "field intermediate_size: required field is missing" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_hf_wrong_type(tmp_path):
+    cfg = json.loads((FIXTURES / "MixtralForCausalLM" / "config.json").read_text())
+    cfg["num_local_experts"] = "eight"
+    with pytest.raises(SpecError, match="field num_local_experts: expected an integer"):
+        from_hf_config(_write(tmp_path, cfg))
+
+
+def test_hf_invalid_value_is_spec_error(tmp_path):
+    cfg = json.loads((FIXTURES / "MixtralForCausalLM" / "config.json").read_text())
+    cfg["num_experts_per_tok"] = 9
+    with pytest.raises(SpecError, match="field moe.top_k:"):
+        from_hf_config(_write(tmp_path, cfg))
+
+
+def test_hf_malformed_json(tmp_path):
+    with pytest.raises(SpecError) as exc:
+        load_model(_write(tmp_path, '{"architectures": ["LlamaForCausalLM"],'))
+    assert "malformed JSON" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_hf_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="no such file"):
+        from_hf_config(tmp_path / "nowhere" / "config.json")

@@ -1,0 +1,75 @@
+"""Property tests: no prediction beats the roofline; more bandwidth or compute never predicts slower."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import perfsim
+from perfsim.cost.roofline import roofline
+from perfsim.ops import Attention, Elementwise, Gemm
+
+H100 = perfsim.load_hardware("h100-sxm")
+
+dims = st.integers(min_value=1, max_value=16384)
+dtypes = st.sampled_from(["bf16", "fp16", "fp8", "fp32", "int8"])
+gemms = st.builds(lambda m, n, k, d: Gemm(m=m, n=n, k=k, dtype=d), dims, dims, dims, dtypes)
+attentions = st.builds(
+    lambda b, q, extra, kvh, group, d: Attention(batch=b, q_len=q, kv_len=q + extra, num_heads=kvh * group,
+                                                 num_kv_heads=kvh, head_dim=d),
+    st.integers(1, 64), st.integers(1, 4096), st.integers(0, 8192), st.integers(1, 16), st.sampled_from([1, 2, 4, 8]),
+    st.sampled_from([64, 128]))
+elementwise = st.builds(lambda n, r: Elementwise(elements=n, reads=r), st.integers(1, 10**9), st.sampled_from([1, 2]))
+any_op = st.one_of(gemms, attentions, elementwise)
+scale = st.floats(min_value=1.0, max_value=8.0)
+
+
+def _faster(device, bw: float = 1.0, flops: float = 1.0):
+    memory = [lvl.model_copy(update={"bandwidth": lvl.bandwidth * bw}) for lvl in device.memory]
+    compute = device.compute.model_copy(update={
+        "peak": {k: v * flops for k, v in device.compute.peak.items()},
+        "vector": {k: v * flops for k, v in device.compute.vector.items()}})
+    return device.model_copy(update={"memory": memory, "compute": compute})
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_op)
+def test_no_op_beats_its_roofline(op):
+    cost = perfsim.op_time(op, H100)
+    llc = H100.last_level_cache
+    hot = op.bytes - op.cold_bytes
+    main, cached = (op.cold_bytes, hot) if hot <= llc.capacity else (op.bytes, 0.0)
+    bound = max(op.flops / (H100.peak_flops(op.dtype) if op.matrix else H100.vector_flops(op.dtype)),
+                main / H100.memory_bw_Bps, cached / llc.bandwidth)
+    assert cost.time_s >= bound * (1 - 1e-9)
+    assert cost.time_s >= roofline(op, H100).time_s * (1 - 1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(any_op, scale, scale)
+def test_more_bandwidth_or_compute_never_slower(op, bw, fl):
+    base = perfsim.op_time(op, H100, profile=None).time_s
+    assert perfsim.op_time(op, _faster(H100, bw=bw), profile=None).time_s <= base * (1 + 1e-9)
+    assert perfsim.op_time(op, _faster(H100, flops=fl), profile=None).time_s <= base * (1 + 1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(dims, dims, dims, st.integers(2, 8))
+def test_gemm_flops_scale_linearly(m, n, k, factor):
+    assert Gemm(m=m * factor, n=n, k=k).flops == factor * Gemm(m=m, n=n, k=k).flops
+    assert Gemm(m=m, n=n, k=k).flops == 2 * m * n * k
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 4096), st.integers(1, 8))
+def test_causal_prefill_flops_are_quadratic(seq, factor):
+    def flops(s):
+        return Attention(batch=1, q_len=s, kv_len=s, num_heads=1, num_kv_heads=1, head_dim=64).flops
+    assert flops(seq) == 2 * 128 * seq * (seq + 1) / 2
+    assert flops(seq * factor) >= flops(seq) * factor
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 64), st.integers(0, 4000), scale)
+def test_predict_never_slower_with_more_bandwidth(batch, context, bw):
+    base = perfsim.predict("llama-2-7b", H100, task="decode", batch=batch, context=context).latency_s
+    faster = perfsim.predict("llama-2-7b", _faster(H100, bw=bw), task="decode", batch=batch, context=context)
+    assert faster.latency_s <= base * (1 + 1e-9)
