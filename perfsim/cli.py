@@ -14,7 +14,7 @@ from rich.table import Table
 
 from perfsim import hardware as hwlib
 from perfsim import model as modellib
-from perfsim.errors import PerfsimError, one_line
+from perfsim.errors import InvalidInputError, PerfsimError, one_line
 from perfsim.units import format_quantity
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -208,6 +208,110 @@ def roofline(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Ta
     _print_estimate(est, top=40)
     save_figure(roofline_figure(hwlib.load_device(hardware), est), out)
     console.print(f"wrote {out}")
+
+
+@app.command()
+def validate(dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d",
+                                                      help="Data set name (see --list) or a measured file path; "
+                                                           "repeatable. Default: every data set."),
+             hardware: Optional[str] = typer.Option(None, "--hardware", "-H",
+                                                    help="The GPU a measured file (a path) was taken on."),
+             quick: bool = typer.Option(False, "--quick", help="Fit on fewer rows and score a sample of the rest."),
+             list_sets: bool = typer.Option(False, "--list", help="List the data sets and exit."),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Score the cost model on measured kernels: MAPE and p90 error, uncalibrated, calibrated, transfer."""
+    from perfsim import measured
+    from perfsim import validate as val
+    if list_sets:
+        for name in val.validated_datasets():
+            ds = measured.DATASETS[name]
+            sys.stdout.write(f"{name}\t{ds.family}\t{','.join(ds.hardware)}\t{ds.description}\n")
+        return
+    names = [d for d in (dataset or []) if d in measured.DATASETS]
+    paths = [d for d in (dataset or []) if d not in measured.DATASETS]
+    if paths and not hardware:
+        raise InvalidInputError("hardware: validating a measured file needs --hardware (the GPU it was measured on)")
+    kwargs = dict(max_rows=1500, max_test_rows=4000) if quick else {}
+    with _progress() as step:
+        report = val.validate(names or (None if not paths else []), progress=step, **kwargs) if (names or not paths) \
+            else val.Report(split=val.SPLIT)
+        for path in paths:
+            step(path)
+            from perfsim.calibrate.from_tables import family_of
+            frame = measured.load(path)
+            report.scores.extend(val.score_frame(path, frame, family_of(path, frame), hwlib.load_device(hardware),
+                                                 **({"max_rows": 1500} if quick else {})))
+    if as_json:
+        print_json(report.to_dict())
+        return
+    table = Table("dataset", "op", "GPU", "rows", "MAPE uncal.", "p90 uncal.", "MAPE cal.", "p90 cal.",
+                  "MAPE transfer", title="perfsim validate: error on held-out rows")
+    for sc in report.scores:
+        tr = "" if sc.mape_transfer is None else f"{100 * sc.mape_transfer:.1f}%"
+        table.add_row(sc.dataset if sc.group == "all" else "", sc.group, sc.hardware, str(sc.n_test),
+                      f"{100 * sc.mape_uncalibrated:.1f}%", f"{100 * sc.p90_uncalibrated:.1f}%",
+                      f"{100 * sc.mape_calibrated:.1f}%", f"{100 * sc.p90_calibrated:.1f}%", tr)
+    console.print(table)
+    console.print(f"split: {report.split}. transfer: parameters fitted on H100 data only, applied through the "
+                  f"target GPU's specs.")
+    for name, why in report.skipped.items():
+        console.print(f"skipped {name}: {why}")
+
+
+@app.command()
+def calibrate(sources: Optional[list[str]] = typer.Option(None, "--from", help="Measured tables (names or paths)."),
+              hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="Device the tables measure."),
+              device: Optional[str] = typer.Option(None, "--device", help="Measure this machine: cpu or cuda."),
+              out: Path = typer.Option(..., "--out", "-o", help="Profile YAML (--from) or output folder (--device)."),
+              quick: bool = typer.Option(False, "--quick", help="A shorter sweep (--device) or fit (--from)."),
+              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Fit cost-model parameters to measured tables, or measure this machine, and write a profile."""
+    if bool(sources) == bool(device):
+        raise InvalidInputError("from: give either --from FILE... with --hardware, or --device cpu|cuda")
+    if sources:
+        if not hardware:
+            raise InvalidInputError("hardware: --from needs --hardware (the device the tables were measured on)")
+        if out.suffix not in (".yaml", ".yml"):
+            raise InvalidInputError(f"out: {str(out)!r} must be a .yaml file for --from")
+        from perfsim.calibrate.from_tables import calibrate_from_tables
+        with _progress() as step:
+            profile = calibrate_from_tables(list(sources), hwlib.load_device(hardware), out, progress=step,
+                                            **({"max_rows": 1500} if quick else {}))
+        if as_json:
+            print_json(profile.model_dump(mode="json"))
+            return
+        table = Table("table", "held-out rows", "MAPE", "p90", title=f"profile for {profile.device} -> {out}")
+        for src, sc in profile.scores.items():
+            table.add_row(src, str(sc["rows"]), f"{100 * sc['mape']:.1f}%", f"{100 * sc['p90']:.1f}%")
+        console.print(table)
+        return
+    if device not in ("cpu", "cuda"):
+        raise InvalidInputError(f"device: got {device!r}; accepted: cpu, cuda")
+    from perfsim.calibrate.device import calibrate_device
+    with _progress() as step:
+        result = calibrate_device(device, out, progress=lambda msg, frac=0.0: step(msg), quick=quick)
+    if as_json:
+        print_json(result)
+        return
+    console.print_json(data=result, default=str)
+
+
+class _progress:
+    """A rich progress bar whose step(label) advances it; silent when stdout is not a terminal."""
+
+    def __enter__(self):
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                            console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True)
+        self.bar.__enter__()
+        self.task = self.bar.add_task("starting", total=None)
+        return self.step
+
+    def step(self, label: str) -> None:
+        self.bar.update(self.task, description=str(label), advance=1)
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
 
 
 def main(argv: list[str] | None = None) -> int:

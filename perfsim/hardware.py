@@ -47,6 +47,7 @@ class Compute(_Spec):
     clock: Hertz
     peak: dict[str, Flops]
     vector: dict[str, Flops] = {}
+    transcendental: Flops | None = None  # special-function (exp, rsqrt) results per second
     source: Source
 
     @field_validator("peak", "vector")

@@ -38,19 +38,27 @@ def _gemm_free(fmt: str) -> list[Free]:
 def _elementwise_free(kinds) -> list[Free]:
     return [f for k in kinds for f in (Free(f"elementwise.{k}.memory_efficiency", 0.02, 1.0),
                                        Free(f"elementwise.{k}.cache_hit", 0.0, 1.0),
+                                       Free(f"elementwise.{k}.cycles_per_element", 0.0, 64.0),
                                        Free(f"elementwise.{k}.launch_s", 0.0, 50e-6, 1e-6))]
 
 
 FREE_BY_FAMILY = {
-    "context_attention": [Free("attention.prefill_efficiency", 0.05, 1.0),
-                          Free("attention.decode_memory_efficiency", 0.05, 1.0),
+    "context_attention": [Free("attention.prefill_efficiency", 0.05, 1.0), Free("attention.exp_efficiency", 0.05, 1.0),
+                          Free("attention.overlap", 1.0, 64.0, 10.0),
+                          Free("attention.iteration_overhead_cycles", 0.0, 5000.0, 100.0),
                           Free("attention.block_overhead_cycles", 0.0, 50000.0, 1000.0),
                           Free("attention.launch_s", 0.0, 100e-6, 1e-6)],
     "generation_attention": [Free("attention.decode_memory_efficiency", 0.05, 1.0),
-                             Free("attention.prefill_efficiency", 0.05, 1.0), Free("attention.launch_s", 0.0, 100e-6, 1e-6)],
-    "moe": [Free("moe.compute_efficiency", 0.05, 1.0), Free("moe.memory_efficiency", 0.05, 1.0),
-            Free("moe.launch_s", 0.0, 300e-6, 1e-6)],
+                             Free("attention.decode_split_tokens", 16.0, 8192.0, 100.0),
+                             Free("attention.decode_cta_overhead_cycles", 0.0, 50000.0, 1000.0),
+                             Free("attention.launch_s", 0.0, 100e-6, 1e-6)],
 }
+
+
+def _moe_free(fmt: str) -> list[Free]:
+    g = f"moe.{fmt}"
+    return [Free(f"{g}.compute_efficiency", 0.05, 1.0), Free(f"{g}.memory_efficiency", 0.05, 1.0),
+            Free(f"{g}.overlap", 1.0, 64.0, 10.0), Free(f"{g}.launch_s", 0.0, 300e-6, 1e-6)]
 
 
 def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:
@@ -62,6 +70,8 @@ def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:
         return gemms + _elementwise_free(kinds)
     if family == "elementwise":
         return _elementwise_free(kinds)
+    if family == "moe":
+        return [f for fmt in sorted(df.dtype.unique()) for f in _moe_free(fmt)]
     return FREE_BY_FAMILY[family]
 
 
@@ -71,6 +81,8 @@ def get(params: CostParams, path: str) -> float:
         return float(getattr(params.gemm_for(parts[1]), parts[2]))
     if parts[0] == "elementwise":
         return float(getattr(params.elementwise_for(parts[1]), parts[2]))
+    if parts[0] == "moe":
+        return float(getattr(params.moe_for(parts[1]), parts[2]))
     node = params.model_dump()
     for part in parts:
         node = node[part]
@@ -83,6 +95,8 @@ def with_values(params: CostParams, free: list[Free], values) -> CostParams:
         parts = f.path.split(".")
         if parts[0] == "gemm" and parts[1] not in data["gemm"]:
             data["gemm"][parts[1]] = params.gemm_for(parts[1]).model_dump()
+        if parts[0] == "moe" and parts[1] not in data["moe"]:
+            data["moe"][parts[1]] = params.moe_for(parts[1]).model_dump()
         if parts[0] == "elementwise" and parts[1] not in data["elementwise"]:
             data["elementwise"][parts[1]] = params.elementwise_for(parts[1]).model_dump()
     for f, v in zip(free, values, strict=True):

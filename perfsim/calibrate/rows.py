@@ -47,7 +47,7 @@ def gemm_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarra
         if dtype in FP8_FORMATS:  # the fp8 linear quantizes its bf16 input first: read 2 B, write 1 B per element
             act = rows.m.to_numpy(float) * rows.k.to_numpy(float)
             t = t + elementwise_time(3.0 * act, act, device.vector_flops("fp32"), roofs,
-                                     params.elementwise_for("quantize"))
+                                     params.elementwise_for("quantize"), 0.0, act)
         out[idx] = t
     return out
 
@@ -67,7 +67,7 @@ def elementwise_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np
     kinds = df.op.map(ELEMENTWISE_KIND).fillna("default")
     for kind, idx in kinds.groupby(kinds).indices.items():
         out[idx] = elementwise_time(nbytes[idx], flops[idx], device.vector_flops(df.dtype.iloc[0]), roofs,
-                                    params.elementwise_for(kind), cold[idx])
+                                    params.elementwise_for(kind), cold[idx], elems[idx])
     return out
 
 
@@ -87,8 +87,9 @@ def context_attention_rows(df: pd.DataFrame, device: Device, params: CostParams)
     nh, nkv, d = (df[c].to_numpy(float) for c in ("num_heads", "num_kv_heads", "head_dim"))
     elem = df.dtype.map(lambda x: BYTES.get(x, 2.0)).to_numpy(float)
     io = b * s * (2 * nh + 2 * nkv) * d * elem
-    return prefill_time(b, s, s, nh, d, d, io, df.window.fillna(0).to_numpy(float),
-                        device.peak_flops(df.dtype.iloc[0]), roofs, params.attention)
+    peak = df.dtype.map(lambda x: device.peak_flops(x if x in BYTES else "bf16")).to_numpy(float)
+    return prefill_time(b, s, s, nh, d, d, io, df.window.fillna(0).to_numpy(float), peak,
+                        device.compute.transcendental, roofs, params.attention)
 
 
 def generation_attention_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
@@ -111,12 +112,19 @@ MOE_FORMATS = {"bf16": ("bf16", 2.0), "fp16": ("fp16", 2.0), "fp8": ("fp8", 1.0)
 
 def moe_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
     roofs = DeviceRoofs.of(device)
-    tile_s = params.gemm_for("bf16").tile_overhead_cycles / roofs.clock_hz
     out = np.empty(len(df))
-    for i, r in enumerate(df.itertuples(index=False)):
-        compute, w_bytes = MOE_FORMATS.get(r.dtype, ("bf16", 2.0))
-        out[i] = moe_time(r.num_tokens, r.hidden, r.inter / r.tp, r.topk, r.num_experts, r.num_experts // r.ep,
-                          True, w_bytes, 2.0, device.peak_flops(compute), roofs, params.moe, r.distribution, tile_s)
+    gated = ~df.kernel_source.fillna("").str.contains("nongated") if "kernel_source" in df else True
+    df = df.assign(_gated=gated)
+    keys = ["dtype", "topk", "num_experts", "ep", "distribution"]
+    for (dtype, topk, experts, ep, dist), idx in df.groupby(keys).indices.items():
+        rows = df.iloc[idx]
+        compute, w_bytes = MOE_FORMATS.get(dtype, ("bf16", 2.0))
+        p = params.moe_for(dtype)
+        tile_s = params.gemm_for(compute).tile_overhead_cycles / roofs.clock_hz
+        out[idx] = moe_time(rows.num_tokens.to_numpy(float), rows.hidden.to_numpy(float),
+                            (rows.inter / rows.tp).to_numpy(float), topk, experts, experts // ep,
+                            rows._gated.to_numpy(float), w_bytes, 2.0, device.peak_flops(compute), roofs, p,
+                            dist, tile_s)
     return out
 
 

@@ -1,46 +1,53 @@
 """Attention time: FlashAttention-style tiled prefill and KV-cache-bound decode.
 
-Prefill (Dao et al. 2022, I/O-aware tiling): the (batch x heads x ceil(q/Bq)) query blocks are spread
-over the compute units; each block streams its visible keys:
-  t_comp = ceil(blocks / units) * (2 * Bq * kv_vis * (d_qk + d_v) / (P_peak/units * eta) + c_blk / f_clock)
-  t_mem  = bytes(Q, K, V, O) / (B * eta_m)
-Decode (FlashDecoding): reading the KV cache dominates,
-  t_mem  = bytes(KV) / (B_main * eta_d * a),  a = min(1, CTAs / units), CTAs = batch * kv_heads * ceil(kv/256)
+Prefill (Dao et al. 2022; Shah et al. 2024, FlashAttention-3): each query block of Bq rows walks its
+visible KV tiles of Bk columns (causal: the diagonal and those before it; sliding window: the last w):
+  t_iter  = smax_p(4*Bq*Bk*d / (P_peak/units * eta), Bq*Bk / (R_exp/units * eta_exp)) + c_iter / f_clock
+            (matmul on tensor cores vs exponentials on the special-function units, overlapped to degree p)
+  t_block = iters * t_iter + c_blk / f_clock
+  t_comp  = ceil(blocks / units) * mean t_block,  blocks = batch * heads * ceil(q / Bq)   (tiles are padded)
+  t_mem   = bytes(Q, K, V, O) / (B * eta_m)
+Decode (FlashDecoding): one CTA per (sequence, KV head, KV split); the KV is split only to fill idle units
+(multi-block mode): splits = clip(ceil(units / (batch * kv_heads)), 1, ceil(kv / min_split)). Reading the
+KV cache dominates,
+  t_mem  = bytes(KV) / (B_level * eta_d * a),  a = min(1, CTAs / units), CTAs = batch * kv_heads * splits
   t_comp = FLOPs / (P_peak * eta)
-and t = t_launch + max(t_comp, t_mem).
+  t_cta  = ceil(CTAs / units) * c_cta / f_clock                     (fixed work per CTA, in waves)
+and t = t_launch + max(t_comp, t_mem) + t_cta.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from perfsim.cost.gemm import DeviceRoofs
+from perfsim.cost.gemm import DeviceRoofs, smooth_max
 from perfsim.cost.params import AttentionParams
 
 BLOCK_Q = 128.0
-SPLIT_KV = 256.0
+BLOCK_K = 128.0
 
 
-def visible_keys(q, kv, causal, window):
-    """Mean keys seen per query: causal queries see the cached prefix plus earlier new tokens, clipped to the window."""
-    q, kv = np.asarray(q, float), np.asarray(kv, float)
-    past = kv - q
-    mean_causal = past + (q + 1) / 2.0
-    vis = np.where(np.asarray(causal, bool), mean_causal, kv)
-    w = np.asarray(window, float)
-    return np.where(w > 0, np.minimum(vis, w), vis)
+def kv_iterations(q, kv, causal, window):
+    """Mean KV tiles walked per query block (tiles of BLOCK_K keys)."""
+    q, kv, w = (np.asarray(x, float) for x in (q, kv, window))
+    past_tiles = np.floor((kv - q) / BLOCK_K)
+    q_blocks = np.ceil(q / BLOCK_Q)
+    causal_iters = past_tiles + (q_blocks + 1) / 2.0 * (BLOCK_Q / BLOCK_K)
+    iters = np.where(np.asarray(causal, bool), causal_iters, np.ceil(kv / BLOCK_K))
+    return np.where(w > 0, np.minimum(iters, np.ceil(w / BLOCK_K) + 1), iters)
 
 
-def prefill_time(batch, q, kv, heads, dqk, dv, bytes_io, window, peak, roofs: DeviceRoofs, p: AttentionParams,
-                 causal=True):
+def prefill_time(batch, q, kv, heads, dqk, dv, bytes_io, window, peak, exp_rate, roofs: DeviceRoofs,
+                 p: AttentionParams, causal=True):
     batch, q, kv, heads, dqk, dv, bytes_io, window, peak = np.broadcast_arrays(
         *(np.atleast_1d(np.asarray(x, float)) for x in (batch, q, kv, heads, dqk, dv, bytes_io, window, peak)))
-    vis = visible_keys(q, kv, causal, window)
     blocks = batch * heads * np.ceil(q / BLOCK_Q)
-    rows = np.minimum(q, BLOCK_Q)
-    t_block = 2.0 * rows * vis * (dqk + dv) / (peak / roofs.units * p.prefill_efficiency) \
-        + p.block_overhead_cycles / roofs.clock_hz
-    t_comp = np.ceil(blocks / roofs.units) * t_block
+    per_unit = roofs.units
+    t_mm = 2.0 * BLOCK_Q * BLOCK_K * (dqk + dv) / (peak / per_unit * p.prefill_efficiency)
+    t_exp = BLOCK_Q * BLOCK_K / (exp_rate / per_unit * p.exp_efficiency) if exp_rate else np.zeros_like(t_mm)
+    t_iter = smooth_max(t_mm, t_exp, p.overlap) + p.iteration_overhead_cycles / roofs.clock_hz
+    t_block = kv_iterations(q, kv, causal, window) * t_iter + p.block_overhead_cycles / roofs.clock_hz
+    t_comp = np.ceil(blocks / per_unit) * t_block
     t_mem = bytes_io / (roofs.main_bw * p.decode_memory_efficiency)
     return p.launch_s + np.maximum(t_comp, t_mem)
 
@@ -48,10 +55,13 @@ def prefill_time(batch, q, kv, heads, dqk, dv, bytes_io, window, peak, roofs: De
 def decode_time(batch, kv, kv_heads, flops, kv_bytes, other_bytes, peak, roofs: DeviceRoofs, p: AttentionParams):
     batch, kv, kv_heads, flops, kv_bytes, other_bytes, peak = np.broadcast_arrays(
         *(np.atleast_1d(np.asarray(x, float)) for x in (batch, kv, kv_heads, flops, kv_bytes, other_bytes, peak)))
-    ctas = batch * kv_heads * np.ceil(kv / SPLIT_KV)
+    groups = batch * kv_heads
+    splits = np.clip(np.ceil(roofs.units / groups), 1.0, np.ceil(kv / p.decode_split_tokens))
+    ctas = groups * splits
     active = np.minimum(1.0, ctas / roofs.units)
+    t_cta = np.ceil(ctas / roofs.units) * p.decode_cta_overhead_cycles / roofs.clock_hz
     resident = kv_bytes + other_bytes <= roofs.llc_bytes
     bw = np.where(resident, roofs.llc_bw, roofs.main_bw)
     t_mem = (kv_bytes + other_bytes) / (bw * p.decode_memory_efficiency * active)
     t_comp = flops / (peak * p.prefill_efficiency)
-    return p.launch_s + np.maximum(t_comp, t_mem)
+    return p.launch_s + np.maximum(t_comp, t_mem) + t_cta

@@ -33,21 +33,24 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
         peak = device.peak_flops(op.dtype)
         if op.phase == "prefill":
             t = prefill_time(op.batch, op.q_len, op.kv_len, op.num_heads, op.head_dim, op.dv, op.bytes,
-                             op.window or 0, peak, roofs, p, causal=op.causal)[0]
+                             op.window or 0, peak, device.compute.transcendental, roofs, p, causal=op.causal)[0]
         else:
             t = decode_time(op.batch, op.kv_tokens_read, op.num_kv_heads, op.flops, op.cold_bytes,
                             op.bytes - op.cold_bytes, peak, roofs, p)[0]
         return float(t), p.launch_s
     if isinstance(op, MoEExperts):
-        p = params.moe
+        fmt = op.weight_dtype or op.dtype
+        p = params.moe_for(fmt)
         tile_s = params.gemm_for(device.compute_dtype(op.dtype)).tile_overhead_cycles / roofs.clock_hz
-        t = moe_time(op.tokens, op.hidden, op.inter, op.top_k, op.experts_total, op.num_experts, op.gated,
-                     nbytes(op.weight_dtype or op.dtype), _activation_bytes(op.dtype), device.peak_flops(op.dtype),
-                     roofs, p, op.distribution, tile_s)
-        return t, p.launch_s
+        t = moe_time(op.tokens, op.hidden, op.inter, op.top_k, op.experts_total, op.num_experts, float(op.gated),
+                     nbytes(fmt), _activation_bytes(op.dtype), device.peak_flops(op.dtype), roofs, p,
+                     op.distribution, tile_s)[0]
+        return float(t), p.launch_s
     if isinstance(op, (Elementwise, Embedding)):
         p = params.elementwise_for(op.kind)
-        t = elementwise_time(op.bytes, op.flops, device.vector_flops(op.dtype), roofs, p, op.cold_bytes)[0]
+        elements = op.elements if isinstance(op, Elementwise) else op.tokens * op.hidden
+        t = elementwise_time(op.bytes, op.flops, device.vector_flops(op.dtype), roofs, p, op.cold_bytes,
+                             elements)[0]
         return float(t), p.launch_s
     return max(compute_time(op, device), memory_time(op, device)), 0.0
 

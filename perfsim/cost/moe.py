@@ -1,55 +1,58 @@
 """Fused MoE expert time: grouped GEMMs over the experts on one device, with routing imbalance.
 
-Tokens per expert n_e: balanced, T*k/E each; power law with exponent alpha, n_e proportional to
-rank^-alpha (Zipf), normalised to T*k assignments and capped at T (a token picks an expert once).
-Grouped GEMM (up then down projection) over experts with n_e > 0:
-  tiles = sum_e ceil(n_e/Tm) * (ceil(N_up/Tn) + ceil(h/Tn));  t_comp = ceil(tiles/units) * t_tile
-  t_mem = (touched experts' weights + activations) / (B * eta_m)
-  t = t_launch + max(t_comp, t_mem)
+Routing (T tokens, top-k of E experts; this device holds E_l = E / ep, the most loaded first):
+  balanced       p_e = k / E                                   (round-robin assignment)
+  power law a    p_e = min(1, k * e^-a / sum_j j^-a)            (Zipf over expert rank e = 1..E)
+  load_e = T * p_e tokens;  hit_e = 1 - (1 - p_e)^T            (expected: expert e receives a token)
+Grouped GEMM per projection (up: N = 2I gated or I, K = h; down: N = h, K = I), tiles of Tm x Tn:
+  tiles  = sum_e hit_e * ceil(load_e / hit_e / Tm) * ceil(N / Tn);  t_comp = ceil(tiles / units) * t_tile
+  t_tile = 2 Tm Tn K / (P_peak / units * eta) + c_tile / f_clock
+  t_mem  = (sum_e hit_e * N * K * w_bytes + activations) / (B * eta_m)
+  t = t_launch + smax(t_comp_up, t_mem_up) + smax(t_comp_down, t_mem_down)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from perfsim.cost.gemm import DeviceRoofs
+from perfsim.cost.gemm import DeviceRoofs, smooth_max
 from perfsim.cost.params import MoEParams
 
 TILE_M, TILE_N = 128.0, 128.0
 
 
-def tokens_per_expert(tokens: float, top_k: int, experts_total: int, experts_local: int,
-                      distribution: str = "balanced") -> np.ndarray:
-    """Expected assignments for each of this device's experts (the first `experts_local` by load)."""
-    assignments = tokens * top_k
+def routing_probabilities(top_k: float, experts_total: int, experts_local: int, distribution: str) -> np.ndarray:
+    """Per-token probability that each local expert is chosen."""
     if distribution.startswith("power_law"):
         alpha = float(distribution.rsplit("_", 1)[-1])
-        weights = np.arange(1, experts_total + 1, dtype=float) ** -alpha
-        load = np.minimum(assignments * weights / weights.sum(), tokens)
+        w = np.arange(1, experts_total + 1, dtype=float) ** -alpha
+        p = np.minimum(1.0, top_k * w / w.sum())
     else:
-        load = np.full(experts_total, assignments / experts_total)
-    return load[:experts_local]
+        p = np.full(experts_total, top_k / experts_total)
+    return p[:experts_local]
 
 
 def moe_time(tokens, hidden, inter, top_k, experts_total, experts_local, gated, w_bytes, a_bytes, peak,
-             roofs: DeviceRoofs, p: MoEParams, distribution="balanced", tile_overhead_s=0.0) -> float:
-    load = tokens_per_expert(tokens, top_k, experts_total, experts_local, distribution)
-    hit = load > 0
-    if tokens < experts_total:  # few tokens: expected distinct experts hit, E * (1 - (1 - k/E)^T)
-        frac = 1.0 - (1.0 - top_k / experts_total) ** tokens
-        n_hit = max(1.0, experts_local * frac)
-        load = np.full(int(np.ceil(n_hit)), tokens * top_k * experts_local / experts_total / n_hit)
-        hit = load > 0
-    n_up = inter * (2 if gated else 1)
-    rows = np.ceil(np.maximum(load[hit], 1.0) / TILE_M)
-    tiles = rows.sum() * (np.ceil(n_up / TILE_N) + np.ceil(hidden / TILE_N))
-    per_sm = peak / roofs.units * p.compute_efficiency
-    # each tile: Tm x Tn x K MACs, K = hidden for the up projection and inter for the down projection
-    k_mean = (np.ceil(n_up / TILE_N) * hidden + np.ceil(hidden / TILE_N) * inter) / (
-        np.ceil(n_up / TILE_N) + np.ceil(hidden / TILE_N))
-    t_tile = 2.0 * TILE_M * TILE_N * k_mean / per_sm + tile_overhead_s
-    t_comp = np.ceil(tiles / roofs.units) * t_tile
-    weights = hit.sum() * (n_up + inter) * hidden * w_bytes
-    acts = load.sum() * hidden * a_bytes * 2 + load.sum() * n_up * a_bytes * 2
-    t_mem = (weights + acts) / (roofs.main_bw * p.memory_efficiency)
-    return float(p.launch_s + max(t_comp, t_mem))
+             roofs: DeviceRoofs, p: MoEParams, distribution: str = "balanced", tile_overhead_s: float = 0.0):
+    """Seconds per call, vectorised over rows that share (top_k, experts_total, experts_local, distribution)."""
+    tokens, hidden, inter, gated, w_bytes, a_bytes, peak = (
+        x[:, None] for x in np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, float)) for v in
+                                                  (tokens, hidden, inter, gated, w_bytes, a_bytes, peak))))
+    prob = routing_probabilities(top_k, int(experts_total), int(experts_local), distribution)[None, :]
+    if not distribution.startswith("power_law"):  # round-robin: exactly min(E, T*k) distinct experts
+        hit = np.minimum(1.0, tokens * top_k / experts_total) * np.ones_like(prob)
+    else:
+        hit = 1.0 - (1.0 - prob) ** tokens
+    load = tokens * prob
+    row_tiles = (hit * np.ceil(load / np.maximum(hit, 1e-12) / TILE_M)).sum(axis=1, keepdims=True)
+    experts_hit = hit.sum(axis=1, keepdims=True)
+    assignments = load.sum(axis=1, keepdims=True)
+    per_unit = peak / roofs.units * p.compute_efficiency
+    total = np.full(tokens.shape, p.launch_s)
+    n_up = inter * np.where(gated > 0, 2.0, 1.0)
+    for n, k in ((n_up, hidden), (hidden, inter)):
+        tiles = row_tiles * np.ceil(n / TILE_N)
+        t_comp = np.ceil(tiles / roofs.units) * (2.0 * TILE_M * TILE_N * k / per_unit + tile_overhead_s)
+        nbytes = experts_hit * n * k * w_bytes + assignments * (n + k) * a_bytes
+        total = total + smooth_max(t_comp, nbytes / (roofs.main_bw * p.memory_efficiency), p.overlap)
+    return total[:, 0]

@@ -27,28 +27,36 @@ class GemmParams(_Params):
 
 
 class AttentionParams(_Params):
-    prefill_efficiency: float = Field(0.60, gt=0, le=1)     # FlashAttention fraction of matrix peak
+    prefill_efficiency: float = Field(0.60, gt=0, le=1)     # FlashAttention matmuls' fraction of matrix peak
+    exp_efficiency: float = Field(0.80, gt=0, le=1)         # softmax exponentials' fraction of the SFU rate
+    overlap: float = Field(2.0, ge=1, le=64)                # p of the smooth max of matmul and exp time
+    iteration_overhead_cycles: float = Field(200.0, ge=0)   # per KV tile: rescale, barriers, pipeline
+    block_overhead_cycles: float = Field(3000.0, ge=0)      # per query block: Q load, epilogue, O store
     decode_memory_efficiency: float = Field(0.75, gt=0, le=1)
-    block_overhead_cycles: float = Field(3000.0, ge=0)
+    decode_split_tokens: float = Field(256.0, ge=16, le=8192)  # KV tokens per CTA in split-KV decode
+    decode_cta_overhead_cycles: float = Field(2000.0, ge=0)    # per (sequence, head, split) CTA: setup, reduce
     launch_s: float = Field(5e-6, ge=0)
 
 
 class MoEParams(_Params):
+    """One fused-MoE kernel family (one weight format)."""
     compute_efficiency: float = Field(0.60, gt=0, le=1)     # grouped GEMM fraction of dense peak
-    memory_efficiency: float = Field(0.75, gt=0, le=1)
+    memory_efficiency: float = Field(0.75, gt=0, le=1)      # expert-weight streaming fraction of HBM bandwidth
+    overlap: float = Field(4.0, ge=1, le=64)                # p of the smooth max of compute and memory time
     launch_s: float = Field(30e-6, ge=0)                    # routing, permute, two GEMMs, finalize
 
 
 class ElementwiseParams(_Params):
     memory_efficiency: float = Field(0.80, gt=0, le=1)      # streaming kernels' fraction of HBM bandwidth
     cache_hit: float = Field(0.5, ge=0, le=1)               # share of LLC-sized activation traffic the LLC serves
+    cycles_per_element: float = Field(1.0, ge=0)            # instruction issue per output element per unit
     launch_s: float = Field(4e-6, ge=0)
 
 
 class CostParams(_Params):
     gemm: dict[str, GemmParams] = {"default": GemmParams()}   # by GEMM format (bf16, fp8, fp8_block, ...)
     attention: AttentionParams = AttentionParams()
-    moe: MoEParams = MoEParams()
+    moe: dict[str, MoEParams] = {"default": MoEParams()}    # by weight format (bf16, fp8, ...)
     elementwise: dict[str, ElementwiseParams] = {"default": ElementwiseParams()}  # by op kind (norm, add, ...)
 
     def gemm_for(self, fmt: str) -> GemmParams:
@@ -58,3 +66,7 @@ class CostParams(_Params):
     def elementwise_for(self, kind: str) -> ElementwiseParams:
         """Parameters of the kernels of an elementwise op kind; the default when not fitted."""
         return self.elementwise.get(kind) or self.elementwise.get("default") or ElementwiseParams()
+
+    def moe_for(self, fmt: str) -> MoEParams:
+        """Parameters of the fused-MoE kernels of a format; bf16's (then the default) when not fitted."""
+        return self.moe.get(fmt) or self.moe.get("bf16") or self.moe.get("default") or MoEParams()

@@ -1,0 +1,157 @@
+"""Validation: predict every row of the measured data sets and report error per data set and op.
+
+Protocol (stated in every report): rows are split by a seeded random fold into a fit half and a
+test half. "uncalibrated" is the efficiency model with its prior parameters; "calibrated" is the
+same model with parameters fitted on the fit half of that data set, scored on the test half only.
+"transfer" (non-H100 data sets) uses parameters fitted on the fit halves of the H100 data sets only,
+applied through the target GPU's own specs, and is scored on the target's test half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from perfsim import measured
+from perfsim.calibrate.fit import fit
+from perfsim.calibrate.rows import PREDICTORS, predict_rows
+from perfsim.cost.params import CostParams
+from perfsim.errors import UnknownNameError
+from perfsim.hardware import load_device
+
+SPLIT = "random 50/50 row fold (seed 0): parameters fitted on one half, errors reported on the other"
+TRANSFER_SOURCE = "h100-sxm"
+
+
+def ape(predicted: np.ndarray, measured_s: np.ndarray) -> np.ndarray:
+    """Absolute percentage error |p - m| / m."""
+    return np.abs(predicted / measured_s - 1.0)
+
+
+@dataclass
+class Score:
+    dataset: str
+    group: str
+    hardware: str
+    n_test: int
+    mape_uncalibrated: float
+    p90_uncalibrated: float
+    mape_calibrated: float
+    p90_calibrated: float
+    mape_transfer: float | None = None
+    p90_transfer: float | None = None
+
+
+@dataclass
+class Report:
+    split: str
+    scores: list[Score] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"split": self.split, "scores": [asdict(s) for s in self.scores], "skipped": self.skipped}
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(s) for s in self.scores])
+
+    def overall(self, dataset: str) -> Score:
+        return next(s for s in self.scores if s.dataset == dataset and s.group == "all")
+
+
+def fold(n: int, seed: int = 0) -> np.ndarray:
+    """True for rows in the fit half."""
+    return np.random.default_rng(seed).random(n) < 0.5
+
+
+def _group_column(df: pd.DataFrame, family: str) -> str | None:
+    if family == "layer_ops":
+        return "op"
+    if "dtype" in df and df.dtype.nunique() > 1:
+        return "dtype"
+    if family == "moe" and "distribution" in df:
+        return "distribution"
+    return None
+
+
+def validated_datasets() -> list[str]:
+    return [n for n in measured.names() if measured.DATASETS[n].family in PREDICTORS]
+
+
+def transfer_params(max_rows: int = 6000, seed: int = 0) -> CostParams:
+    """Parameters fitted on the fit halves of every H100 data set (nothing from other GPUs)."""
+    params = CostParams()
+    device = load_device(TRANSFER_SOURCE)
+    for name in validated_datasets():
+        ds = measured.DATASETS[name]
+        if ds.hardware[0] != TRANSFER_SOURCE:
+            continue
+        df = measured.load(name)
+        params = fit(df[fold(len(df), seed)], ds.family, device, params, max_rows=max_rows, seed=seed)
+    return params
+
+
+def score_dataset(name: str, transfer: CostParams | None = None, max_rows: int = 6000, seed: int = 0,
+                  max_test_rows: int | None = None) -> list[Score]:
+    ds = measured.DATASETS[name]
+    return score_frame(name, measured.load(name), ds.family, load_device(ds.hardware[0]), transfer, max_rows,
+                       seed, max_test_rows)
+
+
+def score_frame(name: str, df: pd.DataFrame, family: str, device, transfer: CostParams | None = None,
+                max_rows: int = 6000, seed: int = 0, max_test_rows: int | None = None) -> list[Score]:
+    """Fit on one half of `df`, score both the prior and the fitted model (and `transfer`) on the other."""
+    ds_family = family
+    in_fit = fold(len(df), seed)
+    test = df[~in_fit]
+    if max_test_rows and len(test) > max_test_rows:
+        test = test.sample(max_test_rows, random_state=seed)
+    calibrated = fit(df[in_fit], ds_family, device, CostParams(), max_rows=max_rows, seed=seed)
+    y = test.measured_s.to_numpy(float)
+    errors = {"uncalibrated": ape(predict_rows(test, ds_family, device, CostParams()), y),
+              "calibrated": ape(predict_rows(test, ds_family, device, calibrated), y)}
+    if transfer is not None and device.name != TRANSFER_SOURCE:
+        errors["transfer"] = ape(predict_rows(test, ds_family, device, transfer), y)
+    groups = {"all": np.ones(len(test), bool)}
+    col = _group_column(test, ds_family)
+    if col:
+        groups.update({str(k): (test[col] == k).to_numpy() for k in sorted(test[col].dropna().unique())})
+    scores = []
+    for group, mask in groups.items():
+        e = {k: v[mask] for k, v in errors.items()}
+        t = e.get("transfer")
+        scores.append(Score(dataset=name, group=group, hardware=device.name, n_test=int(mask.sum()),
+                            mape_uncalibrated=float(e["uncalibrated"].mean()),
+                            p90_uncalibrated=float(np.percentile(e["uncalibrated"], 90)),
+                            mape_calibrated=float(e["calibrated"].mean()),
+                            p90_calibrated=float(np.percentile(e["calibrated"], 90)),
+                            mape_transfer=float(t.mean()) if t is not None else None,
+                            p90_transfer=float(np.percentile(t, 90)) if t is not None else None))
+    return scores
+
+
+def validate(datasets: list[str] | None = None, progress: Callable[[str], None] | None = None,
+             max_rows: int = 6000, max_test_rows: int | None = None, seed: int = 0) -> Report:
+    """Score the cost model on measured data sets (default: every one that has an operator model)."""
+    names = datasets or validated_datasets()
+    for name in names:
+        if name not in measured.DATASETS:
+            raise UnknownNameError(f"dataset: unknown name {name!r}; accepted: {', '.join(validated_datasets())}")
+    report = Report(split=SPLIT)
+    needs_transfer = any(measured.DATASETS[n].hardware[0] != TRANSFER_SOURCE for n in names)
+    transfer = None
+    if needs_transfer:
+        if progress:
+            progress("fitting transfer parameters on H100 data")
+        transfer = transfer_params(max_rows=max_rows, seed=seed)
+    for name in names:
+        if measured.DATASETS[name].family not in PREDICTORS:
+            report.skipped[name] = f"no operator model for family {measured.DATASETS[name].family!r} yet"
+            continue
+        if progress:
+            progress(name)
+        report.scores.extend(score_dataset(name, transfer, max_rows=max_rows, seed=seed,
+                                           max_test_rows=max_test_rows))
+    return report
