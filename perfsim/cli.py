@@ -282,7 +282,7 @@ def calibrate(sources: Optional[list[str]] = typer.Option(None, "--from", help="
             return
         table = Table("table", "held-out rows", "MAPE", "p90", title=f"profile for {profile.device} -> {out}")
         for src, sc in profile.scores.items():
-            table.add_row(src, str(sc["rows"]), f"{100 * sc['mape']:.1f}%", f"{100 * sc['p90']:.1f}%")
+            table.add_row(src, str(int(sc["rows"])), f"{100 * sc['mape']:.1f}%", f"{100 * sc['p90']:.1f}%")
         console.print(table)
         return
     if device not in ("cpu", "cuda"):

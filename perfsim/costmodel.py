@@ -17,14 +17,15 @@ from perfsim.ops import Collective, Op
 def op_time(op: Op, hardware: str | Path | Hardware, profile: str | Path | Profile | None = "auto") -> OpCost:
     """Cost of `op` on `hardware` (a name, path, Device or System).
 
-    profile: 'auto' uses the shipped calibration profile of the device when there is one, None the
-    pure roofline, or a path to a profile YAML.
+    profile: 'auto' uses the device's shipped calibration profile (or the H100 transfer profile),
+    None the pure roofline, a path to a profile YAML, or a loaded Profile.
     """
     hw = load_hardware(hardware)
     if isinstance(op, Collective):
         if not isinstance(hw, System):
             raise InvalidInputError(f"hardware: a collective needs a system (e.g. dgx-h100), got {hw.name!r}")
-        t = collective_time(op.collective, op.size_bytes, op.group, hw)
+        prof = resolve(profile, hw.gpu.name)
+        t = collective_time(op.collective, op.size_bytes, op.group, hw, params=prof.params.comm if prof else None)
         return OpCost(op=op, time_s=t, compute_s=0.0, memory_s=0.0, overhead_s=0.0, comm_s=t, bound="comm",
                       level=hw.intra_link.name if op.group <= hw.devices_per_node else hw.nic_link or "")
     device: Device = load_device(hw)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from perfsim import units
 from perfsim.dtypes import DTYPES, PROMOTION
 from perfsim.errors import SpecError, UnknownNameError
-from perfsim.specfiles import data_dir, looks_like_path, read_mapping, validation_message, yaml_files
+from perfsim.specfiles import find_spec, read_mapping, shipped_names, validation_message
 
 
 def _quantity(family: str):
@@ -73,7 +73,7 @@ class Power(_Spec):
     source: Source
 
     @model_validator(mode="after")
-    def _idle_below_tdp(self) -> "Power":
+    def _idle_below_tdp(self) -> Power:
         if not 0 < self.tdp or self.idle >= self.tdp:
             raise ValueError("idle must be below tdp, and tdp above 0 W")
         return self
@@ -181,7 +181,7 @@ class System(_Spec):
         return _load_kind(self.nic_link, Link, "nic_link") if self.nic_link else None
 
 
-Hardware = Union[Device, Link, System]
+Hardware = Device | Link | System
 _KINDS: dict[str, type[BaseModel]] = {"gpu": Device, "cpu": Device, "fpga": Device, "accelerator": Device,
                                       "link": Link, "system": System}
 
@@ -198,21 +198,8 @@ def _parse(data: dict[str, Any], source: str) -> Hardware:
         raise SpecError(f"{source}: {exc}") from None
 
 
-@lru_cache(maxsize=1)
-def _registry() -> dict[str, Path]:
-    names: dict[str, Path] = {}
-    for path in yaml_files(data_dir("hardware")):
-        try:  # a broken shipped file must not hide the others; tests load every file
-            name = read_mapping(path).get("name")
-        except SpecError:
-            continue
-        if isinstance(name, str):
-            names[name] = path
-    return names
-
-
 def hardware_names() -> list[str]:
-    return sorted(_registry())
+    return sorted(shipped_names("hardware"))
 
 
 @lru_cache(maxsize=256)
@@ -224,13 +211,11 @@ def load_hardware(name_or_path: str | Path | Hardware) -> Hardware:
     """A device, link or system by shipped name (e.g. 'h100-sxm') or by path to a YAML file."""
     if isinstance(name_or_path, (Device, Link, System)):
         return name_or_path
-    text = str(name_or_path)
-    if text in _registry():
-        return _load_path(_registry()[text])
-    if looks_like_path(text) or Path(text).is_file():
-        return _load_path(Path(text).resolve())
-    raise UnknownNameError(f"hardware: unknown name {text!r}; see `perfsim hw list` for the "
-                           f"{len(_registry())} shipped names, or give a path to a YAML file")
+    path = find_spec(name_or_path, "hardware")
+    if path is None:
+        raise UnknownNameError(f"hardware: unknown name {str(name_or_path)!r}; see `perfsim hw list` for the "
+                               f"{len(shipped_names('hardware'))} shipped names, or give a path to a YAML file")
+    return _load_path(path)
 
 
 def _load_kind(name: str, cls: type, field: str):

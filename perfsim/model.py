@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from perfsim.errors import SpecError, UnknownNameError
-from perfsim.specfiles import data_dir, looks_like_path, read_mapping, validation_message, yaml_files
+from perfsim.specfiles import find_spec, read_mapping, shipped_names, validation_message
 
 
 class _Spec(BaseModel):
@@ -249,21 +249,8 @@ def _parse(data: dict, source: str) -> ModelSpec:
         raise SpecError(validation_message(source, exc)) from None
 
 
-@lru_cache(maxsize=1)
-def _registry() -> dict[str, Path]:
-    names: dict[str, Path] = {}
-    for path in yaml_files(data_dir("workloads")):
-        try:  # a broken shipped file must not hide the others; tests load every file
-            name = read_mapping(path).get("name")
-        except SpecError:
-            continue
-        if isinstance(name, str):
-            names[name] = path
-    return names
-
-
 def model_names() -> list[str]:
-    return sorted(_registry())
+    return sorted(shipped_names("workloads"))
 
 
 @lru_cache(maxsize=128)
@@ -278,10 +265,8 @@ def load_model(name_or_path: str | Path | ModelSpec) -> ModelSpec:
     """A ModelSpec by shipped name ('llama-3.1-8b'), perfsim YAML path, or Hugging Face config.json path."""
     if isinstance(name_or_path, ModelSpec):
         return name_or_path
-    text = str(name_or_path)
-    if text in _registry():
-        return _load_path(_registry()[text])
-    if looks_like_path(text) or Path(text).is_file():
-        return _load_path(Path(text).resolve())
-    raise UnknownNameError(f"model: unknown name {text!r}; see `perfsim models list` for the shipped names, "
-                           f"or give a perfsim YAML or a Hugging Face config.json path")
+    path = find_spec(name_or_path, "workloads")
+    if path is None:
+        raise UnknownNameError(f"model: unknown name {str(name_or_path)!r}; see `perfsim models list` for the "
+                               f"shipped names, or give a perfsim YAML or a Hugging Face config.json path")
+    return _load_path(path)

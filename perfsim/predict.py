@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from perfsim import graph as graphs
 from perfsim.cost import memory
 from perfsim.cost.energy import run_energy
+from perfsim.calibrate.profile import resolve
 from perfsim.costmodel import op_time
 from perfsim.errors import InvalidInputError
 from perfsim.hardware import Hardware, System, load_device, load_hardware
@@ -75,7 +76,14 @@ def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task
     g = graphs.build(spec, task, batch, seq=seq, context=context, dtype=dtype, weight_dtype=weight_dtype,
                      kv_dtype=kv_dtype, tp=tp, ep=ep)
     w: graphs.Workload = g.graph["workload"]
-    costs = [op_time(data["op"], hw, profile) for _, data in g.nodes(data=True)]
+    prof = resolve(profile, device.name)
+    cache: dict = {}  # layers repeat the same op shapes: cost each distinct op once
+    costs = []
+    for _, data in g.nodes(data=True):
+        op = data["op"]
+        if op not in cache:
+            cache[op] = op_time(op, hw, prof)
+        costs.append(cache[op])
     latency = sum(c.time_s for c in costs)  # one stream: ops run back to back
     dynamic_j = sum(c.energy_j for c in costs) * gpus
     energy_j, power_w = run_energy(dynamic_j, latency, device, gpus)
@@ -88,7 +96,7 @@ def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task
         context=context, num_gpus=gpus, latency_s=latency, tokens_per_s=tokens / latency if latency else 0.0,
         flops=sum(c.flops for c in costs) * gpus, memory_per_device_bytes=total_mem, memory_breakdown=mem,
         fits_in_memory=total_mem <= device.memory_bytes, energy_j=energy_j, avg_power_w=power_w,
-        breakdown=_breakdown(costs), assumptions=_assumptions(task, dtype, weight_dtype, kv_dtype, profile, costs),
+        breakdown=_breakdown(costs), assumptions=_assumptions(task, dtype, weight_dtype, kv_dtype, prof),
     )
 
 
@@ -123,13 +131,14 @@ def _breakdown(costs) -> list[OpBreakdown]:
     return sorted(rows, key=lambda r: -r.time_s)
 
 
-def _assumptions(task, dtype, weight_dtype, kv_dtype, profile, costs) -> list[str]:
+def _assumptions(task, dtype, weight_dtype, kv_dtype, prof) -> list[str]:
     out = [f"compute dtype {dtype}; weights {weight_dtype or dtype}; KV cache {kv_dtype or dtype}",
            "ops run back to back on one stream; communication is not overlapped with compute",
            "energy: sourced pJ/FLOP and pJ/byte where the device gives them, else dynamic power at peak = "
            "TDP - idle; average power capped at TDP"]
     if task == "prefill":
         out.append("prefill computes logits for the last token of each sequence only")
-    out.append("cost model: " + ("roofline (ideal peaks)" if profile is None else
-                                 "calibrated efficiency model where a profile applies, else roofline"))
+    out.append("cost model: " + ("roofline (ideal peaks)" if prof is None else
+                                 f"calibrated efficiency model, profile fitted for {prof.device} on "
+                                 f"{', '.join(prof.fitted_on) or 'priors'}"))
     return out

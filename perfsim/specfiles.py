@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,27 @@ def validation_message(source: str, exc: ValidationError) -> str:
 
 def yaml_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.yaml") if p.is_file())
+
+
+@cache
+def shipped_names(folder: str) -> dict[str, Path]:
+    """name -> file for the YAML specs shipped in `folder` ('hardware' or 'workloads')."""
+    names: dict[str, Path] = {}
+    for path in yaml_files(data_dir(folder)):
+        try:  # a broken shipped file must not hide the others; the tests load every file
+            name = read_mapping(path).get("name")
+        except SpecError:
+            continue
+        if isinstance(name, str):
+            names[name] = path
+    return names
+
+
+def find_spec(name_or_path: str | Path, folder: str) -> Path | None:
+    """The file of a shipped name in `folder`, or the resolved path of a user's file; None if neither."""
+    text = str(name_or_path)
+    if text in shipped_names(folder):
+        return shipped_names(folder)[text]
+    if looks_like_path(text) or Path(text).is_file():
+        return Path(text).resolve()
+    return None

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 
 from perfsim import measured
-from perfsim.calibrate.fit import fit
+from perfsim.calibrate.fit import fit, fit_many
+from perfsim.calibrate.profile import TRANSFER as TRANSFER_SOURCE
 from perfsim.calibrate.rows import PREDICTORS, predict_rows
 from perfsim.cost.params import CostParams
 from perfsim.errors import UnknownNameError
 from perfsim.hardware import load_device
 
 SPLIT = "random 50/50 row fold (seed 0): parameters fitted on one half, errors reported on the other"
-TRANSFER_SOURCE = "h100-sxm"
 
 
 def ape(predicted: np.ndarray, measured_s: np.ndarray) -> np.ndarray:
@@ -67,8 +67,8 @@ def fold(n: int, seed: int = 0) -> np.ndarray:
 
 
 def _group_column(df: pd.DataFrame, family: str) -> str | None:
-    if family == "layer_ops":
-        return "op"
+    if family in ("layer_ops", "collective"):
+        return "op" if df.op.nunique() > 1 else None
     if "dtype" in df and df.dtype.nunique() > 1:
         return "dtype"
     if family == "moe" and "distribution" in df:
@@ -82,22 +82,24 @@ def validated_datasets() -> list[str]:
 
 def transfer_params(max_rows: int = 6000, seed: int = 0) -> CostParams:
     """Parameters fitted on the fit halves of every H100 data set (nothing from other GPUs)."""
-    params = CostParams()
-    device = load_device(TRANSFER_SOURCE)
+    tables = []
     for name in validated_datasets():
         ds = measured.DATASETS[name]
-        if ds.hardware[0] != TRANSFER_SOURCE:
-            continue
-        df = measured.load(name)
-        params = fit(df[fold(len(df), seed)], ds.family, device, params, max_rows=max_rows, seed=seed)
-    return params
+        if ds.hardware[0] == TRANSFER_SOURCE:
+            df = measured.load(name)
+            tables.append((df[fold(len(df), seed)], ds.family))
+    return fit_many(tables, load_device(TRANSFER_SOURCE), max_rows=max_rows, seed=seed)
 
 
 def score_dataset(name: str, transfer: CostParams | None = None, max_rows: int = 6000, seed: int = 0,
                   max_test_rows: int | None = None) -> list[Score]:
     ds = measured.DATASETS[name]
-    return score_frame(name, measured.load(name), ds.family, load_device(ds.hardware[0]), transfer, max_rows,
-                       seed, max_test_rows)
+    df = measured.load(name)
+    if len(ds.hardware) > 1:  # one set measured on several GPUs: each GPU is fitted and scored on its own
+        return [score for hw, part in df.groupby("hardware")
+                for score in score_frame(f"{name}[{hw}]", part, ds.family, load_device(hw), transfer, max_rows,
+                                         seed, max_test_rows)]
+    return score_frame(name, df, ds.family, load_device(ds.hardware[0]), transfer, max_rows, seed, max_test_rows)
 
 
 def score_frame(name: str, df: pd.DataFrame, family: str, device, transfer: CostParams | None = None,

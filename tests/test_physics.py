@@ -1,5 +1,6 @@
 """Property tests: no prediction beats the roofline; more bandwidth or compute never predicts slower."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,12 +44,13 @@ def test_no_op_beats_its_roofline(op):
     assert cost.time_s >= roofline(op, H100).time_s * (1 - 1e-9)
 
 
+@pytest.mark.parametrize("profile", [None, "auto"])  # pure roofline and the calibrated model
 @settings(max_examples=150, deadline=None)
-@given(any_op, scale, scale)
-def test_more_bandwidth_or_compute_never_slower(op, bw, fl):
-    base = perfsim.op_time(op, H100, profile=None).time_s
-    assert perfsim.op_time(op, _faster(H100, bw=bw), profile=None).time_s <= base * (1 + 1e-9)
-    assert perfsim.op_time(op, _faster(H100, flops=fl), profile=None).time_s <= base * (1 + 1e-9)
+@given(op=any_op, bw=scale, fl=scale)
+def test_more_bandwidth_or_compute_never_slower(profile, op, bw, fl):
+    base = perfsim.op_time(op, H100, profile=profile).time_s
+    assert perfsim.op_time(op, _faster(H100, bw=bw), profile=profile).time_s <= base * (1 + 1e-9)
+    assert perfsim.op_time(op, _faster(H100, flops=fl), profile=profile).time_s <= base * (1 + 1e-9)
 
 
 @settings(max_examples=100, deadline=None)

@@ -56,8 +56,9 @@ class CpuPlan:
         info = info or cpu_info()
         threads = max(1, int(info.get("physical_cores") or 1))
         avail = int(info.get("mem_available_bytes") or 0)
-        if quick:
-            stream = _stream_bytes(avail, (256 << 20, 128 << 20, 64 << 20))
+        llc = llc_bytes(info) or (32 << 20)
+        if quick:  # streaming arrays still 4x the LLC, at least 128 MiB
+            stream = _stream_bytes(avail, (max(128 << 20, 4 * llc), 128 << 20, 64 << 20))
             return cls(quick=True, max_dim=1024, min_time=0.006, repeats=3, fp64_max_dim=512, budget_s=10.0,
                        stream_bytes=stream, max_elements=1 << 22, threads=threads)
         stream = _stream_bytes(avail, (1 << 30, 512 << 20, 256 << 20, 128 << 20))
@@ -301,7 +302,10 @@ def choose_threads(blas: BlasThreads, cores: int, probe: int = 384, calls: int =
 # ------------------------------------------------------------------------------------------- timing
 
 def time_call(fn: Callable[[], object], min_time: float, repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
-    """Median seconds per call of `fn` over `repeats` batches lasting about min_time / repeats each."""
+    """Median seconds per call of `fn` over `repeats` batches lasting about min_time / repeats each.
+
+    A batch that runs far longer than planned (the machine got busy after the call count was chosen) stops
+    early and counts the calls it made, so one stall cannot stretch a case from milliseconds to seconds."""
     for _ in range(warmup):
         fn()
     t0 = time.perf_counter()
@@ -309,22 +313,39 @@ def time_call(fn: Callable[[], object], min_time: float, repeats: int, warmup: i
     once = max(time.perf_counter() - t0, 1e-8)
     per_batch = min_time / repeats
     calls = max(1, min(1_000_000, math.ceil(per_batch / once)))
+    cap = max(5.0 * per_batch, 0.05)
     samples = []
     for _ in range(repeats):
+        done = 0
         t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        samples.append((time.perf_counter() - t0) / calls)
+        while done < calls:
+            for _ in range(min(16, calls - done)):
+                fn()
+            done += min(16, calls - done)
+            if done < calls and time.perf_counter() - t0 > cap:
+                break
+        samples.append((time.perf_counter() - t0) / done)
     return statistics.median(samples), samples
 
 
 @dataclass
 class Clock:
-    """Deadline bookkeeping and progress reporting for one sweep."""
+    """Deadlines and progress of one sweep. Each section gets a share of the budget plus whatever the
+    sections before it left unused; past its deadline a section measures only its `min_cases` first cases
+    (cases run in coverage order, so those still span the whole size range)."""
     budget_s: float
     progress: Progress | None = None
     start: float = field(default_factory=time.perf_counter)
     skipped: dict = field(default_factory=dict)
+    planned: float = 0.0
+    section_end: float = math.inf
+
+    def begin(self, share: float) -> None:
+        self.planned += share * self.budget_s
+        self.section_end = self.start + self.planned
+
+    def expired(self) -> bool:
+        return time.perf_counter() > self.section_end
 
     def left(self) -> float:
         return self.budget_s - (time.perf_counter() - self.start)
@@ -335,6 +356,30 @@ class Clock:
 
     def skip(self, section: str) -> None:
         self.skipped[section] = self.skipped.get(section, 0) + 1
+
+
+def coverage_order(n: int) -> list[int]:
+    """0..n-1 reordered so that every prefix spans the range: the last, the first, then the midpoints of
+    ever finer halvings (van der Corput). A sweep cut short keeps its range and loses only density."""
+    if n <= 2:
+        return list(range(n))[::-1]
+    order, seen, denom = [n - 1, 0], {0, n - 1}, 2
+    while denom <= 2 * n:
+        for j in range(1, denom, 2):
+            idx = round(j * (n - 1) / denom)
+            if idx not in seen:
+                order.append(idx)
+                seen.add(idx)
+        denom *= 2
+    return order + [i for i in range(n) if i not in seen]
+
+
+def round_robin(groups: list[list]) -> list:
+    """Interleave lists: g0[0], g1[0], ..., g0[1], g1[1], ..."""
+    out = []
+    for i in range(max((len(g) for g in groups), default=0)):
+        out += [g[i] for g in groups if i < len(g)]
+    return out
 
 
 # --------------------------------------------------------------------------------------------- GEMM
@@ -355,15 +400,15 @@ def gemm_shapes(max_dim: int = 2048) -> list[tuple[int, int, int]]:
 
 
 def bench_gemm(shapes, dtype: str, plan: CpuPlan, clock: Clock, share: tuple[float, float] = (0.0, 1.0),
-               deadline_s: float | None = None) -> list[dict]:
-    """numpy.matmul of (m x k) @ (k x n) into a preallocated (m x n) output, per shape."""
+               min_cases: int = 8) -> list[dict]:
+    """numpy.matmul of (m x k) @ (k x n) into a preallocated (m x n) output, per shape (sorted by size)."""
     np_dtype = DTYPES[dtype]
     rng = np.random.default_rng(0)
     rows = []
-    start = time.perf_counter()
+    shapes = sorted(shapes, key=lambda s: (s[0] * s[1] * s[2], s))
+    shapes = [shapes[i] for i in coverage_order(len(shapes))]
     for i, (m, n, k) in enumerate(shapes):
-        spent = time.perf_counter() - start
-        if clock.left() <= 0 or (deadline_s is not None and spent > deadline_s):
+        if clock.expired() and len(rows) >= min_cases:
             clock.skip(f"gemm_{dtype}")
             continue
         a = rng.random((m, k), dtype=np_dtype) - 0.5
@@ -373,7 +418,7 @@ def bench_gemm(shapes, dtype: str, plan: CpuPlan, clock: Clock, share: tuple[flo
         rows.append({"op": "gemm", "m": m, "n": n, "k": k, "dtype": dtype, "kernel_source": "numpy.matmul",
                      "measured_s": t, "spread": (max(samples) - min(samples)) / t})
         clock.report(f"gemm {dtype} {m}x{n}x{k}", share[0] + (share[1] - share[0]) * (i + 1) / len(shapes))
-    return rows
+    return sorted(rows, key=lambda r: (r["m"] * r["n"] * r["k"], r["m"], r["n"], r["k"]))
 
 
 # --------------------------------------------------------------------------------------- elementwise
@@ -443,20 +488,31 @@ def elementwise_fn(op: str, m: int, n: int, rng) -> Callable[[], object]:
     raise ValueError(f"unknown elementwise op {op!r}")
 
 
-def bench_elementwise(cases, plan: CpuPlan, clock: Clock, share=(0.0, 1.0)) -> list[dict]:
+def bench_elementwise(cases, plan: CpuPlan, clock: Clock, share=(0.0, 1.0), min_per_op: int = 2) -> list[dict]:
+    """Each op over its sizes; ops interleaved and sizes in coverage order, so a cut-short sweep keeps every op
+    and its size range."""
     rng = np.random.default_rng(1)
     rows = []
+    ops = sorted({c[0] for c in cases}, key=lambda o: ELEMENTWISE_OPS.index(o) if o in ELEMENTWISE_OPS else 99)
+    groups = []
+    for op in ops:
+        mine = sorted((c for c in cases if c[0] == op), key=lambda c: (c[1] * c[2], c))
+        groups.append([mine[i] for i in coverage_order(len(mine))])
+    cases = round_robin(groups)
+    done: dict[str, int] = {}
     for i, (op, m, n) in enumerate(cases):
-        if clock.left() <= 0:
+        if clock.expired() and done.get(op, 0) >= min_per_op:
             clock.skip(f"elementwise_{op}")
             continue
+        done[op] = done.get(op, 0) + 1
         fn = elementwise_fn(op, m, n, rng)
         t, samples = time_call(fn, plan.min_time, plan.repeats)
         rows.append({"op": op, "m": m, "n": n, "elements": m * n, "dtype": "fp32", "measured_s": t,
                      "spread": (max(samples) - min(samples)) / t})
         del fn
         clock.report(f"{op} {m}x{n}", share[0] + (share[1] - share[0]) * (i + 1) / len(cases))
-    return rows
+    order = {op: j for j, op in enumerate(ops)}
+    return sorted(rows, key=lambda r: (order[r["op"]], r["elements"], r["m"], r["n"]))
 
 
 # ----------------------------------------------------------------------------------------- bandwidth
@@ -498,16 +554,19 @@ def llc_bytes(info: dict) -> int | None:
     return c["size_bytes"] * int(info.get("llc_instances") or 1) if c else None
 
 
-def bench_bandwidth(plan: CpuPlan, info: dict, clock: Clock, share=(0.0, 1.0)) -> list[dict]:
+def bench_bandwidth(plan: CpuPlan, info: dict, clock: Clock, share=(0.0, 1.0), min_sizes: int = 2) -> list[dict]:
     """copy (dst = src: 2 bytes moved per byte) and add (c = a + b: 3 per byte), STREAM-style byte counts,
-    on one thread and on one thread per core (each on its own chunk)."""
+    on one thread and on one thread per core (each on its own chunk). The streaming size runs first, then
+    in-LLC sizes, then the rest."""
     sizes = bandwidth_sizes(plan, info)
+    llc = llc_bytes(info) or (32 << 20)
+    sizes = sorted(sizes, key=lambda b: (b != plan.stream_bytes, not (llc // 16 <= b <= llc // 3), -b))
     threads = sorted({1, plan.threads})
     rows = []
     pool = ThreadPoolExecutor(plan.threads) if plan.threads > 1 else None
     try:
         for i, nbytes in enumerate(sizes):
-            if clock.left() <= 0 and nbytes != plan.stream_bytes:
+            if clock.expired() and i >= min_sizes:
                 clock.skip("bandwidth")
                 continue
             n = nbytes // 4
@@ -586,14 +645,14 @@ def run_cpu(quick: bool = False, progress: Progress | None = None, plan: CpuPlan
                                    f"(load average {load_before}); the spec describes the {threads} core(s) used")
         clock.report("call overhead", 0.01)
         overhead = bench_overhead(plan)
+        clock.begin(0.15)
         bandwidth = bench_bandwidth(plan, info, clock, (0.01, 0.15))
+        clock.begin(0.25)
         elementwise = bench_elementwise(elementwise_cases(plan.max_elements), plan, clock, (0.15, 0.35))
+        clock.begin(0.40)
         gemm = bench_gemm(gemm_shapes(plan.max_dim), "fp32", plan, clock, (0.35, 0.75))
-        if clock.left() > 0.25 * plan.budget_s:  # fp64 if fast enough: it may use most of what is left
-            gemm += bench_gemm(gemm_shapes(plan.fp64_max_dim), "fp64", plan, clock, (0.75, 0.95),
-                               deadline_s=0.8 * clock.left())
-        else:
-            clock.skipped["gemm_fp64"] = "no time left after fp32"
+        clock.begin(0.20)  # fp64 as time allows (a few shapes at least)
+        gemm += bench_gemm(gemm_shapes(plan.fp64_max_dim), "fp64", plan, clock, (0.75, 0.95), min_cases=6)
     finally:
         blas.restore()
     thread_info["loadavg_after"] = _loadavg()

@@ -415,6 +415,10 @@ def bench_gemm(torch, cases, plan: CudaPlan, sweep: _Sweep, share=(0.0, 1.0)) ->
 
 
 def _sdpa(torch):
+    """SDPA, whether it takes enable_gqa, and a context that allows only fused kernels (flash, cuDNN,
+    memory-efficient): the math fallback materialises the q x kv score matrix, which is not what an
+    inference engine runs, so a case no fused kernel serves fails instead of timing the fallback."""
+    import contextlib
     import inspect
 
     f = torch.nn.functional.scaled_dot_product_attention
@@ -422,12 +426,24 @@ def _sdpa(torch):
         gqa = "enable_gqa" in inspect.signature(f).parameters
     except (TypeError, ValueError):
         gqa = False
-    return f, gqa
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        fused = [b for b in (getattr(SDPBackend, n, None) for n in ("FLASH_ATTENTION", "CUDNN_ATTENTION",
+                                                                     "EFFICIENT_ATTENTION")) if b is not None]
+
+        def fused_only():
+            return sdpa_kernel(fused)
+    except Exception:  # older torch: no backend selection
+        fused_only = contextlib.nullcontext
+    return f, gqa, fused_only
 
 
 def bench_attention(torch, cases, generation: bool, plan: CudaPlan, sweep: _Sweep, share=(0.0, 1.0)) -> list[dict]:
-    """SDPA causal prefill (q = kv = isl) or decode (q = 1 over kv_len + 1 cached tokens)."""
-    sdpa, gqa = _sdpa(torch)
+    """SDPA causal prefill (q = kv = isl) or decode (q = 1 over kv_len + 1 cached tokens), fused kernels only.
+
+    Grouped KV heads go to SDPA natively (enable_gqa) where a fused kernel takes them; otherwise the KV
+    heads are repeated up to the query heads before timing, and the row records the heads that ran."""
+    sdpa, gqa, fused_only = _sdpa(torch)
     rows = []
     section = "generation_attention" if generation else "context_attention"
     for i, case in enumerate(cases):
@@ -436,27 +452,30 @@ def bench_attention(torch, cases, generation: bool, plan: CudaPlan, sweep: _Swee
         b, nh, nkv, d = case["batch"], case["num_heads"], case["num_kv_heads"], case["head_dim"]
         t = _dt(torch, case["dtype"])
         q_len, kv_len = (1, case["kv_len"] + 1) if generation else (case["isl"], case["isl"])
-        row = dict(case)
-        try:
-            q = torch.randn(b, nh, q_len, d, device="cuda", dtype=t)
-            kv_heads = nkv if (gqa or nkv == nh) else nh  # no GQA support: materialise the repeated heads
-            k = torch.randn(b, kv_heads, kv_len, d, device="cuda", dtype=t)
-            v = torch.randn(b, kv_heads, kv_len, d, device="cuda", dtype=t)
-            kwargs = {"enable_gqa": True} if gqa and nkv != nh else {}
-            causal = not generation
-
-            def fn(q=q, k=k, v=v, kwargs=kwargs, causal=causal):
-                return sdpa(q, k, v, is_causal=causal, **kwargs)
-            sec = time_cuda(torch, fn, plan.min_time, plan.repeats, plan.warmup)
-            row["num_kv_heads"] = kv_heads
-        except Exception as exc:  # out of memory or an unsupported head size: skip the case
-            sweep.skip(section, type(exc).__name__)
-            continue
-        finally:
+        causal = not generation
+        tries = ([nkv] if gqa or nkv == nh else []) + ([nh] if nkv != nh else [])
+        sec = None
+        for kv_heads in tries:
             q = k = v = fn = None
-            torch.cuda.empty_cache()
-        row["measured_s"] = sec
-        rows.append(row)
+            try:
+                q = torch.randn(b, nh, q_len, d, device="cuda", dtype=t)
+                k = torch.randn(b, kv_heads, kv_len, d, device="cuda", dtype=t)
+                v = torch.randn(b, kv_heads, kv_len, d, device="cuda", dtype=t)
+                kwargs = {"enable_gqa": True} if kv_heads != nh else {}
+
+                def fn(q=q, k=k, v=v, kwargs=kwargs, causal=causal):
+                    return sdpa(q, k, v, is_causal=causal, **kwargs)
+                with fused_only():
+                    sec = time_cuda(torch, fn, plan.min_time, plan.repeats, plan.warmup)
+                break
+            except Exception as exc:  # no fused kernel for this layout, out of memory: next try, else skip
+                sweep.skip(f"{section} kv_heads={'native' if kv_heads != nh else 'repeated'}", type(exc).__name__)
+            finally:
+                q = k = v = fn = None
+                torch.cuda.empty_cache()
+        if sec is None:
+            continue
+        rows.append({**case, "num_kv_heads": kv_heads, "measured_s": sec})
         sweep.report(section, share[0] + (share[1] - share[0]) * (i + 1) / len(cases))
     return rows
 

@@ -8,7 +8,8 @@ operator families (perfsim.calibrate.fit), over the CommParams fields that `comm
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,7 @@ def _nvls_rows(df: pd.DataFrame) -> bool:
     return False
 
 
-def comm_free(df: pd.DataFrame, prefix: str = "comm.") -> list["Free"]:
+def comm_free(df: pd.DataFrame, prefix: str = "comm.") -> list[Free]:
     """The CommParams fields the rows of `df` constrain, with their physical bounds.
 
     NCCL-style sets free the host overhead, the LL per-step latency and bandwidth share, the LL128 and
@@ -127,6 +128,10 @@ def comm_free(df: pd.DataFrame, prefix: str = "comm.") -> list["Free"]:
             free += [_free(f"{g}.nvls_base_s", 0.0, 200 * us, us), _free(f"{g}.nvls_efficiency", 0.02, 1.0)]
         if cross and rows.crosses_nodes.any():
             free += [_free(f"{g}.net_alpha_s", 0.0, 100 * us, us), _free(f"{g}.net_bw_efficiency", 0.005, 1.0)]
+            cross_rows = rows[rows.crosses_nodes]
+            if cross_rows.devices_per_node.nunique() > 1:   # rails vary: how many NICs are driven shows
+                nics = max(load_system(perfsim_system(s)).nics_per_node for s in cross_rows.system.unique())
+                free.append(_free(f"{g}.net_max_rails", 1.0, float(max(nics, 2))))
     return free
 
 
@@ -185,10 +190,10 @@ def ape(df: pd.DataFrame, params=None) -> np.ndarray:
     return 100.0 * np.abs(collective_rows(df, params) / df.measured_s.to_numpy(float) - 1.0)
 
 
-def split(df: pd.DataFrame, seed: int = 0, frac: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, test): a random `frac` of the rows to fit, the rest to score."""
-    train = df.sample(frac=frac, random_state=seed)
-    return train, df.drop(train.index)
+def split(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fit half, test half): the seeded random row fold of perfsim.validate (rng.random(n) < 0.5)."""
+    in_fit = np.random.default_rng(seed).random(len(df)) < 0.5
+    return df[in_fit], df[~in_fit]
 
 
 def validate(frames: Iterable[tuple[str, pd.DataFrame]], seed: int = 0) -> pd.DataFrame:
@@ -219,6 +224,7 @@ def measured_frames(names: Iterable[str] | None = None, by_system: bool = True) 
         keys = ["implementation", "system"] if by_system else ["implementation"]
         groups = list(df.groupby(keys))
         for key, part in groups:
-            label = name if len(groups) == 1 else f"{name}[{'/'.join(map(str, key if isinstance(key, tuple) else (key,)))}]"
+            parts = key if isinstance(key, tuple) else (key,)
+            label = name if len(groups) == 1 else f"{name}[{'/'.join(map(str, parts))}]"
             frames.append((label, part))
     return frames

@@ -223,8 +223,11 @@ def calibrate_device(kind: str, out_dir: Path, progress: Progress | None = None,
 
     Returns {"hardware": Path, "profile": Path, "measurements": [Path, ...] (tidy family CSVs),
              "other_measurements": [Path, ...] (bandwidth, overhead, provenance), "device": name,
-             "report": {"device", "kind", "quick", "wall_s", "peak_flops", "bandwidth_Bps", "launch_s",
-                        "scores", "skipped"}}.
+             "report": {"device", "kind", "quick", "date", "wall_s", "measure_s", "peak_flops" (FLOP/s by dtype),
+                        "bandwidth_Bps" (by memory level), "launch_s", "rows" (by family), "scores" (as in
+                        profile.scores: held-out mape_pct, p90_ape_pct, median_ape_pct per family and per
+                        dtype/op), "skipped" (cases cut by the time budget), "warnings" (busy machine, skips)}}.
+    Raises InvalidInputError (one line) for an unknown kind, or 'cuda' without torch and a CUDA GPU.
     """
     if kind not in KINDS:
         raise InvalidInputError(f"device: unknown kind {kind!r}; accepted: {', '.join(KINDS)}")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from perfsim.calibrate.comm_rows import comm_free
 from perfsim.calibrate.rows import ELEMENTWISE_KIND, FP8_FORMATS, predict_rows
 from perfsim.cost.params import CostParams
 from perfsim.hardware import Device
@@ -72,6 +73,8 @@ def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:
         return _elementwise_free(kinds)
     if family == "moe":
         return [f for fmt in sorted(df.dtype.unique()) for f in _moe_free(fmt)]
+    if family == "collective":
+        return comm_free(df)
     return FREE_BY_FAMILY[family]
 
 
@@ -111,19 +114,57 @@ def with_values(params: CostParams, free: list[Free], values) -> CostParams:
 def fit(df: pd.DataFrame, family: str, device: Device, start: CostParams | None = None,
         max_rows: int = 6000, seed: int = 0) -> CostParams:
     """Parameters that best explain `df` (rows of one family measured on `device`)."""
-    start = start or CostParams()
-    if len(df) > max_rows:  # a random subsample keeps fitting fast; scoring always uses every row
-        df = df.sample(max_rows, random_state=seed)
-    free = free_parameters(family, df)
-    measured = df.measured_s.to_numpy(float)
+    return fit_many([(df, family)], device, start, max_rows, seed)
+
+
+def fit_many(tables: list[tuple[pd.DataFrame, str]], device: Device, start: CostParams | None = None,
+             max_rows: int = 6000, seed: int = 0) -> CostParams:
+    """Fit several tables (each a frame and its family) measured on one device. Tables that share a
+    parameter are fitted together in one least-squares problem; independent groups separately (faster)."""
+    params = start or CostParams()
+    pieces = []  # split by format: rows of one GEMM/MoE format depend only on that format's parameters
+    for df, family in tables:
+        if len(df) == 0:
+            continue
+        if family in ("gemm", "moe") and df.dtype.nunique() > 1:
+            pieces += [(part, family) for _, part in df.groupby("dtype")]
+        else:
+            pieces.append((df, family))
+    for group in _coupled(pieces):
+        params = _fit_group(group, device, params, max_rows, seed)
+    return params
+
+
+def _coupled(pieces: list[tuple[pd.DataFrame, str]]) -> list[list[tuple[pd.DataFrame, str]]]:
+    """Connected components of tables linked by a shared free parameter."""
+    groups: list[tuple[set[str], list]] = []
+    for df, family in pieces:
+        paths = {f.path for f in free_parameters(family, df)}
+        linked = [g for g in groups if g[0] & paths]
+        merged = (paths.union(*(g[0] for g in linked)), [t for g in linked for t in g[1]] + [(df, family)])
+        groups = [g for g in groups if g not in linked] + [merged]
+    return [members for _, members in groups]
+
+
+def _fit_group(tables: list[tuple[pd.DataFrame, str]], device: Device, start: CostParams, max_rows: int,
+               seed: int) -> CostParams:
+    # a random subsample keeps fitting fast; scoring always uses every row
+    tables = [(df.sample(max_rows, random_state=seed) if len(df) > max_rows else df, family)
+              for df, family in tables]
+    free: list[Free] = []
+    for df, family in tables:
+        free += [f for f in free_parameters(family, df) if f.path not in {g.path for g in free}]
     x0 = np.array([min(max(get(start, f.path), f.lo), f.hi) / f.scale for f in free])
     lo = np.array([f.lo / f.scale for f in free])
     hi = np.array([f.hi / f.scale for f in free])
     x0 = np.clip(x0, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
     scales = np.array([f.scale for f in free])
+    measured = [df.measured_s.to_numpy(float) for df, _ in tables]
 
     def residuals(x):
-        return np.log(predict_rows(df, family, device, with_values(start, free, x * scales)) / measured)
+        params = with_values(start, free, x * scales)
+        return np.concatenate([np.log(predict_rows(df, family, device, params) / y)
+                               for (df, family), y in zip(tables, measured, strict=True)])
 
     result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, diff_step=1e-3,
                            max_nfev=60 * len(free))

@@ -9,10 +9,9 @@ from typing import Callable
 import numpy as np
 
 from perfsim import measured
-from perfsim.calibrate.fit import fit
+from perfsim.calibrate.fit import fit_many
 from perfsim.calibrate.profile import Profile, save_profile
 from perfsim.calibrate.rows import PREDICTORS, predict_rows
-from perfsim.cost.params import CostParams
 from perfsim.errors import DataError
 from perfsim.hardware import Device
 from perfsim.validate import SPLIT, ape, fold
@@ -31,16 +30,18 @@ def calibrate_from_tables(sources: list[str], device: Device, out: str | Path | 
             raise DataError(f"{src}: family {family!r} has no operator model to calibrate; "
                             f"accepted: {', '.join(PREDICTORS)}")
         frames.append((str(src), family, df))
+    if progress:
+        progress(f"fitting {len(frames)} tables jointly on their fit halves")
+    folds = [fold(len(df), seed) for _, _, df in frames]
+    trial = fit_many([(df[f], family) for (_, family, df), f in zip(frames, folds, strict=True)], device,
+                     max_rows=max_rows, seed=seed)
     held_out: dict[str, dict[str, float]] = {}
-    params = CostParams()
-    for src, family, df in frames:
-        if progress:
-            progress(f"fitting {src}")
-        in_fit = fold(len(df), seed)
-        trial = fit(df[in_fit], family, device, params, max_rows=max_rows, seed=seed)
+    for (src, family, df), in_fit in zip(frames, folds, strict=True):
         err = ape(predict_rows(df[~in_fit], family, device, trial), df[~in_fit].measured_s.to_numpy(float))
         held_out[src] = {"mape": float(err.mean()), "p90": float(np.percentile(err, 90)), "rows": int((~in_fit).sum())}
-        params = fit(df, family, device, params, max_rows=max_rows, seed=seed)
+    if progress:
+        progress("refitting on all rows")
+    params = fit_many([(df, family) for _, family, df in frames], device, trial, max_rows=max_rows, seed=seed)
     profile = Profile(device=device.name, fitted_on=[s for s, _, _ in frames],
                       split=f"scores: {SPLIT}; shipped parameters refitted on all rows", scores=held_out,
                       created=datetime.now(timezone.utc).strftime("%Y-%m-%d"), params=params)

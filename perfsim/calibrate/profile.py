@@ -1,8 +1,8 @@
 """Calibration profiles: fitted CostParams for a device, with the data they were fitted on.
 
 Shipped profiles live in perfsim/profiles/<device>.yaml. A device without one is costed with the
-transfer profile (perfsim/profiles/transfer.yaml): parameters fitted on H100 data only, which carry
-over through the device's own peaks, bandwidths, unit count and clock.
+transfer profile, the H100's: parameters fitted on H100 data only, which carry over through the
+device's own peaks, bandwidths, unit count and clock (the transfer that `perfsim validate` scores).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from perfsim.errors import SpecError
 from perfsim.specfiles import read_mapping, validation_message
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
-TRANSFER = "transfer"
+TRANSFER = "h100-sxm"
 
 
 class Profile(BaseModel):

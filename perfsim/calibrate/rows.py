@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from perfsim.calibrate.comm_rows import collective_rows_for
 from perfsim.cost.attention import decode_time, prefill_time
 from perfsim.cost.elementwise import elementwise_time
 from perfsim.cost.gemm import DeviceRoofs, gemm_time
@@ -130,7 +131,7 @@ def moe_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray
 
 PREDICTORS = {"gemm": gemm_rows, "elementwise": elementwise_rows, "layer_ops": layer_op_rows,
               "context_attention": context_attention_rows, "generation_attention": generation_attention_rows,
-              "moe": moe_rows}
+              "moe": moe_rows, "collective": collective_rows_for}
 
 
 def predict_rows(df: pd.DataFrame, family: str, device: Device, params: CostParams) -> np.ndarray:

@@ -21,17 +21,23 @@ input for reduce-scatter), B a link's bandwidth per device per direction (datash
    and runs the fastest; so do we. LL sends 4 B of data with a 4 B flag per 8 B store (low latency, a
    quarter of the bandwidth), LL128 120 B per 128 B line (0.92), Simple bulk copies with fences (full
    bandwidth, highest latency). busBw = B * efficiency, the sustained fraction of the datasheet figure.
+   As in NCCL, LL128 runs only on all-NVLink paths; send/recv and all-to-all run NCCL's point-to-point
+   kernels (LL for small per-peer chunks, else Simple with its own fixed latency, p2p_base_s).
    The minimum of these lines is what bends measured curves from latency- to bandwidth-bound over two
    decades of S, not a single Hockney n_1/2 (which is the same as a larger alpha: for
    eff(S) = eff_max * S / (S + S_half), S / (B eff(S)) = (S + S_half) / (B eff_max)).
 
 3. Hierarchy. A group spans up to three levels, each with its own link and per-step latency:
      scale-up domain  devices on one NVLink/NVSwitch/Infinity Fabric domain (the system's intra-node link,
-                      or an NVLink-bridged pair in PCIe servers), bandwidth B per device;
+                      or an NVLink-bridged pair in PCIe servers), bandwidth B per device; a switch gives a
+                      device all of B toward any peers, a full mesh of m devices (Infinity Fabric) only the
+                      links to the group's g-1 peers: B (g-1)/(m-1);
      node             domains of one node joined by PCIe (bridged-pair servers), one PCIe link per crossing;
      scale-out        nodes joined by NICs; a rail-optimized ring routes each channel through a different
                       NIC, so the node's ring bandwidth is the NICs of the group's devices:
-                      B_net = nic_bandwidth * nics_per_node * d / devices_per_node (d = group devices per node).
+                      B_net = nic_bandwidth * min(nics_per_node * d / devices_per_node, max_rails)
+                      (d = group devices per node; max_rails, fitted, is how many NICs the library's
+                      channels actually drive, all of them on a well-configured DGX).
    A flat ring is paced by its slowest crossing: busBw = min(B_domain e, B_pcie e, B_net e_net). Of the ring's
    steps, 2(N-1) cross nodes for all-reduce (N-1 otherwise), each with the NIC latency (NCCL's
    nInterSteps). Across nodes all-reduce may also run NCCL's double binary tree (Sanders, Speck & Traff,
@@ -128,6 +134,18 @@ class Topology:
     nic_Bps: float           # NIC bandwidth serving the group's devices on one node (all their rails)
     nic_single_Bps: float    # NIC bandwidth one device reaches (its rail)
     nvls: bool               # the domain's switch can reduce (NVLink SHARP)
+    mesh_size: int = 0       # devices of a full-mesh domain (Infinity Fabric), 0 when switched or bridged
+
+    def domain_Bps(self, peers: int | None = None) -> float:
+        """Per-device bandwidth toward `peers` other devices of its domain (default: the group's).
+
+        Switched fabrics (NVSwitch) give every device its full link bandwidth whatever the peers; in a full
+        mesh a device reaches each peer over its own link, so it uses peers / (mesh_size - 1) of its links.
+        """
+        peers = self.in_domain - 1 if peers is None else peers
+        if self.mesh_size > 1:
+            return self.link.bandwidth * min(1.0, max(peers, 1) / (self.mesh_size - 1))
+        return self.link.bandwidth
 
     @property
     def domains_per_node(self) -> int:
@@ -155,9 +173,9 @@ def topology(system: System, group: int, devices_per_node: int | None = None) ->
     if group < 1:
         raise InvalidInputError(f"group: got {group}; accepted: 1 or more devices")
     sys_dpn = system.devices_per_node
-    d = min(group, sys_dpn) if devices_per_node is None else int(devices_per_node)
-    if not 1 <= d <= sys_dpn:
+    if devices_per_node is not None and not 1 <= int(devices_per_node) <= sys_dpn:
         raise InvalidInputError(f"devices_per_node: got {devices_per_node}; {system.name} has {sys_dpn} per node")
+    d = min(group, sys_dpn if devices_per_node is None else int(devices_per_node))
     nodes = -(-group // d)
     nic = system.nic
     if nodes > 1 and (nic is None or system.nics_per_node == 0):
@@ -173,7 +191,8 @@ def topology(system: System, group: int, devices_per_node: int | None = None) ->
     else:
         domain, link, bridge = sys_dpn, system.intra_link, None
     nvls = domain >= 4 and (link.type == "nvswitch" or link.name in _NVLS_LINKS)
-    return Topology(group, d, nodes, link, domain, bridge, nic, nic_all, nic_single, nvls)
+    mesh = domain if link.type == "infinity-fabric" else 0
+    return Topology(group, d, nodes, link, domain, bridge, nic, nic_all, nic_single, nvls, mesh)
 
 
 # ----------------------------------------------------------------------------------------------- NCCL model
@@ -199,22 +218,27 @@ def _protocols(prm: CollectiveParams, topo: Topology, p2p: bool = False) -> tupl
     return base, frac
 
 
+def _net_Bps(topo: Topology, prm: CollectiveParams) -> float:
+    """NIC bandwidth of one node that a collective drives: its devices' rails, at most net_max_rails NICs."""
+    return min(topo.nic_Bps, topo.nic.bandwidth * prm.net_max_rails)
+
+
 def _ring_bus_bw(topo: Topology, prm: CollectiveParams) -> float:
     """Bus bandwidth of a flat ring over the group: its slowest crossing."""
     bw = []
     if topo.in_domain > 1:
-        bw.append(topo.link.bandwidth * prm.bw_efficiency)
+        bw.append(topo.domain_Bps() * prm.bw_efficiency)
     if topo.bridge is not None and topo.domains_per_node > 1:
         bw.append(topo.bridge.bandwidth * prm.bw_efficiency)
     if topo.nodes > 1:
-        bw.append(topo.nic_Bps * prm.net_bw_efficiency)
-    return min(bw) if bw else topo.link.bandwidth * prm.bw_efficiency
+        bw.append(_net_Bps(topo, prm) * prm.net_bw_efficiency)
+    return min(bw) if bw else topo.domain_Bps() * prm.bw_efficiency
 
 
 def _lines(latency: np.ndarray, bytes_: np.ndarray, bw: float, frac: np.ndarray) -> np.ndarray:
     """Fastest protocol: min over protocols of latency + bytes / (bw * fraction)."""
     t = np.full(bytes_.shape, np.inf)
-    for lat, f in zip(latency, frac):
+    for lat, f in zip(latency, frac, strict=True):
         if f > 0:
             t = np.minimum(t, lat + bytes_ / (bw * f))
     return t
@@ -237,18 +261,18 @@ def nccl_time(collective: str, size_bytes, topo: Topology, prm: CollectiveParams
         if N > 1:
             lat, bw = a_net, topo.nic_single_Bps * prm.net_bw_efficiency
         elif topo.in_domain > 1:
-            lat, bw = a_dom, topo.link.bandwidth * prm.bw_efficiency
+            lat, bw = a_dom, topo.domain_Bps(1) * prm.bw_efficiency
         else:
             lat, bw = a_br, topo.bridge.bandwidth * prm.bw_efficiency
         return _lines(base + lat, S, bw, frac)
 
     if collective == "all_to_all":
         g = topo.in_domain   # peers reached over each level, each device's share of S on that level
-        terms = [(g - 1) / p * S / (topo.link.bandwidth * prm.bw_efficiency)]
+        terms = [(g - 1) / p * S / (topo.domain_Bps() * prm.bw_efficiency)]
         if topo.bridge is not None and n_dom > 1:
             terms.append((d - g) / p * S / (topo.bridge.bandwidth * prm.bw_efficiency))
         if N > 1:
-            terms.append((p - d) / p * S / (topo.nic_Bps / d * prm.net_bw_efficiency))
+            terms.append((p - d) / p * S / (_net_Bps(topo, prm) / d * prm.net_bw_efficiency))
         rounds = ring_steps("all_to_all", p)
         lat = a_net if N > 1 else (a_br if n_dom > 1 else a_dom)
         return _lines(base + rounds * lat, np.maximum.reduce(terms), 1.0, frac)
@@ -277,7 +301,7 @@ def custom_allreduce_time(size_bytes, topo: Topology, prm: CustomAllReduceParams
     p = topo.group
     if p <= 1:
         return np.zeros_like(S)
-    B = topo.link.bandwidth
+    B = topo.domain_Bps()
     one = prm.launch_s + prm.barrier_s + (p - 1) * S / (B * prm.oneshot_efficiency)
     two = prm.launch_s + 2 * prm.barrier_s + bus_factor("all_reduce", p) * S / (B * prm.bw_efficiency)
     t = np.minimum(one, two)

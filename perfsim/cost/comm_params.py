@@ -26,8 +26,9 @@ class CollectiveParams(_Params):
         t = launch_s + base + steps_intra * alpha + steps_net * net_alpha + bus_bytes / (B * efficiency)
     and the collective takes the fastest pair, as NCCL's tuner picks one per call.
     """
-    launch_s: float = Field(1e-6, ge=0, le=500e-6,
-                            description="host launch and timing overhead per call, outside NCCL's own latency")
+    launch_s: float = Field(4e-6, ge=0, le=500e-6,
+                            description="kernel launch and timing overhead per call, outside NCCL's own latency "
+                                        "(the device specs' launch_overhead, 3-6 us)")
     # LL: 8-byte stores of 4 B data + 4 B flag, no fences; lowest latency, a fraction of the bandwidth
     ll_base_s: float = Field(3.6e-6, ge=0, le=200e-6, description="LL fixed latency (NCCL baseLat ring/LL 3.6 us)")
     ll_alpha_s: float = Field(0.47e-6, ge=0, le=20e-6,
@@ -58,6 +59,9 @@ class CollectiveParams(_Params):
                                            "LL128 and Simple scale by NCCL's 4.0/2.7 and 9.6/2.7)")
     net_bw_efficiency: float = Field(0.80, gt=0, le=1,
                                      description="sustained fraction of the NIC bandwidth a device's rail delivers")
+    net_max_rails: float = Field(64.0, ge=1, le=1024,
+                                 description="most NICs of a node one collective's channels drive at once "
+                                             "(NCCL spreads channels over every rail of a DGX: no limit)")
 
 
 class CustomAllReduceParams(_Params):
@@ -80,7 +84,7 @@ class CustomAllReduceParams(_Params):
 
 def _pytorch_prior() -> CollectiveParams:
     # torch.distributed: NCCL plus Python dispatch, the c10d work object and event timing (~10-30 us)
-    return CollectiveParams(launch_s=15e-6)
+    return CollectiveParams(launch_s=20e-6)
 
 
 class CommParams(_Params):

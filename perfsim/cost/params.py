@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from perfsim.cost.comm_params import CommParams
+
 Fraction = Field(gt=0, le=1)
 
 
@@ -57,6 +59,7 @@ class CostParams(_Params):
     gemm: dict[str, GemmParams] = {"default": GemmParams()}   # by GEMM format (bf16, fp8, fp8_block, ...)
     attention: AttentionParams = AttentionParams()
     moe: dict[str, MoEParams] = {"default": MoEParams()}    # by weight format (bf16, fp8, ...)
+    comm: CommParams = CommParams()  # collectives, by implementation (nccl, pytorch, trtllm)
     elementwise: dict[str, ElementwiseParams] = {"default": ElementwiseParams()}  # by op kind (norm, add, ...)
 
     def gemm_for(self, fmt: str) -> GemmParams:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from perfsim.errors import DataError, InvalidInputError, UnknownNameError, one_line
@@ -161,6 +162,8 @@ def _csv_format(path: Path) -> tuple[Callable, dict]:
         raise fail(path, f"headerless file with {nfields} fields; expected 5 (matmul), 3 (softmax/layernorm) "
                          "or 2 (gelu)")
     columns = {c.strip().strip('"') for c in first.strip().split(",")}
+    if "measured_s" in columns:  # already in perfsim's tidy schema (e.g. written by `perfsim calibrate --device`)
+        return _tidy, {}
     if any(c.startswith("time_stats.") for c in columns):
         if "num_tensor_parallel_workers" in columns or "n_embd" in columns:
             return vidur.compute, {}
@@ -176,6 +179,21 @@ def _csv_format(path: Path) -> tuple[Callable, dict]:
         (aic.gemm, {}, aic.GEMM_CSV),
     ]
     return _best(path, columns, candidates)
+
+
+def _tidy(path: Path, dataset: str) -> pd.DataFrame:
+    """A CSV in perfsim's tidy schema: times in seconds in `measured_s`, shape columns by family."""
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:
+        raise fail(path, f"not a readable CSV file ({type(exc).__name__})") from None
+    times = pd.to_numeric(frame["measured_s"], errors="coerce")
+    if not (times.notna().all() and (times > 0).all() and np.isfinite(times).all()):
+        raise fail(path, "column measured_s must hold finite times > 0 in seconds")
+    for col, value in (("dataset", dataset), ("hardware", ""), ("source", f"file {path.name}")):
+        if col not in frame:
+            frame.insert(0, col, value)
+    return frame
 
 
 def _parquet_format(path: Path) -> tuple[Callable, dict]:

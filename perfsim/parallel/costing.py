@@ -1,0 +1,397 @@
+"""Per-layer costs of a parallel plan, each distinct operator shape costed once.
+
+A plan's step time is composed from a few per-layer quantities that depend only on (tp, micro-batch, cp, ep)
+and the plan's options: the forward and backward compute of one decoder layer (dense and MoE kinds), the
+recomputation it adds, and the communication it exposes. `Costing` builds the ops of one layer with
+perfsim.graph's builder (the same shapes `perfsim predict` costs), prices each distinct op once through
+perfsim.op_time (calibrated profile of the device when there is one), and caches every table, so a search
+over a hundred thousand plans costs a few hundred operators.
+
+Communication per layer (Korthikanti et al. 2022, Sec. 4.2.2; Narayanan et al. 2021):
+  tensor parallel, no SP   fwd: all-reduce after the attention and MLP output projections (exposed)
+                           bwd: all-reduce of the input gradient of the QKV and MLP-up projections, overlapped
+                                with their weight-gradient GEMMs (Megatron's async all-reduce)
+  tensor parallel with SP  fwd: all-gather before QKV / MLP-up, reduce-scatter after the output projections
+                           bwd: reduce-scatter of the input gradients (under the weight-gradient GEMMs), all-gather
+                                of the output-projection gradients (exposed), and the re-all-gather of the
+                                QKV / MLP-up inputs for their weight gradients (under the input-gradient GEMMs)
+  tp_overlap               every TP collective hidden behind its neighbouring GEMM, up to that GEMM's time
+  expert parallel          all-to-all dispatch and combine per MoE layer, forward and backward (exposed)
+  context parallel         ring attention: cp-1 exchanges of the K/V chunk per layer forward, of K/V and their
+                           gradients backward, each overlapped with the attention of the previous chunk
+An exposed collective adds its time; an overlapped one adds max(0, t_comm - t_compute it hides under).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from perfsim import graph as graphs
+from perfsim.calibrate.profile import resolve
+from perfsim.cost.comm import collective_time
+from perfsim.costmodel import op_time
+from perfsim.hardware import Device, System
+from perfsim.model import ModelSpec
+from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op
+
+RESIDUAL_OPS = ("input_norm", "attn_residual_add", "post_attn_norm", "mlp_residual_add")
+
+
+def per_node(stride: int, group: int, devices_per_node: int) -> int:
+    """Devices of a group of `group` ranks spaced `stride` apart that share one node."""
+    if stride >= devices_per_node:
+        return 1
+    return max(1, min(group, devices_per_node // stride))
+
+
+@dataclass
+class LayerCost:
+    """Seconds and joules of one decoder layer (one kind: dense or MoE) for one micro-batch on one rank."""
+    fwd: float = 0.0          # forward compute
+    bwd: float = 0.0          # backward compute (input and weight gradients)
+    rc_sel: float = 0.0       # compute that selective recomputation adds (the attention core again)
+    comm_fwd: float = 0.0     # exposed communication, forward
+    comm_bwd: float = 0.0     # exposed communication, backward
+    tp_fwd: float = 0.0       # of which tensor-parallel
+    tp_bwd: float = 0.0
+    ep_fwd: float = 0.0       # of which expert-parallel all-to-all
+    ep_bwd: float = 0.0
+    cp_fwd: float = 0.0       # of which context-parallel ring exchange
+    cp_bwd: float = 0.0
+    e_fwd: float = 0.0        # dynamic energy, forward
+    e_bwd: float = 0.0
+    e_rc_sel: float = 0.0
+    flops_fwd: float = 0.0
+
+
+@dataclass
+class EndsCost:
+    """Embedding (first stage) and head + loss (last stage) for one micro-batch on one rank."""
+    emb_fwd: float = 0.0
+    emb_bwd: float = 0.0
+    head_fwd: float = 0.0
+    head_bwd: float = 0.0
+    e_emb: float = 0.0
+    e_head: float = 0.0
+
+
+@dataclass
+class Costing:
+    """Op and collective costs of one model on one system, cached."""
+    model: ModelSpec
+    system: System
+    profile: object = "auto"
+    dtype: str = "bf16"
+    _ops: dict = field(default_factory=dict, repr=False)
+    _colls: dict = field(default_factory=dict, repr=False)
+    _layers: dict = field(default_factory=dict, repr=False)
+    _kinds: list | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.device: Device = self.system.gpu
+        self.prof = resolve(self.profile, self.device.name)
+        self.dpn = self.system.devices_per_node
+
+    @property
+    def cost_model(self) -> str:
+        if self.prof is None:
+            return "roofline (no calibration profile for this device)"
+        return f"calibrated profile of {self.prof.device}" if getattr(self.prof, "device", "") else "calibrated"
+
+    # ---- primitive costs -------------------------------------------------------------------------
+    def op(self, op: Op) -> tuple[float, float]:
+        """(seconds, dynamic joules) of one op; the op's name does not change its cost."""
+        key = replace(op, name="op")
+        hit = self._ops.get(key)
+        if hit is None:
+            c = op_time(key, self.device, self.prof)
+            hit = self._ops[key] = (c.time_s, c.energy_j)
+        return hit
+
+    def coll(self, collective: str, size_bytes: float, group: int, devices_per_node: int | None = None) -> float:
+        if group <= 1 or size_bytes <= 0:
+            return 0.0
+        dpn = min(group, devices_per_node or self.dpn)
+        key = (collective, float(size_bytes), int(group), int(dpn))
+        hit = self._colls.get(key)
+        if hit is None:
+            hit = self._colls[key] = collective_time(collective, size_bytes, group, self.system,
+                                                     devices_per_node=dpn)
+        return hit
+
+    def p2p(self, size_bytes: float, inter_node: bool) -> float:
+        return self.coll("send_recv", size_bytes, 2, 1 if inter_node else 2)
+
+    # ---- layer kinds -----------------------------------------------------------------------------
+    def kinds(self) -> list[tuple[int, bool, int]]:
+        """(representative layer index, is MoE, layer count) per distinct layer kind (window x MoE)."""
+        if self._kinds is None:
+            m, groups = self.model, {}
+            for i in range(m.num_layers):
+                key = (i < m.sliding_layers, bool(m.moe) and i >= m.moe.first_k_dense)
+                if key not in groups:
+                    groups[key] = [i, 0]
+                groups[key][1] += 1
+            self._kinds = [(i, key[1], n) for key, (i, n) in groups.items()]
+        return self._kinds
+
+    def _forward_ops(self, task: str, batch: int, seq: int | None, context: int | None, tp: int, layer: int,
+                     ep: int, sp: bool, unfused: bool) -> list[Op]:
+        w = graphs.workload(self.model, task, batch, seq=seq, context=context, dtype=self.dtype, tp=tp)
+        b = graphs._Builder(self.model, w)
+        b.attention_block(layer)
+        b.mlp_block(layer)
+        ops: list[Op] = []
+        moe = self.model.moe
+        for _, _, op in b.forward:
+            if isinstance(op, Collective):
+                continue   # communication is priced by the plan's own rules
+            if sp and op.name in RESIDUAL_OPS and isinstance(op, Elementwise):
+                op = replace(op, elements=max(1, op.elements // tp))
+            if isinstance(op, MoEExperts) and ep > 1:
+                # tokens of the ep data-parallel replicas meet on the experts this rank holds
+                op = replace(op, tokens=op.tokens * ep, num_experts=moe.num_experts // ep)
+            if isinstance(op, Attention) and unfused:
+                ops.extend(_unfused_attention(op))
+                continue
+            ops.append(op)
+        return ops
+
+    # ---- training layer table ------------------------------------------------------------------
+    def train_layer(self, tp: int, micro_batch: int, cp: int, ep: int, seq: int, sp: bool, tp_overlap: bool,
+                    unfused: bool) -> tuple[LayerCost, LayerCost]:
+        """(dense, MoE) per-layer costs for one micro-batch of `micro_batch` sequences of `seq` tokens."""
+        key = ("train", tp, micro_batch, cp, ep, seq, sp, tp_overlap, unfused)
+        hit = self._layers.get(key)
+        if hit is not None:
+            return hit
+        sums = {False: [LayerCost(), 0], True: [LayerCost(), 0]}
+        for index, is_moe, count in self.kinds():
+            c = self._train_layer_kind(tp, micro_batch, cp, ep, seq, sp, tp_overlap, unfused, index)
+            acc = sums[is_moe]
+            for name in c.__dataclass_fields__:
+                setattr(acc[0], name, getattr(acc[0], name) + count * getattr(c, name))
+            acc[1] += count
+        out = []
+        for is_moe in (False, True):
+            acc, n = sums[is_moe]
+            if n:
+                for name in acc.__dataclass_fields__:
+                    setattr(acc, name, getattr(acc, name) / n)
+            out.append(acc)
+        hit = self._layers[key] = (out[0], out[1])
+        return hit
+
+    def _train_layer_kind(self, tp, b, cp, ep, seq, sp, tp_overlap, unfused, index) -> LayerCost:
+        m = self.model
+        s_loc = seq // cp
+        fwd_ops = self._forward_ops("train", b, s_loc, None, tp, index, ep, sp, unfused)
+        c = LayerCost()
+        roles = {"attn_in": [0.0, 0.0, 0.0], "attn_out": [0.0, 0.0, 0.0], "mlp_in": [0.0, 0.0, 0.0],
+                 "mlp_out": [0.0, 0.0, 0.0]}   # (fwd, dgrad, wgrad) seconds of the GEMMs next to TP collectives
+        attn_fwd = attn_bwd = 0.0
+        seen_attention = False
+        for op in fwd_ops:
+            scale = 1.0
+            core = isinstance(op, Attention) or op.name.startswith("attn_core")
+            if isinstance(op, Attention):
+                # ring attention: each rank scores its chunk against the whole sequence, load-balanced
+                op = replace(op, q_len=seq, kv_len=seq)
+                scale = 1.0 / cp
+                seen_attention = True
+            if op.name == "attn_core_pv":
+                seen_attention = True
+            t, e = self.op(op)
+            t, e = t * scale, e * scale
+            grads = graphs._gradient_ops(op)
+            gt = [self.op(g) for g in grads]
+            tb = sum(x[0] for x in gt) * scale
+            eb = sum(x[1] for x in gt) * scale
+            c.fwd += t
+            c.e_fwd += e
+            c.bwd += tb
+            c.e_bwd += eb
+            c.flops_fwd += op.flops * scale
+            if core:
+                c.rc_sel += t
+                c.e_rc_sel += e
+                attn_fwd += t
+                attn_bwd += tb
+            if isinstance(op, Gemm) and not core:
+                role = _role(op.name, seen_attention)
+                if role:
+                    r = roles[role]
+                    r[0] += t
+                    r[1] += gt[0][0] if gt else 0.0
+                    r[2] += gt[1][0] if len(gt) > 1 else 0.0
+            if isinstance(op, MoEExperts):
+                for role in ("mlp_in", "mlp_out"):
+                    r = roles[role]
+                    r[0] += t / 2
+                    r[1] += tb / 4
+                    r[2] += tb / 4
+
+        is_moe = bool(m.moe) and index >= m.moe.first_k_dense
+        if tp > 1:
+            S = s_loc * b * m.hidden_size * 2.0      # one activation tensor of the residual stream, bf16
+            d = per_node(1, tp, self.dpn)
+            ag, rs, ar = (self.coll(k, S, tp, d) for k in ("all_gather", "reduce_scatter", "all_reduce"))
+
+            def hide(comm, under, always=False):
+                return max(0.0, comm - under) if (tp_overlap or always) else comm
+
+            if sp:
+                fwd = hide(ag, roles["attn_in"][0]) + hide(rs, roles["attn_out"][0]) \
+                    + hide(ag, roles["mlp_in"][0]) + hide(rs, roles["mlp_out"][0])
+                bwd = hide(rs, roles["attn_in"][2], True) + hide(rs, roles["mlp_in"][2], True) \
+                    + hide(ag, roles["attn_out"][1]) + hide(ag, roles["mlp_out"][1]) \
+                    + hide(ag, roles["attn_in"][1], True) + hide(ag, roles["mlp_in"][1], True)
+            else:
+                fwd = hide(ar, roles["attn_out"][0]) + hide(ar, roles["mlp_out"][0])
+                bwd = hide(ar, roles["attn_in"][2], True) + hide(ar, roles["mlp_in"][2], True)
+            c.tp_fwd, c.tp_bwd = fwd, bwd
+        if is_moe and ep > 1:
+            mo = m.moe
+            size = s_loc * b * mo.top_k * m.hidden_size * 2.0 / (tp if sp else 1)
+            a2a = self.coll("all_to_all", size, ep, per_node(tp * cp, ep, self.dpn))
+            c.ep_fwd, c.ep_bwd = 2 * a2a, 2 * a2a
+        if cp > 1:
+            kv_rank = max(1, m.kv_heads // tp) if not m.mla else m.num_heads // tp
+            width = (m.qk_head_dim + m.v_head_dim) if m.mla else 2 * m.dim_head
+            chunk = s_loc * b * kv_rank * width * 2.0
+            inter = tp * cp > self.dpn
+            step = self.p2p(chunk, inter)
+            step2 = self.p2p(2 * chunk, inter)
+            c.cp_fwd = max(0.0, (cp - 1) * step - attn_fwd * (cp - 1) / cp)
+            c.cp_bwd = max(0.0, (cp - 1) * step2 - attn_bwd * (cp - 1) / cp)
+        c.comm_fwd = c.tp_fwd + c.ep_fwd + c.cp_fwd
+        c.comm_bwd = c.tp_bwd + c.ep_bwd + c.cp_bwd
+        return c
+
+    def train_ends(self, tp: int, micro_batch: int, cp: int, seq: int, sp: bool) -> EndsCost:
+        """Embedding and head + cross-entropy for one micro-batch, with their TP collectives."""
+        key = ("ends", tp, micro_batch, cp, seq, sp)
+        hit = self._layers.get(key)
+        if hit is not None:
+            return hit
+        m = self.model
+        s_loc = seq // cp
+        w = graphs.workload(m, "train", micro_batch, seq=s_loc, dtype=self.dtype, tp=tp)
+        bld = graphs._Builder(m, w)
+        bld.add(Embedding(tokens=w.tokens, hidden=m.hidden_size, dtype=bld.act_dtype, name="embedding"))
+        bld.head()
+        e = EndsCost()
+        for _, _, op in bld.forward:
+            if sp and op.name == "final_norm":
+                op = replace(op, elements=max(1, op.elements // tp))
+            t, en = self.op(op)
+            grads = [self.op(g) for g in graphs._gradient_ops(op)]
+            tb, eb = sum(x[0] for x in grads), sum(x[1] for x in grads)
+            if isinstance(op, Embedding):
+                e.emb_fwd += t
+                e.emb_bwd += tb
+                e.e_emb += en + eb
+            else:
+                e.head_fwd += t
+                e.head_bwd += tb
+                e.e_head += en + eb
+        if tp > 1:
+            S = s_loc * micro_batch * m.hidden_size * 2.0
+            d = per_node(1, tp, self.dpn)
+            if sp:   # embedding output reduce-scattered, head input all-gathered; conjugates backward
+                e.emb_fwd += self.coll("reduce_scatter", S, tp, d)
+                e.emb_bwd += self.coll("all_gather", S, tp, d)
+                e.head_fwd += self.coll("all_gather", S, tp, d)
+                e.head_bwd += self.coll("reduce_scatter", S, tp, d)
+            else:    # vocab-parallel embedding all-reduce; head input-gradient all-reduce
+                e.emb_fwd += self.coll("all_reduce", S, tp, d)
+                e.head_bwd += self.coll("all_reduce", S, tp, d)
+        self._layers[key] = e
+        return e
+
+    # ---- inference layer table -----------------------------------------------------------------
+    def infer_layer(self, task: str, tp: int, batch: int, seq: int | None, context: int | None, ep: int,
+                    dp: int, implementation: str = "nccl") -> tuple[LayerCost, LayerCost, EndsCost]:
+        """(dense, MoE, ends) forward costs of one prefill or decode step of `batch` sequences per replica."""
+        key = ("infer", task, tp, batch, seq, context, ep, dp, implementation)
+        hit = self._layers.get(key)
+        if hit is not None:
+            return hit
+        m = self.model
+        sums = {False: [LayerCost(), 0], True: [LayerCost(), 0]}
+        q = 1 if task == "decode" else seq
+        tokens = batch * q
+        for index, is_moe, count in self.kinds():
+            c = LayerCost()
+            for op in self._forward_ops(task, batch, seq, context, tp, index, ep, False, False):
+                t, e = self.op(op)
+                c.fwd += t
+                c.e_fwd += e
+                c.flops_fwd += op.flops
+            if tp > 1:
+                c.tp_fwd = 2 * self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp, per_node(1, tp, self.dpn))
+            if is_moe and ep > 1:
+                size = tokens * m.moe.top_k * m.hidden_size * 2.0
+                c.ep_fwd = 2 * self.coll("all_to_all", size, ep, per_node(tp, ep, self.dpn))
+            c.comm_fwd = c.tp_fwd + c.ep_fwd
+            acc = sums[is_moe]
+            for name in c.__dataclass_fields__:
+                setattr(acc[0], name, getattr(acc[0], name) + count * getattr(c, name))
+            acc[1] += count
+        out = []
+        for is_moe in (False, True):
+            acc, n = sums[is_moe]
+            if n:
+                for name in acc.__dataclass_fields__:
+                    setattr(acc, name, getattr(acc, name) / n)
+            out.append(acc)
+        w = graphs.workload(m, task, batch, seq=seq, context=context, dtype=self.dtype, tp=tp)
+        bld = graphs._Builder(m, w)
+        bld.add(Embedding(tokens=w.tokens, hidden=m.hidden_size, dtype=bld.act_dtype, name="embedding"))
+        bld.head()
+        ends = EndsCost()
+        for _, _, op in bld.forward:
+            t, e = self.op(op)
+            if isinstance(op, Embedding):
+                ends.emb_fwd += t
+                ends.e_emb += e
+            else:
+                ends.head_fwd += t
+                ends.e_head += e
+        if tp > 1:
+            ends.emb_fwd += self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp, per_node(1, tp, self.dpn))
+        hit = self._layers[key] = (out[0], out[1], ends)
+        return hit
+
+
+def _role(name: str, after_attention: bool) -> str | None:
+    """Which TP collective a GEMM sits next to: the column-parallel inputs or the row-parallel outputs."""
+    if name in ("router", "lm_head"):
+        return None
+    if not after_attention:
+        return "attn_in"
+    if name == "o_proj" or name == "mla_v_up":
+        return "attn_out"
+    if name.endswith("_up"):
+        return "mlp_in"
+    if name.endswith("_down"):
+        return "mlp_out"
+    return None
+
+
+def _unfused_attention(op: Attention) -> list[Op]:
+    """Megatron's 2022 attention core: QK^T batched GEMM, fused scale-mask-softmax, dropout, PV batched GEMM.
+
+    The full s x s score matrix is computed (the causal mask is applied, not skipped); dropout writes its
+    output and a one-byte mask (half a bf16 element).
+    """
+    heads = op.batch * op.num_heads
+    scores = heads * op.q_len * op.kv_len
+    return [
+        Gemm(m=op.q_len, n=op.kv_len, k=op.head_dim, batch=heads, dtype=op.dtype, name="attn_core_qk"),
+        Elementwise(elements=scores, reads=1, writes=1, flops_per_element=5, dtype="bf16", op_kind="softmax",
+                    name="attn_core_softmax"),
+        Elementwise(elements=scores, reads=1, writes=1.5, flops_per_element=2, dtype="bf16", op_kind="elementwise",
+                    name="attn_core_dropout"),
+        Gemm(m=op.q_len, n=op.dv, k=op.kv_len, batch=heads, dtype=op.dtype, name="attn_core_pv"),
+    ]

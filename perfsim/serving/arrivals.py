@@ -1,0 +1,142 @@
+"""Request streams: when requests arrive and how long their prompts and answers are.
+
+Open loop (arrival times fixed in advance):
+  poisson(rate)      inter-arrival ~ Exponential(mean 1/rate)
+  gamma(rate, cv)    inter-arrival ~ Gamma(shape 1/cv^2, scale cv^2/rate): same mean rate, burstier for cv > 1
+  trace(path)        CSV or JSONL rows with an arrival time and input/output lengths
+Closed loop: closed_loop(concurrency) keeps `concurrency` requests in flight; each completion issues the
+next request at once (a benchmark client such as vLLM's `benchmark_serving --max-concurrency`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from perfsim.errors import InvalidInputError
+
+# Accepted column names of a trace file (first match wins).
+ARRIVAL_KEYS = ("arrival_s", "arrival_time", "arrival", "timestamp", "time_s", "time")
+INPUT_KEYS = ("input_len", "input_tokens", "isl", "prompt_len", "prompt_tokens", "num_prompt_tokens")
+OUTPUT_KEYS = ("output_len", "output_tokens", "osl", "completion_len", "completion_tokens", "num_output_tokens")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """N requests. `arrival_s` is None for a closed loop (arrivals follow completions)."""
+    input_len: np.ndarray          # int64 [N]
+    output_len: np.ndarray         # int64 [N], >= 1
+    arrival_s: np.ndarray | None   # float64 [N], sorted, or None
+    concurrency: int | None = None
+    kind: str = "poisson"
+
+    @property
+    def num_requests(self) -> int:
+        return int(self.input_len.size)
+
+    @property
+    def closed_loop(self) -> bool:
+        return self.arrival_s is None
+
+
+def lengths(n: int, mean: int, spread: float, rng: np.random.Generator, flag: str) -> np.ndarray:
+    """n lengths around `mean`: all equal when spread == 0, else uniform in mean * [1 - spread, 1 + spread]."""
+    if not isinstance(mean, (int, np.integer)) or mean < 1:
+        raise InvalidInputError(f"{flag}: must be an integer >= 1, got {mean!r}")
+    if not 0 <= spread < 1:
+        raise InvalidInputError(f"{flag}-spread: must be in [0, 1), got {spread!r}")
+    if spread == 0:
+        return np.full(n, int(mean), dtype=np.int64)
+    lo, hi = max(1, round(mean * (1 - spread))), max(1, round(mean * (1 + spread)))
+    return rng.integers(lo, hi + 1, size=n, dtype=np.int64)
+
+
+def _check_n(n: int) -> None:
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise InvalidInputError(f"num-requests: must be an integer >= 1, got {n!r}")
+
+
+def poisson(rate: float, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0) -> Workload:
+    """Open-loop Poisson arrivals at `rate` requests/s."""
+    _check_n(n)
+    if not rate > 0:
+        raise InvalidInputError(f"rate: must be > 0 requests/s, got {rate!r}")
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, size=n))
+    return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), arrivals,
+                    kind="poisson")
+
+
+def gamma(rate: float, cv: float, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0) -> Workload:
+    """Open-loop bursty arrivals: gamma inter-arrival times with mean 1/rate and coefficient of variation cv."""
+    _check_n(n)
+    if not rate > 0:
+        raise InvalidInputError(f"rate: must be > 0 requests/s, got {rate!r}")
+    if not cv > 0:
+        raise InvalidInputError(f"burstiness: the coefficient of variation must be > 0, got {cv!r}")
+    rng = np.random.default_rng(seed)
+    shape = 1.0 / cv**2
+    arrivals = np.cumsum(rng.gamma(shape, 1.0 / (rate * shape), size=n))
+    return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), arrivals,
+                    kind=f"gamma(cv={cv:g})")
+
+
+def closed_loop(concurrency: int, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0) -> Workload:
+    """`concurrency` clients, each sending its next request when the previous one completes."""
+    _check_n(n)
+    if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
+        raise InvalidInputError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
+    rng = np.random.default_rng(seed)
+    return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), None,
+                    concurrency=int(concurrency), kind="closed-loop")
+
+
+def _pick(row: dict, keys: tuple[str, ...], path: Path, line: int, what: str):
+    for key in keys:
+        if key in row and row[key] not in (None, ""):
+            return row[key]
+    raise InvalidInputError(f"trace: {path}:{line} has no {what} column; accepted names: {', '.join(keys)}")
+
+
+def trace(path: str | Path, n: int | None = None) -> Workload:
+    """Read a CSV (header row) or JSONL trace: arrival time in seconds, input and output lengths in tokens.
+
+    Arrival times are shifted so the first request arrives at 0 and sorted; `n` keeps the first n rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"trace: file not found: {path}")
+    rows: list[dict] = []
+    try:
+        if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+            with path.open(encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        rows.append(json.loads(line))
+        else:
+            with path.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+    except (OSError, ValueError, csv.Error) as exc:
+        raise InvalidInputError(f"trace: cannot read {path} ({type(exc).__name__}: {exc})") from None
+    if not rows:
+        raise InvalidInputError(f"trace: {path} has no rows")
+    if n is not None:
+        _check_n(n)
+        rows = rows[:n]
+    try:
+        arr = np.array([float(_pick(r, ARRIVAL_KEYS, path, i + 2, "arrival time")) for i, r in enumerate(rows)])
+        isl = np.array([int(float(_pick(r, INPUT_KEYS, path, i + 2, "input length"))) for i, r in enumerate(rows)])
+        osl = np.array([int(float(_pick(r, OUTPUT_KEYS, path, i + 2, "output length"))) for i, r in enumerate(rows)])
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"trace: {path}: a value is not a number ({exc})") from None
+    if (isl < 1).any() or (osl < 1).any():
+        raise InvalidInputError(f"trace: {path}: input and output lengths must be >= 1 token")
+    if not np.isfinite(arr).all():
+        raise InvalidInputError(f"trace: {path}: arrival times must be finite numbers of seconds")
+    order = np.argsort(arr, kind="stable")
+    arr = arr[order] - arr[order][0]
+    return Workload(isl[order].astype(np.int64), osl[order].astype(np.int64), arr, kind=f"trace({path.name})")

@@ -1,0 +1,327 @@
+"""One serving engine: a batch scheduler over a paged KV cache, stepping through its requests.
+
+Policies (per engine, i.e. per model replica, or per pipeline-parallel virtual engine):
+  chunked     Sarathi-Serve / vLLM V1: every step runs all decoding sequences plus prompt chunks that fill the
+              token budget (max_num_batched_tokens); prefills never stall decodes for a whole prompt.
+  continuous  Orca / vLLM V0 default: iteration-level batching, prefill first: a step is either a batch of whole
+              prompts (as many as the budget, sequence limit and free KV blocks allow) or one decode step.
+  static      requests are batched only when the engine is empty; the batch runs until its last sequence ends.
+Roles (prefill/decode disaggregation): 'prefill' engines run prompts only and hand each finished prompt on;
+'decode' engines admit prompts whose KV has arrived and only decode (a preempted sequence is recomputed there).
+
+KV cache: a sequence of L tokens holds ceil(L / block_size) blocks. A new prompt is admitted only when its
+blocks fit with a watermark to spare (vLLM's 1%); when the decoding sequences outgrow the cache the most
+recently admitted one is preempted (recompute: its blocks are freed and it goes back to the head of the queue,
+to be prefilled again with the tokens it had generated).
+
+Decode-only steps are fast-forwarded: while nothing but decoding happens (no admission possible, no prompt
+in progress) k identical steps run as one event, k bounded by the next completion and by the KV cache; an
+arrival during such a run cuts it at the step boundary that follows. Sequences' contexts are kept as
+c_i + G (G counts the engine's decode steps), so a run costs O(1) whatever the batch.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+from perfsim.serving.energy import EnergyParams
+from perfsim.serving.steptime import StepModel
+
+POLICIES = ("chunked", "continuous", "static")
+
+
+class Engine:
+    """State and step logic of one engine; the simulator owns the clock and the request table `R`."""
+
+    __slots__ = ("B", "D", "G", "P", "R", "_throttle", "budget", "busy", "busy_s", "cap", "chunks", "decode_tokens",
+                 "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
+                 "policy", "preemptions", "prefill_tokens", "records", "reserved", "role", "sm", "stack", "step_e",
+                 "step_n", "step_t", "steps", "sumc", "t0", "unthrottled_s", "version", "waiting", "watermark")
+
+    def __init__(self, idx: int, role: str, policy: str, sm: StepModel, capacity_blocks: int, block_size: int,
+                 max_seqs: int, token_budget: int, energy: EnergyParams, gpus: int, req, watermark: float = 0.01):
+        self.idx, self.role, self.policy, self.sm = idx, role, policy, sm
+        self.cap = capacity_blocks
+        self.B = block_size
+        self.max_seqs = max_seqs
+        self.budget = token_budget
+        self.energy = energy
+        self.gpus = gpus
+        self.R = req                      # the simulator's request table
+        self.watermark = int(watermark * capacity_blocks)
+        self.waiting: deque[int] = deque()
+        self.P: list[int] = []            # prompts in progress (hold their prompt's blocks)
+        self.reserved = 0                 # blocks held by P
+        self.D: dict[int, int] = {}       # decoding sequences: rid -> c (context = c + G)
+        self.done_at: dict[int, int] = {}
+        self.heap: list[tuple[int, int]] = []
+        self.stack: list[int] = []        # admission order (preemption victims from the top)
+        self.G = 0
+        self.sumc = 0
+        # the step in flight
+        self.busy = False
+        self.kind = ""
+        self.t0 = 0.0
+        self.dt = 0.0
+        self.k = 0
+        self.version = 0
+        self.chunks: list[tuple[int, int]] = []
+        self.step_n = 0
+        self.step_e = 0.0
+        self.step_t = 0.0
+        # accounting
+        self.busy_s = 0.0
+        self.unthrottled_s = 0.0
+        self.dyn_raw = 0.0
+        self._throttle = energy.dynamic_scale / (energy.cap_w - energy.static_w)
+        self.decode_tokens = 0
+        self.prefill_tokens = 0
+        self.preemptions = 0
+        self.steps = 0
+        self.peak_blocks = 0
+        self.records: list[tuple] = []    # (t0, step_s, k, decoding seqs, prefill tokens, blocks used)
+
+    # ---- KV accounting ---------------------------------------------------------------------------
+    def blocks_bound(self, g: int | None = None) -> int:
+        """An upper bound on the blocks held (exact for P; sum ceil(L/B) <= sum L/B + n for D)."""
+        n = len(self.D)
+        g = self.G if g is None else g
+        return int((self.sumc + n * g) // self.B) + n + self.reserved
+
+    def blocks_exact(self, g: int | None = None) -> int:
+        g = self.G if g is None else g
+        B = self.B
+        return sum((c + g + B - 1) // B for c in self.D.values()) + self.reserved
+
+    def load(self) -> int:
+        return len(self.D) + len(self.P) + len(self.waiting)
+
+    def _preempt_one(self) -> bool:
+        R = self.R
+        while self.stack:
+            rid = self.stack.pop()
+            if rid in self.D:
+                c = self.D.pop(rid)
+                self.sumc -= c
+                del self.done_at[rid]
+                R.prompt[rid] = c + self.G       # recompute prompt + generated tokens
+                R.done_pf[rid] = 0
+                R.preempted[rid] += 1
+                self.preemptions += 1
+                self.waiting.appendleft(rid)
+                return True
+        return False
+
+    # ---- admission -------------------------------------------------------------------------------
+    def _admit(self, limit_tokens: int | None = None, pending_limit: int | None = None) -> list[int]:
+        """Move waiting requests into P (or straight into D when already prefilled); FCFS, stop at the first
+        that does not fit. With limit_tokens (continuous/static batches) whole prompts must fit the budget;
+        with pending_limit (chunked) prompts are admitted while the prompt tokens in progress are fewer."""
+        R, B = self.R, self.B
+        admitted = []
+        used = self.blocks_bound()
+        tokens = 0
+        pending = 0
+        if pending_limit is not None:
+            pending = sum(R.prompt[r] - R.done_pf[r] for r in self.P)
+        while self.waiting and len(self.D) + len(self.P) < self.max_seqs:
+            if pending_limit is not None and pending >= pending_limit:
+                break
+            rid = self.waiting[0]
+            prompt = R.prompt[rid]
+            prefilled = R.done_pf[rid] >= prompt
+            need = (prompt + (1 if prefilled else 0) + B - 1) // B
+            if used + need + self.watermark > self.cap and (used > 0 or need > self.cap):
+                break
+            if limit_tokens is not None and not prefilled and admitted and tokens + prompt > limit_tokens:
+                break
+            self.waiting.popleft()
+            used += need
+            if prefilled:
+                self._join(rid)
+            else:
+                self.P.append(rid)
+                self.reserved += need
+                tokens += prompt
+                pending += prompt - R.done_pf[rid]
+                admitted.append(rid)
+        return admitted
+
+    def _join(self, rid: int) -> None:
+        R = self.R
+        c = R.prompt[rid] - self.G
+        self.D[rid] = c
+        self.sumc += c
+        done = self.G + R.remaining[rid]
+        self.done_at[rid] = done
+        heapq.heappush(self.heap, (done, rid))
+        self.stack.append(rid)
+
+    # ---- planning a step -------------------------------------------------------------------------
+    def start(self, now: float) -> bool:
+        """Plan the next step at `now`; False when there is nothing to do."""
+        if self.policy == "chunked" or self.role == "prefill":
+            return self._start_chunked(now)
+        return self._start_batched(now)
+
+    def _start_chunked(self, now: float) -> bool:
+        if not self.waiting and not self.P:
+            return self._begin_decode(now) if self.D else False
+        R = self.R
+        n = len(self.D) if self.role != "prefill" else 0
+        budget = self.budget - n
+        if self.waiting:
+            self._admit(pending_limit=max(budget, 1))
+            n = len(self.D) if self.role != "prefill" else 0
+            budget = self.budget - n
+        chunks = []
+        for rid in self.P:
+            if budget <= 0:
+                break
+            left = R.prompt[rid] - R.done_pf[rid]
+            q = left if left < budget else budget
+            chunks.append((rid, q))
+            budget -= q
+        if chunks:
+            if n and self.blocks_bound(self.G + 1) > self.cap:
+                while self.D and self.blocks_exact(self.G + 1) > self.cap:
+                    self._preempt_one()
+                n = len(self.D)
+            return self._begin_mixed(now, n, chunks)
+        if n:
+            return self._begin_decode(now)
+        return False
+
+    def _start_batched(self, now: float) -> bool:
+        if self.waiting and (self.policy == "continuous" or (not self.D and not self.P)):
+            batch = self._admit(limit_tokens=self.budget if self.policy == "continuous" else None)
+            if batch:
+                R = self.R
+                return self._begin_mixed(now, 0, [(rid, R.prompt[rid] - R.done_pf[rid]) for rid in self.P])
+        if self.D:
+            return self._begin_decode(now)
+        return False
+
+    def _begin_mixed(self, now: float, n: int, chunks: list[tuple[int, int]]) -> bool:
+        R = self.R
+        shapes = []
+        samples = n
+        for rid, q in chunks:
+            end = R.done_pf[rid] + q
+            shapes.append((q, end))
+            if end >= R.prompt[rid]:
+                samples += 1
+        ctx = (self.sumc / n + self.G) if n else 0.0
+        t, e = self.sm.mixed(n, ctx, shapes, samples)
+        need = self._throttle * e   # power cap: the step stretches until its power fits (throttling)
+        self.busy, self.kind, self.t0, self.k = True, "mixed", now, 1
+        self.step_t, self.step_e, self.step_n = t, e, n
+        self.dt = need if need > t else t
+        self.version += 1
+        self.chunks = chunks
+        return True
+
+    def _begin_decode(self, now: float) -> bool:
+        D = self.D
+        n = len(D)
+        G = self.G
+        # KV: the largest run whose growth fits under the bound sum ceil(L/B) <= sum L/B + n
+        k = ((self.cap - n - self.reserved) * self.B - self.sumc - n * G) // n
+        if k < 1:
+            k = 1
+            while D and self.blocks_exact(G + 1) > self.cap:
+                self._preempt_one()
+            n = len(D)
+            if n == 0:
+                return self.start(now) if self.waiting else False
+        heap, done_at = self.heap, self.done_at
+        while heap and (heap[0][1] not in D or done_at[heap[0][1]] != heap[0][0]):
+            heapq.heappop(heap)
+        k_done = heap[0][0] - G
+        if k_done < k:
+            k = k_done
+        t, e = self.sm.decode(n, self.sumc / n + G + (k - 1) / 2.0)
+        need = self._throttle * e
+        self.busy, self.kind, self.t0, self.k = True, "decode", now, k
+        self.step_t, self.step_e, self.step_n = t, e, n
+        self.dt = need if need > t else t
+        self.version += 1
+        return True
+
+    @property
+    def end_time(self) -> float:
+        return self.t0 + self.dt * self.k
+
+    def interrupt(self, now: float) -> bool:
+        """Cut a fast-forwarded decode run at the first step boundary after `now`; True if it moved."""
+        if not self.busy or self.k <= 1 or self.kind != "decode" or self.policy == "static":
+            return False
+        done = int((now - self.t0) / self.dt) + 1
+        if done >= self.k:
+            return False
+        self.k = done if done > 1 else 1
+        self.version += 1
+        return True
+
+    @property
+    def dyn_j(self) -> float:
+        """Switching energy of all this engine's GPUs over the run (J)."""
+        return self.energy.dynamic_scale * self.dyn_raw * self.gpus
+
+    # ---- finishing a step ------------------------------------------------------------------------
+    def finish(self, now: float, out: list) -> None:
+        """Apply the step that ends at `now`: advance sequences; completions and hand-offs go into `out`
+        as ('done', rid) and ('handoff', rid)."""
+        k, n = self.k, self.step_n
+        self.busy = False
+        self.busy_s += self.dt * k
+        self.unthrottled_s += self.step_t * k
+        self.dyn_raw += self.step_e * k
+        self.steps += k
+        pf_tokens = 0
+        if n:
+            self.G += k
+            self.decode_tokens += n * k
+            heap = self.heap
+            if heap and heap[0][0] <= self.G:
+                self._complete(now, out)
+        if self.kind == "mixed":
+            R = self.R
+            for rid, q in self.chunks:
+                pf_tokens += q
+                R.done_pf[rid] += q
+                if R.done_pf[rid] >= R.prompt[rid]:
+                    self.P.remove(rid)
+                    self.reserved -= (R.prompt[rid] + self.B - 1) // self.B
+                    if R.first[rid] < 0:
+                        R.first[rid] = now
+                    R.remaining[rid] -= 1
+                    if R.remaining[rid] <= 0:
+                        R.finish[rid] = now
+                        out.append(("done", rid))
+                    elif self.role == "prefill":
+                        out.append(("handoff", rid))
+                    else:
+                        self._join(rid)
+            self.chunks = []
+            self.prefill_tokens += pf_tokens
+        nd = len(self.D)
+        used = int((self.sumc + nd * self.G) // self.B) + nd + self.reserved
+        if used > self.cap:  # the bound overshoots: count exactly
+            used = self.blocks_exact()
+        if used > self.peak_blocks:
+            self.peak_blocks = used
+        self.records.append((self.t0, self.dt, k, n, pf_tokens, used))
+
+    def _complete(self, now: float, out: list) -> None:
+        heap, D, done_at, R, G = self.heap, self.D, self.done_at, self.R, self.G
+        while heap and heap[0][0] <= G:
+            step, rid = heapq.heappop(heap)
+            if rid in D and done_at[rid] == step:
+                c = D.pop(rid)
+                del done_at[rid]
+                self.sumc -= c
+                R.remaining[rid] = 0
+                R.finish[rid] = now
+                out.append(("done", rid))

@@ -1,0 +1,413 @@
+"""Discrete-event simulation of an LLM serving fleet: replicas (or prefill and decode pools), their
+schedulers and KV caches, a request stream, and the step-time model of the calibrated cost model.
+
+    from perfsim.serving import serve
+    r = serve("llama-3.1-70b", "dgx-h100", num_gpus=8, tp=4, isl=1024, osl=256, rate=4.0, num_requests=2000)
+    r.summary["ttft_p99_s"], r.summary["energy_per_token_j"]; r.to_frame(); r.timeline_frame()
+
+Events are step ends (one engine forward pass, or a fast-forwarded run of identical decode steps),
+request arrivals and KV-transfer arrivals; the clock jumps from one to the next (no time stepping).
+Routing: open-loop arrivals go round robin over the engines that take new requests; a closed loop issues
+each client's next request on the engine that served the last; disaggregated prefill hands a prompt to the
+decode engine with the least work, after its KV crosses the link.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perfsim.errors import InvalidInputError
+from perfsim.serving import arrivals as arr
+from perfsim.serving import metrics
+from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footprint, parse_power_limit
+from perfsim.serving.kvcache import capacity_blocks, check_fits, transfer_time
+from perfsim.serving.scheduler import POLICIES, Engine
+from perfsim.serving.steptime import Deployment, StepModel, make_deployment
+
+DEFAULT_CHUNK_TOKENS = 8192   # vLLM V1 API server default max_num_batched_tokens
+DEFAULT_MAX_SEQS = 256        # vLLM default max_num_seqs
+
+
+@dataclass
+class SchedulerConfig:
+    policy: str = "chunked"
+    max_num_seqs: int = DEFAULT_MAX_SEQS
+    max_num_batched_tokens: int | None = None
+    block_size: int = 16
+    gpu_memory_utilization: float = 0.9
+    watermark: float = 0.01
+    step_overhead_s: float = 0.0
+
+    def check(self) -> None:
+        if self.policy not in POLICIES:
+            raise InvalidInputError(f"policy: got {self.policy!r}; accepted: {', '.join(POLICIES)}")
+        if self.max_num_seqs < 1:
+            raise InvalidInputError(f"max-num-seqs: must be >= 1, got {self.max_num_seqs!r}")
+        if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 1:
+            raise InvalidInputError(f"max-num-batched-tokens: must be >= 1, got {self.max_num_batched_tokens!r}")
+        if self.step_overhead_s < 0:
+            raise InvalidInputError(f"step-overhead: must be >= 0 s, got {self.step_overhead_s!r}")
+
+
+class Requests:
+    """The request table: plain lists (fast scalar access in the event loop)."""
+
+    def __init__(self, w: arr.Workload):
+        n = w.num_requests
+        self.isl = w.input_len
+        self.osl = w.output_len
+        self.prompt = [int(x) for x in w.input_len]
+        self.remaining = [int(x) for x in w.output_len]
+        self.done_pf = [0] * n
+        self.first = [-1.0] * n
+        self.finish = [-1.0] * n
+        self.arrival = [0.0] * n if w.arrival_s is None else [float(x) for x in w.arrival_s]
+        self.preempted = [0] * n
+        self.engine = [-1] * n
+
+
+_STEP_CACHE: dict = {}
+
+
+def step_model(dep: Deployment, max_tokens: int, max_seqs: int, max_context: int, profile="auto",
+               overhead_s: float = 0.0, grid: int = 18) -> StepModel:
+    """A StepModel, cached per layout and table extent (plan searches build each one once)."""
+    key = (dep.model.model_dump_json(), dep.hardware.model_dump_json(), dep.tp, dep.ep, dep.pp, dep.attn_dp,
+           dep.dtype, dep.weight_dtype, dep.kv_dtype, max_tokens, max_seqs, max_context, str(profile), overhead_s, grid)
+    sm = _STEP_CACHE.get(key)
+    if sm is None:
+        if len(_STEP_CACHE) > 256:
+            _STEP_CACHE.clear()
+        sm = _STEP_CACHE[key] = StepModel(dep, max_tokens, max_seqs, max_context, profile, overhead_s, grid)
+    return sm
+
+
+@dataclass
+class Pool:
+    """Engines of one layout: all replicas of an aggregated fleet, or the prefill or the decode pool."""
+    role: str
+    dep: Deployment
+    gpus: int
+    engines: list = field(default_factory=list)
+    capacity: dict = field(default_factory=dict)
+
+    @property
+    def replicas(self) -> int:
+        return self.gpus // self.dep.gpus
+
+
+def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw: dict, longest_prompt: int,
+          max_context: int, profile, req: Requests, start_idx: int, flag: str) -> Pool:
+    if gpus < dep.gpus or gpus % dep.gpus:
+        raise InvalidInputError(f"{flag}: {gpus} GPUs is not a multiple of the {dep.gpus} GPUs of one "
+                                f"{dep.label()} replica")
+    if cfg.policy == "chunked" or role == "prefill":
+        budget = cfg.max_num_batched_tokens or DEFAULT_CHUNK_TOKENS
+    elif cfg.policy == "continuous":
+        budget = max(cfg.max_num_batched_tokens or DEFAULT_CHUNK_TOKENS, longest_prompt)
+    else:  # static: a whole batch of prompts in one step
+        budget = cfg.max_num_seqs * longest_prompt
+    budget_engine = budget * dep.attn_dp
+    seqs_engine = cfg.max_num_seqs * dep.attn_dp
+    # activations are reserved for the largest step a server runs in one piece
+    act_tokens = min(budget_engine, seqs_engine * longest_prompt, max(DEFAULT_CHUNK_TOKENS, longest_prompt) * dep.attn_dp)
+    cap = capacity_blocks(dep, cfg.block_size, cfg.gpu_memory_utilization, act_tokens)
+    check_fits(dep, cap, max_context if role != "prefill" else longest_prompt, flag)
+    step_tokens = budget_engine if role != "decode" else max(seqs_engine, min(budget_engine, longest_prompt))
+    sm = step_model(dep, step_tokens, seqs_engine, max_context, profile, cfg.step_overhead_s)
+    energy = energy_params(dep.device, **energy_kw)
+    pool = Pool(role, dep, gpus, capacity=cap)
+    for i in range(gpus // dep.gpus * dep.pp):
+        pool.engines.append(Engine(start_idx + i, role, cfg.policy, sm, cap["blocks"], cfg.block_size, seqs_engine,
+                                   budget_engine, energy, dep.ranks_per_stage, req, cfg.watermark))
+    return pool
+
+
+def parse_disagg(text: str | None, num_gpus: int) -> tuple[int, int] | None:
+    if text is None or text == "":
+        return None
+    try:
+        p, d = (int(x) for x in str(text).split(":"))
+    except ValueError:
+        raise InvalidInputError(f"disagg: expected PREFILL_GPUS:DECODE_GPUS such as 4:4, got {text!r}") from None
+    if p < 1 or d < 1:
+        raise InvalidInputError(f"disagg: both pools need >= 1 GPU, got {text!r}")
+    if num_gpus and p + d != num_gpus:
+        raise InvalidInputError(f"disagg: {p} + {d} GPUs must add up to --num-gpus {num_gpus}")
+    return p, d
+
+
+@dataclass
+class ServeResult:
+    summary: dict
+    per_request: dict
+    timeline: list
+    config: dict
+    wall_s: float
+
+    def to_json_dict(self) -> dict:
+        return {**self.summary, "timeline": self.timeline, "config": self.config}
+
+    def to_frame(self):
+        import pandas as pd
+        return pd.DataFrame(self.per_request)
+
+    def timeline_frame(self):
+        import pandas as pd
+        return pd.DataFrame(self.timeline)
+
+
+def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=None) -> tuple[float, int]:
+    """Run the event loop to the last completion; returns (makespan s, most requests in flight). `pools` is [agg] or
+    [prefill, decode]; `transfer(prefill_engine, decode_engine, rid)` gives the KV transfer seconds."""
+    front = pools[0].engines
+    back = pools[1].engines if len(pools) > 1 else None
+    engines = front + (back or [])
+    n_front = len(front)
+    heap: list = []
+    counter = itertools.count()
+    push = heapq.heappush
+    pop = heapq.heappop
+    link_free = [0.0] * len(engines)
+    pending = [0] * len(engines)
+    n = workload.num_requests
+    completed = 0
+    in_flight = 0
+    max_in_flight = 0
+    out: list = []
+
+    def enqueue(eng: Engine, rid: int, now: float) -> None:
+        req.engine[rid] = eng.idx
+        eng.waiting.append(rid)
+        if not eng.busy:
+            if eng.start(now):
+                push(heap, (eng.end_time, next(counter), 0, eng.idx, eng.version))
+        elif eng.interrupt(now):
+            push(heap, (eng.end_time, next(counter), 0, eng.idx, eng.version))
+
+    if workload.closed_loop:
+        next_rid = min(workload.concurrency, n)
+        for rid in range(next_rid):
+            in_flight += 1
+            enqueue(front[rid % n_front], rid, 0.0)
+        max_in_flight = in_flight
+        times = None
+    else:
+        next_rid = 0
+        times = req.arrival
+    now = 0.0
+    while True:
+        t_arr = times[next_rid] if times is not None and next_rid < n else math.inf
+        if heap and heap[0][0] <= t_arr:
+            now, _, kind, a, b = pop(heap)
+            if kind == 0:
+                eng = engines[a]
+                if b != eng.version or not eng.busy:
+                    continue
+                out.clear()
+                eng.finish(now, out)
+                for what, rid in out:
+                    if what == "done":
+                        completed += 1
+                        in_flight -= 1
+                        if times is None and next_rid < n:
+                            req.arrival[next_rid] = now
+                            in_flight += 1
+                            if in_flight > max_in_flight:
+                                max_in_flight = in_flight
+                            target = eng if back is None else front[next_rid % n_front]
+                            enqueue(target, next_rid, now)
+                            next_rid += 1
+                    elif what == "handoff":
+                        dst = min(back, key=lambda e: e.load() + pending[e.idx])
+                        pending[dst.idx] += 1
+                        start = max(now, link_free[eng.idx])
+                        t_x = transfer(eng, dst, rid)
+                        link_free[eng.idx] = start + t_x
+                        push(heap, (start + t_x, next(counter), 1, rid, dst.idx))
+                if not eng.busy and eng.start(now):
+                    push(heap, (eng.end_time, next(counter), 0, eng.idx, eng.version))
+            else:  # KV arrived at a decode engine
+                rid, dst = a, engines[b]
+                pending[dst.idx] -= 1
+                req.done_pf[rid] = req.prompt[rid]
+                enqueue(dst, rid, now)
+        elif next_rid < n and times is not None:
+            now = t_arr
+            rid = next_rid
+            next_rid += 1
+            in_flight += 1
+            if in_flight > max_in_flight:
+                max_in_flight = in_flight
+            enqueue(front[rid % n_front], rid, now)
+        else:
+            break
+    if completed != n:
+        raise RuntimeError(f"serving simulation stalled: {n - completed} of {n} requests never completed")
+    return now, max_in_flight
+
+
+def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1, pp: int = 1,
+          attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
+          kv_dtype: str | None = None, isl: int = 1024, osl: int = 256, concurrency: int | None = None,
+          rate: float | None = None, trace: str | None = None, burstiness: float | None = None,
+          num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
+          prefill: dict | None = None, decode: dict | None = None,
+          policy: str = "chunked", max_num_seqs: int = DEFAULT_MAX_SEQS,
+          max_num_batched_tokens: int | None = None, block_size: int = 16, gpu_memory_utilization: float = 0.9,
+          step_overhead_s: float = 0.0, power_limit: str | float | None = None,
+          price_per_gpu_hour: float | None = None, grid_intensity: float = DEFAULT_GRID_KG_PER_KWH,
+          pue: float = 1.0, slo_ttft: float | None = None, slo_tpot: float | None = None,
+          slo_e2e: float | None = None, seed: int = 0, profile="auto", energy_fit: bool = True,
+          static_w: float | None = None, dynamic_scale: float | None = None,
+          timeline_bins: int = 20) -> ServeResult:
+    """Simulate serving `model` on `num_gpus` GPUs of `hardware`; see the module docstring.
+
+    Exactly one of concurrency (closed loop), rate (Poisson, or gamma with `burstiness` = CV of the gaps) or
+    trace (CSV/JSONL file). disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and
+    `decode` override the layout and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs,
+    max_num_batched_tokens}."""
+    wall0 = time.perf_counter()
+    cfg = SchedulerConfig(policy, max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization,
+                          step_overhead_s=step_overhead_s)
+    cfg.check()
+    modes = [x is not None for x in (concurrency, rate, trace)]
+    if sum(modes) != 1:
+        raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
+    if num_requests is None:
+        num_requests = 1000 if trace is None else None
+    if trace is not None:
+        w = arr.trace(trace, num_requests)
+    elif rate is not None:
+        w = (arr.gamma(rate, burstiness, num_requests, isl, osl, seed, length_spread) if burstiness
+             else arr.poisson(rate, num_requests, isl, osl, seed, length_spread))
+    else:
+        w = arr.closed_loop(concurrency, num_requests, isl, osl, seed, length_spread)
+    base = make_deployment(model, hardware, tp, ep, pp, attn_dp, dtype, weight_dtype, kv_dtype)
+    spec = base.model
+    longest_prompt = int(w.input_len.max())
+    max_context = int((w.input_len + w.output_len).max())
+    if max_context > spec.max_seq_len:
+        raise InvalidInputError(f"osl: input + output = {max_context} tokens exceeds {spec.name}'s maximum "
+                                f"sequence length {spec.max_seq_len}")
+    if num_gpus is None:
+        num_gpus = base.gpus
+    if not isinstance(num_gpus, (int, np.integer)) or num_gpus < 1:
+        raise InvalidInputError(f"num-gpus: must be an integer >= 1, got {num_gpus!r}")
+    limit = parse_power_limit(power_limit, base.device)
+    energy_kw = {"power_limit_w": limit, "use_fit": energy_fit, "static_w": static_w, "dynamic_scale": dynamic_scale}
+    req = Requests(w)
+    split = parse_disagg(disagg, num_gpus)
+    if split is None:
+        pools = [_pool("agg", base, num_gpus, cfg, energy_kw, longest_prompt, max_context, profile, req, 0,
+                       "num-gpus")]
+        transfer = None
+    else:
+        layouts = []
+        for role, over in (("prefill", prefill or {}), ("decode", decode or {})):
+            unknown = set(over) - {"tp", "ep", "pp", "attn_dp", "max_num_seqs", "max_num_batched_tokens"}
+            if unknown:
+                raise InvalidInputError(f"{role}: unknown setting(s) {', '.join(sorted(unknown))}")
+            same = not any(k in over for k in ("tp", "ep", "attn_dp"))
+            dep = make_deployment(spec, hardware, over.get("tp", tp), over.get("ep", ep), over.get("pp", pp),
+                                  over.get("attn_dp", attn_dp if same else None), dtype, weight_dtype, kv_dtype)
+            pcfg = SchedulerConfig(**{**cfg.__dict__, **{k: over[k] for k in ("max_num_seqs", "max_num_batched_tokens")
+                                                           if k in over}})
+            pcfg.check()
+            layouts.append((dep, pcfg))
+        (p_dep, p_cfg), (d_dep, d_cfg) = layouts
+        pre = _pool("prefill", p_dep, split[0], p_cfg, energy_kw, longest_prompt, max_context, profile, req, 0,
+                    "disagg")
+        dec = _pool("decode", d_dep, split[1], d_cfg, energy_kw, longest_prompt, max_context, profile, req,
+                    len(pre.engines), "disagg")
+        pools = [pre, dec]
+        cache: dict[int, float] = {}
+
+        def transfer(src, dst, rid):
+            tokens = req.prompt[rid]
+            t = cache.get(tokens)
+            if t is None:
+                t = cache[tokens] = transfer_time(p_dep, d_dep, tokens)
+            return t
+
+    makespan, max_in_flight = simulate(w, pools, req, transfer)
+    wall = time.perf_counter() - wall0
+    return _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price_per_gpu_hour, grid_intensity, pue,
+                   slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer)
+
+
+def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, pue, slo_ttft, slo_tpot, slo_e2e,
+            bins, wall, transfer) -> ServeResult:
+    arrival = np.asarray(req.arrival)
+    first = np.asarray(req.first)
+    finish = np.asarray(req.finish)
+    osl = np.asarray(w.output_len, dtype=float)
+    isl = np.asarray(w.input_len, dtype=float)
+    summary, per = metrics.latency(arrival, first, finish, osl)
+    engines = [e for p in pools for e in p.engines]
+    records = [np.asarray(e.records, dtype=float).reshape(-1, 6) for e in engines]
+    out_tokens = float(osl.sum())
+    span = makespan if makespan > 0 else float("nan")
+    summary.update({
+        "num_requests": int(w.num_requests), "makespan_s": makespan,
+        "throughput_tokens_per_s": out_tokens / span, "total_tokens_per_s": (out_tokens + isl.sum()) / span,
+        "requests_per_s": w.num_requests / span, "throughput_tokens_per_s_per_gpu": out_tokens / span / num_gpus,
+    })
+    summary.update(metrics.goodput(per, osl, makespan, slo_ttft, slo_tpot, slo_e2e))
+    summary["goodput"] = summary["goodput_requests_per_s"]
+    summary.update(metrics.itl(records))
+    # energy: static while busy + switching, idle power when an engine has no work
+    total_j = 0.0
+    busy = 0.0
+    unthrottled = 0.0
+    for e in engines:
+        p = e.energy
+        total_j += p.static_w * e.gpus * e.busy_s + e.dyn_j + p.idle_w * e.gpus * max(0.0, makespan - e.busy_s)
+        busy += e.busy_s
+        unthrottled += e.unthrottled_s
+    price_h = price
+    device = pools[0].dep.device
+    if price_h is None and device.price is not None:
+        price_h = device.price.per_hour
+    summary.update({
+        "energy_j": total_j, "energy_per_token_j": total_j / out_tokens if out_tokens else float("nan"),
+        "energy_per_request_j": total_j / w.num_requests, "avg_power_w": total_j / span,
+        "avg_power_per_gpu_w": total_j / span / num_gpus,
+        "power_cap_w": engines[0].energy.cap_w, "energy_source": engines[0].energy.source,
+        "throttle_slowdown": busy / unthrottled if unthrottled else 1.0,
+        "utilization": busy / (len(engines) * makespan) if makespan > 0 else 0.0,
+        "preemptions": int(sum(e.preemptions for e in engines)),
+        "max_in_flight": int(max_in_flight),
+        "kv_peak_fraction": max(e.peak_blocks / e.cap for e in engines),
+    })
+    fp = footprint(total_j, makespan, num_gpus, price_h, grid, pue)
+    summary.update(fp)
+    mtok = out_tokens / 1e6
+    summary["cost_per_million_tokens_usd"] = fp["cost_usd"] / mtok if fp["cost_usd"] is not None and mtok else None
+    summary["kwh_per_million_tokens"] = fp["kwh"] / mtok if mtok else None
+    if transfer is not None and len(pools) > 1:
+        summary["kv_transfer_s"] = float(transfer(pools[0].engines[0], pools[1].engines[0], 0))
+    summary["sim_wall_s"] = wall
+    caps = [e.cap for e in engines]
+    config = {
+        "model": pools[0].dep.model.name, "hardware": getattr(pools[0].dep.hardware, "name", ""),
+        "num_gpus": num_gpus, "workload": w.kind, "concurrency": w.concurrency, "policy": cfg.policy,
+        "max_num_seqs": cfg.max_num_seqs, "max_num_batched_tokens": engines[0].budget,
+        "block_size": cfg.block_size, "gpu_memory_utilization": cfg.gpu_memory_utilization,
+        "pools": [{"role": p.role, "layout": p.dep.label(), "gpus": p.gpus, "replicas": p.replicas,
+                   "engines": len(p.engines), "kv_blocks_per_engine": p.capacity["blocks"],
+                   "kv_tokens_per_engine": p.capacity["tokens"], "dtype": p.dep.dtype} for p in pools],
+        "energy": {"static_w_per_gpu": engines[0].energy.static_w, "idle_w_per_gpu": engines[0].energy.idle_w,
+                   "dynamic_scale": engines[0].energy.dynamic_scale, "cap_w_per_gpu": engines[0].energy.cap_w,
+                   "source": engines[0].energy.source},
+    }
+    per.update({"arrival_s": arrival, "first_token_s": first, "finish_s": finish, "input_len": w.input_len,
+                "output_len": w.output_len, "preemptions": np.asarray(req.preempted),
+                "engine": np.asarray(req.engine)})
+    return ServeResult(summary, per, metrics.timeline(records, caps, makespan, bins), config, wall)

@@ -1,0 +1,67 @@
+"""Validation on measured data: calibrated errors stay below generous floors, on held-out rows only."""
+
+import numpy as np
+import pytest
+
+from perfsim import measured
+from perfsim.calibrate.fit import fit
+from perfsim.calibrate.rows import predict_rows
+from perfsim.cost.params import CostParams
+from perfsim.errors import DataError, UnknownNameError
+from perfsim.hardware import load_device
+from perfsim.validate import fold, score_frame, validate
+
+try:
+    measured.data_root()
+except DataError:
+    pytest.skip("measured data (shared/data/measured) not found", allow_module_level=True)
+
+
+def _sample(name, n, **filters):
+    df = measured.load(name, **filters)
+    return df.sample(min(n, len(df)), random_state=0)
+
+
+def test_fold_is_disjoint_and_deterministic():
+    a, b = fold(1000), fold(1000)
+    assert (a == b).all() and 400 < a.sum() < 600
+
+
+@pytest.mark.parametrize("name, family, device, filters, floor", [
+    ("aic-h100-gemm", "gemm", "h100-sxm", {"dtype": "bf16"}, 0.25),
+    ("vidur-h100", "layer_ops", "h100-sxm", {"model": "meta-llama/Llama-2-7b-hf"}, 0.25),
+    ("aic-h100-generation-attention", "generation_attention", "h100-sxm", {}, 0.60),
+    ("aic-h100-context-attention", "context_attention", "h100-sxm", {}, 0.60),
+])
+def test_calibrated_beats_floor_and_prior(name, family, device, filters, floor):
+    df = _sample(name, 2000, **filters)
+    scores = score_frame(name, df, family, load_device(device), max_rows=500)
+    overall = scores[0]
+    assert overall.group == "all" and overall.n_test > 800
+    assert overall.mape_calibrated < floor
+    assert overall.mape_calibrated < overall.mape_uncalibrated
+
+
+def test_h100_parameters_transfer_to_a100():
+    h100 = _sample("vidur-h100", 2000, model="meta-llama/Llama-2-7b-hf")
+    params = fit(h100, "layer_ops", load_device("h100-sxm"), CostParams(), max_rows=600)
+    a100 = _sample("vidur-a100", 2000, model="meta-llama/Llama-2-7b-hf")
+    err = np.abs(predict_rows(a100, "layer_ops", load_device("a100-sxm-80gb"), params) / a100.measured_s - 1)
+    assert err.mean() < 0.35
+
+
+def test_calibrated_prediction_never_beats_roofline():
+    from perfsim.cost.roofline import roofline
+    from perfsim.ops import Gemm
+    df = _sample("aic-h100-gemm", 1000, dtype="bf16")
+    device = load_device("h100-sxm")
+    params = fit(df, "gemm", device, CostParams(), max_rows=500)
+    pred = predict_rows(df, "gemm", device, params)
+    floor = np.array([roofline(Gemm(m=int(r.m), n=int(r.n), k=int(r.k)), device).time_s for r in df.itertuples()])
+    assert (pred >= floor * (1 - 1e-9)).all()
+
+
+def test_unknown_dataset_is_one_line_error():
+    with pytest.raises(UnknownNameError) as exc:
+        validate(["no-such-set"])
+    assert "\n" not in str(exc.value) and "dataset" in str(exc.value)
