@@ -227,8 +227,9 @@ def validate(dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d"
             ds = measured.DATASETS[name]
             sys.stdout.write(f"{name}\t{ds.family}\t{','.join(ds.hardware)}\t{ds.description}\n")
         return
-    names = [d for d in (dataset or []) if d in measured.DATASETS]
-    paths = [d for d in (dataset or []) if d not in measured.DATASETS]
+    from perfsim.specfiles import looks_like_path
+    paths = [d for d in (dataset or []) if d not in measured.DATASETS and (looks_like_path(d) or Path(d).is_file())]
+    names = [d for d in (dataset or []) if d not in paths]
     if paths and not hardware:
         raise InvalidInputError("hardware: validating a measured file needs --hardware (the GPU it was measured on)")
     kwargs = dict(max_rows=1500, max_test_rows=4000) if quick else {}

@@ -141,28 +141,43 @@ def train_space(model: ModelSpec, num_gpus: int, global_batch: int, seq: int, ma
         return {k: np.zeros(0, np.int64) for k in ("tp", "pp", "dp", "ep", "cp", "mb", "rc", "zero", "v")}, dropped
     B = np.array(base, dtype=np.int64)
     mbs = np.array([b for b in _divisors(global_batch) if b <= max_micro_batch], dtype=np.int64)
-    vs = np.array([v for v in _divisors(L) if v <= L], dtype=np.int64)
+    vs = np.array(_divisors(L), dtype=np.int64)
     eps = np.array(_divisors(model.moe.num_experts) if model.moe else [1], dtype=np.int64)
-    grids = np.meshgrid(np.arange(len(B)), mbs, np.arange(3), np.arange(4), vs, eps, indexing="ij")
-    bi, mb, rc, zero, v, ep = (g.ravel() for g in grids)
-    tp, cp, pp, dp = B[bi, 0], B[bi, 1], B[bi, 2], B[bi, 3]
-    gshard = dp * cp
-    rules = {
-        "global_batch: not a multiple of dp x micro_batch": global_batch % (dp * mb) != 0,
-        "zero: ZeRO-2/3 with pipeline parallelism": (zero >= 2) & (pp > 1),
-        "interleave: needs pp > 1 and pp x interleave dividing the layers": (v > 1) & ((pp == 1) | (L % (pp * v) != 0)),
-        "interleave: micro-batches not a multiple of pp": (v > 1) & (pp > 1) & (
-            (global_batch // np.maximum(dp * mb, 1)) % pp != 0),
-        "ep: must divide dp x cp": gshard % ep != 0,
-    }
-    ok = np.ones(len(bi), bool)
-    for name, bad in rules.items():
-        dropped[name] = int(np.count_nonzero(bad & ok))
-        ok &= ~bad
-    redundant = (zero > 0) & (gshard == 1)
-    ok &= ~redundant
-    arrays = {"tp": tp[ok], "pp": pp[ok], "dp": dp[ok], "ep": ep[ok], "cp": cp[ok], "mb": mb[ok], "rc": rc[ok],
-              "zero": zero[ok], "v": v[ok]}
+
+    def cross(*cols):
+        grids = np.meshgrid(*cols, indexing="ij")
+        return [g.ravel() for g in grids]
+
+    def drop(name, bad, *cols):
+        dropped[name] = dropped.get(name, 0) + int(np.count_nonzero(bad))
+        return [c[~bad] for c in cols]
+
+    # stage 1: base degrees x micro-batch x interleave, filtered before the next cross product
+    bi, mb, v = cross(np.arange(len(B)), mbs, vs)
+    dp, pp = B[bi, 3], B[bi, 2]
+    bi, mb, v = drop("global_batch: not a multiple of dp x micro_batch", global_batch % (dp * mb) != 0, bi, mb, v)
+    pp = B[bi, 2]
+    bi, mb, v = drop("interleave: needs pp > 1 and pp x interleave dividing the layers",
+                     (v > 1) & ((pp == 1) | (L % (pp * v) != 0)), bi, mb, v)
+    dp, pp = B[bi, 3], B[bi, 2]
+    bi, mb, v = drop("interleave: micro-batches not a multiple of pp",
+                     (v > 1) & ((global_batch // (dp * mb)) % pp != 0), bi, mb, v)
+    # stage 2: expert parallel
+    j, ep = cross(np.arange(len(bi)), eps)
+    bi, mb, v = bi[j], mb[j], v[j]
+    gshard = B[bi, 3] * B[bi, 1]
+    bi, mb, v, ep = drop("ep: must divide dp x cp", gshard % ep != 0, bi, mb, v, ep)
+    # stage 3: recomputation x ZeRO stage
+    j, rc, zero = cross(np.arange(len(bi)), np.arange(3), np.arange(4))
+    bi, mb, v, ep = bi[j], mb[j], v[j], ep[j]
+    pp, gshard = B[bi, 2], B[bi, 3] * B[bi, 1]
+    bi, mb, v, ep, rc, zero = drop("zero: ZeRO-2/3 with pipeline parallelism", (zero >= 2) & (pp > 1),
+                                   bi, mb, v, ep, rc, zero)
+    gshard = B[bi, 3] * B[bi, 1]
+    keep = ~((zero > 0) & (gshard == 1))     # ZeRO without data parallelism is ZeRO-0: not generated twice
+    bi, mb, v, ep, rc, zero = (c[keep] for c in (bi, mb, v, ep, rc, zero))
+    arrays = {"tp": B[bi, 0], "pp": B[bi, 2], "dp": B[bi, 3], "ep": ep, "cp": B[bi, 1], "mb": mb, "rc": rc,
+              "zero": zero, "v": v}
     return arrays, dropped
 
 

@@ -24,7 +24,7 @@ def data_dir(name: str) -> Path:
 
 
 def looks_like_path(text: str) -> bool:
-    return text.endswith((".yaml", ".yml", ".json")) or "/" in text or "\\" in text
+    return text.endswith((".yaml", ".yml", ".json", ".csv", ".parquet")) or "/" in text or "\\" in text
 
 
 def read_mapping(path: Path) -> dict[str, Any]:

@@ -66,9 +66,12 @@ class CpuPlan:
 
 
 def _stream_bytes(available: int, choices: tuple[int, ...]) -> int:
-    """The largest array size whose three arrays (a + b -> c) take at most a quarter of free memory."""
+    """The largest array size whose three arrays (a + b -> c) take at most a quarter of free memory
+    (256 MiB at most when free memory is unknown)."""
+    if available <= 0:
+        return min(choices[0], 256 << 20)
     for size in choices:
-        if available <= 0 or 3 * size <= available / 4:
+        if 3 * size <= available / 4:
             return size
     return choices[-1]
 
@@ -627,7 +630,7 @@ class CpuMeasurements:
 
 
 def run_cpu(quick: bool = False, progress: Progress | None = None, plan: CpuPlan | None = None) -> CpuMeasurements:
-    """Run every CPU benchmark; fp64 GEMMs only if the fp32 sweep left time for them."""
+    """Run every CPU benchmark within the plan's time budget (each section keeps a minimum of cases)."""
     info = cpu_info()
     plan = plan or CpuPlan.make(quick, info)
     clock = Clock(plan.budget_s, progress)

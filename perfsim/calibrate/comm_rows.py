@@ -8,16 +8,13 @@ operator families (perfsim.calibrate.fit), over the CommParams fields that `comm
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
 from perfsim.cost.comm import collective_times, topology
 from perfsim.cost.comm_params import IMPLEMENTATION_ALIASES, CommParams
-from perfsim.errors import InvalidInputError
 from perfsim.hardware import load_system
 
 if TYPE_CHECKING:  # perfsim.calibrate.fit imports rows, which imports this module
@@ -133,98 +130,3 @@ def comm_free(df: pd.DataFrame, prefix: str = "comm.") -> list[Free]:
                 nics = max(load_system(perfsim_system(s)).nics_per_node for s in cross_rows.system.unique())
                 free.append(_free(f"{g}.net_max_rails", 1.0, float(max(nics, 2))))
     return free
-
-
-# ------------------------------------------------------------------------------------------------ fitting
-PRIOR_WEIGHT = 0.3
-def _get(comm: CommParams, path: str) -> float:
-    node = comm.model_dump()
-    for part in path.split("."):
-        node = node[part]
-    return float(node)
-
-
-def _with_values(comm: CommParams, free, values) -> CommParams:
-    data = comm.model_dump()
-    for f, v in zip(free, values, strict=True):
-        node = data
-        parts = f.path.split(".")
-        for part in parts[:-1]:
-            node = node[part]
-        node[parts[-1]] = float(v)
-    return CommParams.model_validate(data)
-
-
-def fit_comm(df: pd.DataFrame, start: CommParams | None = None, max_nfev: int | None = None,
-             prior_weight: float = PRIOR_WEIGHT) -> CommParams:
-    """CommParams that best explain the rows of `df` (least squares on log ratio, soft-L1 loss).
-
-    Each free parameter also pays prior_weight * (x - x_start) / (hi - lo): a weak pull toward the prior
-    that keeps small tables (a few dozen rows) from spending a dozen parameters on their noise.
-    """
-    start = start or CommParams()
-    free = comm_free(df, prefix="")
-    measured = df.measured_s.to_numpy(float)
-    scales = np.array([f.scale for f in free])
-    lo = np.array([f.lo for f in free]) / scales
-    hi = np.array([f.hi for f in free]) / scales
-    x0 = np.array([_get(start, f.path) for f in free]) / scales
-    x0 = np.clip(x0, lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
-
-    setups = plan(df)
-
-    prior = x0.copy()
-    span = hi - lo
-
-    def residuals(x):
-        data = np.log(collective_rows(df, _with_values(start, free, x * scales), setups) / measured)
-        return np.concatenate([data, prior_weight * (x - prior) / span])
-
-    result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, diff_step=1e-3,
-                           max_nfev=max_nfev or 80 * len(free))
-    return _with_values(start, free, result.x * scales)
-
-
-def ape(df: pd.DataFrame, params=None) -> np.ndarray:
-    """Absolute percentage error of every row, in percent."""
-    return 100.0 * np.abs(collective_rows(df, params) / df.measured_s.to_numpy(float) - 1.0)
-
-
-def split(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(fit half, test half): the seeded random row fold of perfsim.validate (rng.random(n) < 0.5)."""
-    in_fit = np.random.default_rng(seed).random(len(df)) < 0.5
-    return df[in_fit], df[~in_fit]
-
-
-def validate(frames: Iterable[tuple[str, pd.DataFrame]], seed: int = 0) -> pd.DataFrame:
-    """Per frame: prior and fitted held-out MAPE / p90 APE, fitting on a random half of its rows."""
-    rows = []
-    for name, df in frames:
-        df = df.reset_index(drop=True)
-        train, test = split(df, seed)
-        prior = ape(test)
-        fitted = fit_comm(train)
-        err = ape(test, fitted)
-        rows.append({"dataset": name, "rows": len(df), "test_rows": len(test),
-                     "prior_mape": prior.mean(), "prior_p90": np.percentile(prior, 90),
-                     "fit_mape": err.mean(), "fit_p90": np.percentile(err, 90), "params": fitted})
-    return pd.DataFrame(rows)
-
-
-def measured_frames(names: Iterable[str] | None = None, by_system: bool = True) -> list[tuple[str, pd.DataFrame]]:
-    """The shipped collective datasets, one frame per dataset and implementation (and per system when
-    `by_system`, since launch overheads and efficiencies belong to a machine's software stack)."""
-    from perfsim import measured
-    names = list(names) if names is not None else measured.names("collective")
-    frames = []
-    for name in names:
-        df = measured.load(name)
-        if df.empty:
-            raise InvalidInputError(f"dataset {name!r} has no rows")
-        keys = ["implementation", "system"] if by_system else ["implementation"]
-        groups = list(df.groupby(keys))
-        for key, part in groups:
-            parts = key if isinstance(key, tuple) else (key,)
-            label = name if len(groups) == 1 else f"{name}[{'/'.join(map(str, parts))}]"
-            frames.append((label, part))
-    return frames

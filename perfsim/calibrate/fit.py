@@ -63,19 +63,20 @@ def _moe_free(fmt: str) -> list[Free]:
 
 
 def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:
+    """The parameters that rows of `family` in `df` depend on."""
+    if family == "collective":
+        return comm_free(df)
+    if family == "moe":
+        return [f for fmt in sorted(df.dtype.unique()) for f in _moe_free(fmt)]
+    if family in FREE_BY_FAMILY:
+        return FREE_BY_FAMILY[family]
     gemms = [f for fmt in sorted(df.dtype.unique()) for f in _gemm_free(fmt)]
     kinds = sorted(set(df.op.map(ELEMENTWISE_KIND).dropna())) if "op" in df else []
     if family == "gemm":
         return gemms + (_elementwise_free(["quantize"]) if set(df.dtype) & set(FP8_FORMATS) else [])
     if family == "layer_ops":
         return gemms + _elementwise_free(kinds)
-    if family == "elementwise":
-        return _elementwise_free(kinds)
-    if family == "moe":
-        return [f for fmt in sorted(df.dtype.unique()) for f in _moe_free(fmt)]
-    if family == "collective":
-        return comm_free(df)
-    return FREE_BY_FAMILY[family]
+    return _elementwise_free(kinds)
 
 
 def get(params: CostParams, path: str) -> float:
@@ -122,17 +123,27 @@ def fit_many(tables: list[tuple[pd.DataFrame, str]], device: Device, start: Cost
     """Fit several tables (each a frame and its family) measured on one device. Tables that share a
     parameter are fitted together in one least-squares problem; independent groups separately (faster)."""
     params = start or CostParams()
-    pieces = []  # split by format: rows of one GEMM/MoE format depend only on that format's parameters
+    pieces = []  # split rows by the parameters they depend on: GEMM/MoE format, elementwise kind
     for df, family in tables:
-        if len(df) == 0:
-            continue
-        if family in ("gemm", "moe") and df.dtype.nunique() > 1:
-            pieces += [(part, family) for _, part in df.groupby("dtype")]
+        if family == "layer_ops":
+            gemm = df.op_kind == "gemm"
+            pieces += _split(df[gemm], "gemm") + _split(df[~gemm], "elementwise")
         else:
-            pieces.append((df, family))
+            pieces += _split(df, family)
     for group in _coupled(pieces):
         params = _fit_group(group, device, params, max_rows, seed)
     return params
+
+
+def _split(df: pd.DataFrame, family: str) -> list[tuple[pd.DataFrame, str]]:
+    if len(df) == 0:
+        return []
+    if family in ("gemm", "moe"):
+        return [(part, family) for _, part in df.groupby("dtype")]
+    if family == "elementwise":
+        kinds = df.op.map(ELEMENTWISE_KIND).fillna("default")
+        return [(part, family) for _, part in df.groupby(kinds)]
+    return [(df, family)]
 
 
 def _coupled(pieces: list[tuple[pd.DataFrame, str]]) -> list[list[tuple[pd.DataFrame, str]]]:
@@ -166,6 +177,8 @@ def _fit_group(tables: list[tuple[pd.DataFrame, str]], device: Device, start: Co
         return np.concatenate([np.log(predict_rows(df, family, device, params) / y)
                                for (df, family), y in zip(tables, measured, strict=True)])
 
-    result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, diff_step=1e-3,
-                           max_nfev=60 * len(free))
-    return with_values(start, free, result.x * scales)
+    # max()-shaped models have local minima: start from the prior and from two points inside the bounds
+    starts = [x0, lo + 0.5 * (hi - lo), lo + 0.1 * (hi - lo)]
+    best = min((least_squares(residuals, x, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, diff_step=1e-3,
+                              max_nfev=40 * len(free)) for x in starts), key=lambda r: r.cost)
+    return with_values(start, free, best.x * scales)

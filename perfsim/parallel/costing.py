@@ -86,11 +86,15 @@ class Costing:
     _colls: dict = field(default_factory=dict, repr=False)
     _layers: dict = field(default_factory=dict, repr=False)
     _kinds: list | None = field(default=None, repr=False)
+    _fb: dict = field(default_factory=dict, repr=False)
+    _fwd: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self.device: Device = self.system.gpu
         self.prof = resolve(self.profile, self.device.name)
         self.dpn = self.system.devices_per_node
+        # collectives use the profile's fitted NCCL parameters when it has them (as perfsim.op_time does)
+        self.comm_params = getattr(self.prof.params, "comm", None) if self.prof is not None else None
 
     @property
     def cost_model(self) -> str:
@@ -101,21 +105,38 @@ class Costing:
     # ---- primitive costs -------------------------------------------------------------------------
     def op(self, op: Op) -> tuple[float, float]:
         """(seconds, dynamic joules) of one op; the op's name does not change its cost."""
-        key = replace(op, name="op")
-        hit = self._ops.get(key)
+        hit = self._ops.get(op)
         if hit is None:
-            c = op_time(key, self.device, self.prof)
-            hit = self._ops[key] = (c.time_s, c.energy_j)
+            key = replace(op, name="op")
+            hit = self._ops.get(key)
+            if hit is None:
+                c = op_time(key, self.device, self.prof)
+                hit = self._ops[key] = (c.time_s, c.energy_j)
+            self._ops[op] = hit
         return hit
 
-    def coll(self, collective: str, size_bytes: float, group: int, devices_per_node: int | None = None) -> float:
-        if group <= 1 or size_bytes <= 0:
+    def op_fb(self, op: Op) -> tuple[float, float, float, float, float, float]:
+        """(fwd s, fwd J, bwd s, bwd J, first gradient op s, second gradient op s) of one op, cached."""
+        hit = self._fb.get(op)
+        if hit is None:
+            t, e = self.op(op)
+            grads = [self.op(g) for g in graphs._gradient_ops(op)]
+            hit = self._fb[op] = (t, e, sum(g[0] for g in grads), sum(g[1] for g in grads),
+                                  grads[0][0] if grads else 0.0, grads[1][0] if len(grads) > 1 else 0.0)
+        return hit
+
+    def coll(self, collective: str, size_bytes: float, group: int, devices_per_node: int | None = None,
+             implementation: str = "nccl") -> float:
+        """Seconds of one collective over `group` ranks, `devices_per_node` of them per node (NCCL by default;
+        'trtllm' is the peer-memory custom all-reduce inside one NVLink domain, NCCL elsewhere)."""
+        if group <= 1 or size_bytes <= 0 or getattr(self.system, "single_device", False):
             return 0.0
-        dpn = min(group, devices_per_node or self.dpn)
-        key = (collective, float(size_bytes), int(group), int(dpn))
+        dpn = min(group, devices_per_node or self.dpn, self.dpn)
+        key = (collective, float(size_bytes), int(group), int(dpn), implementation)
         hit = self._colls.get(key)
         if hit is None:
             hit = self._colls[key] = collective_time(collective, size_bytes, group, self.system,
+                                                     params=self.comm_params, implementation=implementation,
                                                      devices_per_node=dpn)
         return hit
 
@@ -137,20 +158,28 @@ class Costing:
 
     def _forward_ops(self, task: str, batch: int, seq: int | None, context: int | None, tp: int, layer: int,
                      ep: int, sp: bool, unfused: bool) -> list[Op]:
+        key = (task, batch, seq, context, tp, layer, sp, unfused)
+        ops = self._fwd.get(key)
+        if ops is None:
+            ops = self._fwd[key] = self._build_forward_ops(task, batch, seq, context, tp, layer, sp, unfused)
+        if ep > 1 and self.model.moe:
+            # tokens of the ep data-parallel replicas meet on the experts this rank holds
+            E = self.model.moe.num_experts
+            ops = [replace(op, tokens=op.tokens * ep, num_experts=E // ep) if isinstance(op, MoEExperts) else op
+                   for op in ops]
+        return ops
+
+    def _build_forward_ops(self, task, batch, seq, context, tp, layer, sp, unfused) -> list[Op]:
         w = graphs.workload(self.model, task, batch, seq=seq, context=context, dtype=self.dtype, tp=tp)
         b = graphs._Builder(self.model, w)
         b.attention_block(layer)
         b.mlp_block(layer)
         ops: list[Op] = []
-        moe = self.model.moe
         for _, _, op in b.forward:
             if isinstance(op, Collective):
                 continue   # communication is priced by the plan's own rules
             if sp and op.name in RESIDUAL_OPS and isinstance(op, Elementwise):
                 op = replace(op, elements=max(1, op.elements // tp))
-            if isinstance(op, MoEExperts) and ep > 1:
-                # tokens of the ep data-parallel replicas meet on the experts this rank holds
-                op = replace(op, tokens=op.tokens * ep, num_experts=moe.num_experts // ep)
             if isinstance(op, Attention) and unfused:
                 ops.extend(_unfused_attention(op))
                 continue
@@ -167,7 +196,11 @@ class Costing:
             return hit
         sums = {False: [LayerCost(), 0], True: [LayerCost(), 0]}
         for index, is_moe, count in self.kinds():
-            c = self._train_layer_kind(tp, micro_batch, cp, ep, seq, sp, tp_overlap, unfused, index)
+            kkey = ("kind", tp, micro_batch, cp, ep if is_moe else 1, seq, sp, tp_overlap, unfused, index)
+            c = self._layers.get(kkey)
+            if c is None:
+                c = self._layers[kkey] = self._train_layer_kind(tp, micro_batch, cp, ep if is_moe else 1, seq, sp,
+                                                                tp_overlap, unfused, index)
             acc = sums[is_moe]
             for name in c.__dataclass_fields__:
                 setattr(acc[0], name, getattr(acc[0], name) + count * getattr(c, name))
@@ -201,12 +234,8 @@ class Costing:
                 seen_attention = True
             if op.name == "attn_core_pv":
                 seen_attention = True
-            t, e = self.op(op)
-            t, e = t * scale, e * scale
-            grads = graphs._gradient_ops(op)
-            gt = [self.op(g) for g in grads]
-            tb = sum(x[0] for x in gt) * scale
-            eb = sum(x[1] for x in gt) * scale
+            t, e, tb, eb, g0, g1 = self.op_fb(op)
+            t, e, tb, eb = t * scale, e * scale, tb * scale, eb * scale
             c.fwd += t
             c.e_fwd += e
             c.bwd += tb
@@ -222,8 +251,8 @@ class Costing:
                 if role:
                     r = roles[role]
                     r[0] += t
-                    r[1] += gt[0][0] if gt else 0.0
-                    r[2] += gt[1][0] if len(gt) > 1 else 0.0
+                    r[1] += g0
+                    r[2] += g1
             if isinstance(op, MoEExperts):
                 for role in ("mlp_in", "mlp_out"):
                     r = roles[role]
@@ -311,7 +340,7 @@ class Costing:
 
     # ---- inference layer table -----------------------------------------------------------------
     def infer_layer(self, task: str, tp: int, batch: int, seq: int | None, context: int | None, ep: int,
-                    dp: int, implementation: str = "nccl") -> tuple[LayerCost, LayerCost, EndsCost]:
+                    dp: int, implementation: str = "trtllm") -> tuple[LayerCost, LayerCost, EndsCost]:
         """(dense, MoE, ends) forward costs of one prefill or decode step of `batch` sequences per replica."""
         key = ("infer", task, tp, batch, seq, context, ep, dp, implementation)
         hit = self._layers.get(key)
@@ -329,7 +358,8 @@ class Costing:
                 c.e_fwd += e
                 c.flops_fwd += op.flops
             if tp > 1:
-                c.tp_fwd = 2 * self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp, per_node(1, tp, self.dpn))
+                c.tp_fwd = 2 * self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp, per_node(1, tp, self.dpn),
+                                         implementation)
             if is_moe and ep > 1:
                 size = tokens * m.moe.top_k * m.hidden_size * 2.0
                 c.ep_fwd = 2 * self.coll("all_to_all", size, ep, per_node(tp, ep, self.dpn))
@@ -359,7 +389,8 @@ class Costing:
                 ends.head_fwd += t
                 ends.e_head += e
         if tp > 1:
-            ends.emb_fwd += self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp, per_node(1, tp, self.dpn))
+            ends.emb_fwd += self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp, per_node(1, tp, self.dpn),
+                                      implementation)
         hit = self._layers[key] = (out[0], out[1], ends)
         return hit
 

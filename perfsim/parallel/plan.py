@@ -86,7 +86,7 @@ class Plan:
         out["schedule"] = self.schedule
         return out
 
-    def with_(self, **changes) -> "Plan":
+    def with_(self, **changes) -> Plan:
         return replace(self, **changes)
 
 

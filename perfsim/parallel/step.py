@@ -35,7 +35,7 @@ from perfsim.hardware import Device, Hardware, System, load_hardware
 from perfsim.model import ModelSpec, load_model
 from perfsim.ops import Elementwise
 from perfsim.parallel import memory as pmem
-from perfsim.parallel.costing import Costing, per_node
+from perfsim.parallel.costing import Costing
 from perfsim.parallel.plan import Plan, check_plan
 
 LAYER_FIELDS = ("fwd", "bwd", "rc_sel", "comm_fwd", "comm_bwd", "tp_fwd", "tp_bwd", "ep_fwd", "ep_bwd", "cp_fwd",
@@ -54,7 +54,7 @@ class Options:
     optimizer_dtype: str = "fp32"
 
     @classmethod
-    def of(cls, plan: Plan) -> "Options":
+    def of(cls, plan: Plan) -> Options:
         return cls(sp=plan.sequence_parallel is None or bool(plan.sequence_parallel), tp_overlap=plan.tp_overlap,
                    dp_overlap=plan.dp_overlap, attention=plan.attention, dtype=plan.dtype,
                    optimizer_dtype=plan.optimizer_dtype)
@@ -101,12 +101,19 @@ def _vec_per_node(stride, group, dpn) -> np.ndarray:
 
 
 def _collectives(costing: Costing, kind: str, size, group, dpn) -> np.ndarray:
-    """Vectorised costing.coll: each distinct (size, group, devices per node) priced once."""
-    size, group, dpn = np.broadcast_arrays(np.asarray(size, float), np.asarray(group, float), np.asarray(dpn, float))
-    rows = np.stack([size.ravel(), group.ravel(), dpn.ravel()], axis=1)
-    uniq, inv = np.unique(rows, axis=0, return_inverse=True)
-    vals = np.array([costing.coll(kind, s, int(g), int(d)) for s, g, d in uniq]) if len(uniq) else np.zeros(0)
-    return vals[inv.ravel()].reshape(size.shape)
+    """costing.coll over arrays (call it on distinct rows: each element is priced)."""
+    size, group, dpn = np.broadcast_arrays(np.asarray(size, float), np.asarray(group), np.asarray(dpn))
+    rows = zip(size.ravel().tolist(), group.ravel().tolist(), dpn.ravel().tolist(), strict=True)
+    return np.array([costing.coll(kind, s, int(g), int(d)) for s, g, d in rows]).reshape(size.shape)
+
+
+def _unique_rows(*cols) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first plan of each distinct row, inverse) for integer columns, via one int64 key."""
+    cols = [np.asarray(c, dtype=np.int64) for c in cols]
+    dims = tuple(int(c.max()) + 1 for c in cols)
+    key = np.ravel_multi_index(cols, dims)
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    return first, inv.ravel()
 
 
 def model_flops_per_token(model: ModelSpec, seq: int) -> float:
@@ -143,9 +150,8 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     sp = opts.sp
 
     # ---- per-layer tables, one row per distinct (tp, mb, cp, ep) --------------------------------
-    keys = np.stack([tp, mb, cp, ep], axis=1)
-    uk, inv = np.unique(keys, axis=0, return_inverse=True)
-    inv = inv.ravel()
+    first_k, inv = _unique_rows(tp, mb, cp, ep)
+    uk = np.stack([tp[first_k], mb[first_k], cp[first_k], ep[first_k]], axis=1)
     tab_d = np.zeros((len(uk), len(LAYER_FIELDS)))
     tab_m = np.zeros_like(tab_d)
     tab_e = np.zeros((len(uk), len(ENDS_FIELDS)))
@@ -193,22 +199,25 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     bubble = (sigma - t_max) / v
     t_pipe = m * t_max + bubble
 
-    # ---- data-parallel gradient and parameter traffic -------------------------------------------
-    dense_p, expert_p = mm.stage_params(tp, pp, ep)
+    # ---- data-parallel gradient and parameter traffic, one row per distinct (tp, pp, dp, ep, cp) ----
+    first_g, ginv = _unique_rows(tp, pp, dp, ep, cp)
+    utp, upp, udp, uep, ucp = tp[first_g], pp[first_g], dp[first_g], ep[first_g], cp[first_g]
+    u_dense, u_expert = mm.stage_params(utp, upp, uep)
+    ug = udp * ucp
+    uge = np.maximum(1, ug // uep)
+    dpn_g = _vec_per_node(utp, ug, dpn)
+    dpn_ge = _vec_per_node(utp * ucp * uep, uge, dpn)
+
+    def coll(kind, bytes_per_param):
+        return (_collectives(costing, kind, np.where(ug > 1, u_dense * bytes_per_param, 0.0), ug, dpn_g)
+                + _collectives(costing, kind, np.where(uge > 1, u_expert * bytes_per_param, 0.0), uge, dpn_ge))[ginv]
+
+    dense_p, expert_p = u_dense[ginv], u_expert[ginv]
     g = dp * cp
     ge = np.maximum(1, g // ep)
-    dpn_g = _vec_per_node(tp, g, dpn)
-    dpn_ge = _vec_per_node(tp * cp * ep, ge, dpn)
-    gb_d, gb_e = dense_p * pmem.GRAD_BYTES, expert_p * pmem.GRAD_BYTES
-    pb_d, pb_e = dense_p * pmem.WEIGHT_BYTES, expert_p * pmem.WEIGHT_BYTES
-
-    def coll(kind, size_d, size_e):
-        return _collectives(costing, kind, np.where(g > 1, size_d, 0.0), g, dpn_g) \
-            + _collectives(costing, kind, np.where(ge > 1, size_e, 0.0), ge, dpn_ge)
-
-    t_ar = np.where(zero == 0, coll("all_reduce", gb_d, gb_e), 0.0)
-    t_rs = np.where(zero >= 1, coll("reduce_scatter", gb_d, gb_e), 0.0)
-    t_ag = np.where(zero >= 1, coll("all_gather", pb_d, pb_e), 0.0)
+    t_ar = np.where(zero == 0, coll("all_reduce", pmem.GRAD_BYTES), 0.0)
+    t_rs = np.where(zero >= 1, coll("reduce_scatter", pmem.GRAD_BYTES), 0.0)
+    t_ag = np.where(zero >= 1, coll("all_gather", pmem.WEIGHT_BYTES), 0.0)
     buckets = np.maximum(lps, 1.0)
     if opts.dp_overlap:
         def hide(t, window):
@@ -224,16 +233,17 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
         z3 = np.where(zero == 3, m * (2 * t_ag + t_rs), 0.0)
     t_dp = grad_once + ag_once + z2 + z3
     if model.tie_embeddings:
-        emb_bytes = model.vocab_size * model.hidden_size / tp * pmem.GRAD_BYTES
-        t_tied = np.where(multi, _collectives(costing, "all_reduce", emb_bytes, 2, np.where(inter, 1, 2)), 0.0)
+        emb_bytes = model.vocab_size * model.hidden_size / utp * pmem.GRAD_BYTES
+        u_inter = (utp * ucp * udp * upp) > dpn
+        t_tied = np.where(upp > 1, _collectives(costing, "all_reduce", emb_bytes, 2, np.where(u_inter, 1, 2)),
+                          0.0)[ginv]
     else:
         t_tied = np.zeros(len(tp))
 
     # ---- optimizer -----------------------------------------------------------------------------
-    shard = np.where(zero >= 1, 1.0, 0.0)
-    local = dense_p / np.where(shard > 0, g, 1) + expert_p / np.where(shard > 0, ge, 1)
+    local = np.where(zero >= 1, dense_p / g + expert_p / ge, dense_p + expert_p)
     uniq, oinv = np.unique(np.round(local), return_inverse=True)
-    opt_costs = np.array([costing.op(_optimizer_op(p, opts.optimizer_dtype)) for p in uniq])
+    opt_costs = np.array([costing.op(_optimizer_op(p, opts.optimizer_dtype)) for p in uniq.tolist()])
     t_opt = opt_costs[oinv.ravel(), 0]
     e_opt = opt_costs[oinv.ravel(), 1]
 
@@ -313,6 +323,8 @@ def _single(device: Device) -> System:
 class _OneGpu:
     """Duck-typed System of one device (devices_per_node 1, no links)."""
 
+    single_device = True
+
     def __init__(self, device: Device):
         self.gpu = device
         self.name = device.name
@@ -340,7 +352,8 @@ def _assumptions(costing: Costing, plan: Plan, task: str) -> list[str]:
                 "communication costs idle power only",
                 "MFU: model FLOPs (6 N tokens + non-causal attention) over GPUs x dense peak"]
     else:
-        out += ["TP all-reduce after attention and MLP, EP all-to-all dispatch and combine, exposed",
+        out += ["TP all-reduce after attention and MLP (peer-memory custom all-reduce inside an NVLink domain, "
+                "as TensorRT-LLM and vLLM; NCCL across nodes), EP all-to-all dispatch and combine, exposed",
                 "a request walks the pipeline stages in turn; throughput assumes one request in flight per stage"]
     return out
 
@@ -468,3 +481,31 @@ def infer_step(model: str | Path | ModelSpec, hardware: str | Path | Hardware, p
     r = evaluate_infer(costing, {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "ep": plan.ep}, task, batch, seq,
                        context, max_memory_fraction, kv_dtype)
     return _estimate(spec, hw, plan, task, batch, seq, context, r, costing)
+
+
+def predict_parallel(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task: str, num_gpus: int,
+                     tp: int = 1, pp: int = 1, dp: int | None = None, ep: int = 1, cp: int = 1,
+                     global_batch: int = 1, micro_batch: int = 1, seq: int | None = None,
+                     context: int | None = None, recompute: str = "none", zero: int = 0, interleave: int = 1,
+                     dtype: str = "bf16", profile: str | Path | None = "auto", **options) -> ParallelEstimate:
+    """`perfsim predict` over several GPUs: build the Plan from CLI-style degrees and run train_step (task
+    'train': latency_s is one optimizer step of global_batch sequences) or infer_step ('prefill' | 'decode':
+    one step of global_batch sequences). dp defaults to num_gpus / (tp x pp x cp); options are further Plan
+    fields (sequence_parallel, tp_overlap, dp_overlap, attention, optimizer_dtype)."""
+    for name, v in (("num_gpus", num_gpus), ("tp", tp), ("pp", pp), ("cp", cp)):
+        if not isinstance(v, int) or v < 1:
+            raise InvalidInputError(f"{name}: must be an integer >= 1, got {v!r}")
+    if dp is None:
+        if num_gpus % (tp * pp * cp):
+            raise InvalidInputError(f"num_gpus: {num_gpus} is not a multiple of tp x pp x cp = {tp} x {pp} x {cp}")
+        dp = num_gpus // (tp * pp * cp)
+    plan = Plan(tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, micro_batch=micro_batch, recompute=recompute, zero=zero,
+                interleave=interleave, dtype=dtype, **options)
+    if plan.num_gpus != num_gpus:
+        raise InvalidInputError(f"num_gpus: tp x cp x pp x dp = {tp} x {cp} x {pp} x {dp} = {plan.num_gpus}, "
+                                f"but --num-gpus is {num_gpus}")
+    if task == "train":
+        if seq is None:
+            raise InvalidInputError("seq: training needs --seq (tokens per sequence)")
+        return train_step(model, hardware, plan, global_batch, seq, profile=profile)
+    return infer_step(model, hardware, plan, task, global_batch, seq=seq, context=context, profile=profile)

@@ -1,0 +1,1 @@
+"""Extra CLI commands, each a module exposing register(app)."""

@@ -1,0 +1,86 @@
+"""`perfsim plan`: search every valid parallel plan, rank the feasible ones, print a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from perfsim.units import format_quantity
+
+
+class PlanTask(str, Enum):
+    train = "train"
+    prefill = "prefill"
+    decode = "decode"
+
+
+class Objective(str, Enum):
+    time = "time"
+    cost = "cost"
+    energy = "energy"
+
+
+def plan_command(
+    task: PlanTask = typer.Option(PlanTask.train, "--task", help="train, prefill or decode."),
+    model: str = typer.Option(..., "--model", "-m", help="Model name, perfsim YAML or HF config.json path."),
+    hardware: str = typer.Option(..., "--hardware", "-H", help="System name (e.g. dgx-a100-80gb) or YAML path."),
+    num_gpus: int = typer.Option(..., "--num-gpus", "-n", help="GPUs available."),
+    global_batch: int | None = typer.Option(None, "--global-batch", "-b",
+                                               help="Sequences per step (train default: --num-gpus; else 1)."),
+    seq: int | None = typer.Option(None, "--seq", help="Tokens per sequence (default: min(max_seq_len, 4096))."),
+    context: int | None = typer.Option(None, "--context", help="Cached tokens per sequence (decode)."),
+    objective: Objective = typer.Option(Objective.time, "--objective", help="Rank by time, cost or energy per step."),
+    max_memory_fraction: float = typer.Option(0.9, "--max-memory-fraction",
+                                              help="Share of GPU memory a plan may use."),
+    top: int = typer.Option(10, "--top", help="Plans to print."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Pareto chart (.png, .svg, .pdf)."),
+    profile: str = typer.Option("auto", "--profile", help="Calibration profile: auto, none, or a YAML path."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: the plans, best first."),
+) -> None:
+    """Search every valid parallel plan (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO, interleaving)."""
+    from perfsim.errors import InvalidInputError
+    from perfsim.search import pareto_figure, plan
+
+    if top < 1:
+        raise InvalidInputError(f"top: must be >= 1, got {top}")
+    if out is not None:
+        from perfsim.report import check_figure_path
+        check_figure_path(out)
+    result = plan(model, hardware, num_gpus, task=task.value, global_batch=global_batch, seq=seq, context=context,
+                  objective=objective.value, max_memory_fraction=max_memory_fraction, top=top,
+                  profile=None if profile == "none" else profile, full=out is not None)
+    if out is not None:
+        from perfsim.report import save_figure
+        save_figure(pareto_figure(result), out)
+    if as_json:
+        sys.stdout.write(json.dumps([p.to_dict() for p in result.plans], indent=2) + "\n")
+        return
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    first = "step" if task == PlanTask.train else "latency"
+    table = Table("#", "GPUs", "tp", "pp", "dp", "ep", "cp", "mb", "recompute", "zero", "v", first, "tokens/s",
+                  "MFU", "mem/GPU", "energy", "cost", "pareto",
+                  title=f"{model} {task.value} on {num_gpus} x {hardware}, by {objective.value}")
+    for p in result.plans:
+        table.add_row(str(p.rank), str(p.num_gpus), str(p.tp), str(p.pp), str(p.dp), str(p.ep), str(p.cp),
+                      str(p.micro_batch), p.recompute, str(p.zero), str(p.interleave),
+                      format_quantity(p.latency_s, "s"), f"{p.tokens_per_s:,.0f}", f"{100 * p.mfu:.1f}%",
+                      format_quantity(p.memory_per_device_bytes, "B", binary=True),
+                      format_quantity(p.energy_j, "J"), "" if p.cost is None else f"${p.cost:.4g}",
+                      "*" if p.pareto else "")
+    console.print(table)
+    dropped = ", ".join(f"{k} {v}" for k, v in result.dropped.items() if v)
+    console.print(f"{result.evaluated:,} plans evaluated, {result.feasible:,} fit, in {result.seconds:.2f} s; "
+                  f"dropped: {dropped or 'none'}")
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `plan` command to the perfsim CLI."""
+    app.command("plan")(plan_command)

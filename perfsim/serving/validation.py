@@ -1,0 +1,303 @@
+"""Serving validation against measured end-to-end runs.
+
+aiconfigurator silicon_refs (NVIDIA; TensorRT-LLM, SGLang and vLLM on H100/H200/B200/GB200 and newer):
+each row is a benchmark at a fixed client concurrency and fixed input/output lengths, aggregated or
+disaggregated. Each supported row is simulated as a closed loop at that concurrency with its layout (tp,
+attention-DP, MoE ep, pp; prefill and decode pools and their worker counts) and precision, and the
+simulated mean TTFT and TPOT are compared with the measured ones.
+
+ML.ENERGY v3 LM-Arena chat (vLLM on H100 and B200): per configuration the median inter-token latency
+(ITL) and energy per output token at the measured average batch. ITL is predicted as one decode step at
+the average batch and the mean context (an assumed prompt length plus half the average output);
+energy per token is (n_gpu * P_static * ITL + s * E_dyn) / batch with P_static and s fitted per GPU type
+on a random half of the rows (seed 0) and scored on the other half.
+
+Rows whose model or system perfsim lacks are skipped and counted, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from perfsim.errors import PerfsimError
+
+# Hugging Face model id -> perfsim model (same architecture; fine-tunes and re-releases map to their base)
+HF_MODELS = {
+    "deepseek-ai/DeepSeek-R1": "deepseek-v3",
+    "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+    "deepseek-ai/DeepSeek-V3.1": "deepseek-v3",
+    "Qwen/Qwen3-32B": "qwen3-32b",
+    "Qwen/Qwen3-8B": "qwen3-8b",
+    "Qwen/Qwen3-235B-A22B": "qwen3-235b-a22b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "Qwen/Qwen3-235B-A22B-Instruct-2507": "qwen3-235b-a22b",
+    "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8": "qwen3-235b-a22b",
+    "Qwen/Qwen3-30B-A3B-Instruct-2507": "qwen3-30b-a3b",
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
+    "meta-llama/Llama-3.1-70B-Instruct": "llama-3.1-70b",
+    "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b",
+    "meta-llama/Llama-3.1-405B-Instruct": "llama-3.1-405b",
+    "meta-llama/Llama-3.1-405B-Instruct-FP8": "llama-3.1-405b",
+}
+# aiconfigurator system -> perfsim system
+AIC_SYSTEMS = {"h100_sxm": "dgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72"}
+# ML.ENERGY GPU (perfsim device) -> perfsim system
+MLE_SYSTEMS = {"h100-sxm": "dgx-h100", "b200": "dgx-b200", "h200-sxm": "hgx-h200", "a100-sxm-80gb": "dgx-a100-80gb"}
+AIC_PRECISION = {"fp8": "fp8", "fp4": "fp4", "bf16": "bf16", "fp16": "fp16"}
+# LM-Arena chat prompts: the data set gives no input length; an assumed mean prompt (conversation) length.
+MLE_ASSUMED_ISL = 512
+TARGET_MAPE = 0.20
+SPLIT = "random half of the rows per GPU type (seed 0) to fit the energy coefficients, the other half scored"
+
+
+def mape(pred, meas) -> float:
+    pred, meas = np.asarray(pred, float), np.asarray(meas, float)
+    ok = np.isfinite(pred) & np.isfinite(meas) & (meas > 0)
+    return float(np.mean(np.abs(pred[ok] / meas[ok] - 1.0))) if ok.any() else float("nan")
+
+
+@dataclass
+class ServingReport:
+    rows: pd.DataFrame
+    scores: dict
+    skipped: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"scores": self.scores, "skipped": self.skipped, "notes": self.notes,
+                "rows": self.rows.replace({np.nan: None}).to_dict(orient="records")}
+
+
+def _int(v, default: int = 1) -> int:
+    try:
+        if v is None or (isinstance(v, float) and math.isnan(v)) or pd.isna(v):
+            return default
+    except (TypeError, ValueError):
+        pass
+    return int(v)
+
+
+def _skip(skipped: dict, reason: str) -> None:
+    skipped[reason] = skipped.get(reason, 0) + 1
+
+
+# ------------------------------------------------------------------------------ silicon refs
+def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto") -> dict:
+    """Simulate one silicon_refs row; returns predicted TTFT/TPOT beside the measured ones."""
+    from perfsim.serving.simulate import serve
+    model = HF_MODELS[r["model"]]
+    system = AIC_SYSTEMS[r["system"]]
+    dtype = AIC_PRECISION.get(str(r["precision"]).lower(), "bf16")
+    conc = _int(r["concurrency"], 0) or None
+    isl, osl = int(r["isl"]), int(r["osl"])
+    from perfsim.model import load_model
+    moe = load_model(model).moe is not None
+    n_req = int(min(max_requests, max(10 * (conc or 1), 64)))
+    common = dict(dtype=dtype, isl=isl, osl=osl, num_requests=n_req, profile=profile, timeline_bins=1)
+    if r["mode"] == "disagg":
+        def layout(prefix):
+            tp = _int(r[f"{prefix}_tp_size"])
+            adp = _int(r[f"{prefix}_attention_dp_size"])
+            ep = _int(r[f"{prefix}_moe_ep_size"]) if moe else 1
+            pp = _int(r[f"{prefix}_pp_size"])
+            workers = _int(r[f"{prefix}_num_workers"])
+            return {"tp": tp, "attn_dp": adp, "ep": max(ep, 1), "pp": pp}, workers * tp * adp * pp
+        pre, p_gpus = layout("prefill")
+        dec, d_gpus = layout("decode")
+        # aiconfigurator batch sizes are per attention-DP rank (decode_batch_size x adp x workers = concurrency)
+        dec["max_num_seqs"] = max(1, _int(r["decode_batch_size"]))
+        pre["max_num_seqs"] = max(1, _int(r["prefill_batch_size"]))
+        if conc is None:  # no client concurrency recorded: the decode pool full
+            conc = _int(r["decode_batch_size"]) * dec["attn_dp"] * _int(r["decode_num_workers"])
+            common["num_requests"] = int(min(max_requests, max(10 * conc, 64)))
+        res = serve(model, system, num_gpus=p_gpus + d_gpus, tp=pre["tp"], ep=pre["ep"], pp=pre["pp"],
+                    attn_dp=pre["attn_dp"], concurrency=conc, disagg=f"{p_gpus}:{d_gpus}",
+                    prefill=pre, decode=dec, **common)
+        layout_txt = f"P {p_gpus}x[tp{pre['tp']} adp{pre['attn_dp']} ep{pre['ep']}] D {d_gpus}x[tp{dec['tp']} " \
+                     f"adp{dec['attn_dp']} ep{dec['ep']}]"
+    else:
+        tp, adp, pp = _int(r["tp_size"]), _int(r["attention_dp_size"]), _int(r["pp_size"])
+        ep = max(_int(r["moe_ep_size"]), 1) if moe else 1
+        seqs = max(1, math.ceil((conc or _int(r["batch_size"])) / adp))
+        res = serve(model, system, num_gpus=tp * adp * pp, tp=tp, ep=ep, pp=pp, attn_dp=adp,
+                    concurrency=conc or _int(r["batch_size"]), max_num_seqs=seqs, **common)
+        layout_txt = f"tp{tp} adp{adp} ep{ep} pp{pp}"
+    s = res.summary
+    recorded = re.search(r"_c\d+", str(r["id"])) is not None
+    return {"id": r["id"], "concurrency_recorded": recorded, "model": model, "system": system, "backend": r["backend"], "mode": r["mode"],
+            "precision": dtype, "isl": isl, "osl": osl, "concurrency": conc, "layout": layout_txt,
+            "ttft_measured_s": float(r["ttft_s"]), "ttft_predicted_s": s["ttft_s"],
+            "tpot_measured_s": float(r["tpot_s"]), "tpot_predicted_s": s["tpot_s"],
+            "ttft_ape": abs(s["ttft_s"] / float(r["ttft_s"]) - 1), "tpot_ape": abs(s["tpot_s"] / float(r["tpot_s"]) - 1),
+            "preemptions": s["preemptions"], "sim_wall_s": s["sim_wall_s"]}
+
+
+def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int = 4000, profile="auto",
+                     progress=None) -> ServingReport:
+    from perfsim import measured
+    df = measured.load("aic-silicon-refs") if frame is None else frame
+    skipped: dict = {}
+    rows = []
+    for _, r in df.iterrows():
+        if r["model"] not in HF_MODELS:
+            _skip(skipped, f"model {r['model']} not in perfsim's model library")
+            continue
+        if r["system"] not in AIC_SYSTEMS:
+            _skip(skipped, f"system {r['system']} not in perfsim's hardware library")
+            continue
+        if progress:
+            progress(str(r["id"]))
+        try:
+            rows.append(silicon_row(r, max_requests, profile))
+        except PerfsimError as exc:
+            _skip(skipped, f"layout not servable in perfsim: {exc}")
+    out = pd.DataFrame(rows)
+    scores = {}
+    if len(out):
+        known = out[out.concurrency_recorded]
+        unknown = int((~out.concurrency_recorded).sum())
+        if unknown:
+            skipped["TTFT only: client concurrency not recorded (queueing unknown); TPOT still scored"] = unknown
+        scores = {"rows": int(len(out)), "ttft_rows": int(len(known)),
+                  "ttft_mape": mape(known.ttft_predicted_s, known.ttft_measured_s),
+                  "tpot_mape": mape(out.tpot_predicted_s, out.tpot_measured_s),
+                  "ttft_p90_ape": float(np.percentile(known.ttft_ape, 90)) if len(known) else float("nan"),
+                  "tpot_p90_ape": float(np.percentile(out.tpot_ape, 90)),
+                  "ttft_median_ape": float(known.ttft_ape.median()), "tpot_median_ape": float(out.tpot_ape.median()),
+                  "target_mape": TARGET_MAPE}
+    return ServingReport(out, scores, skipped, [
+        "closed loop at the row's concurrency, fixed input/output lengths, mean TTFT and TPOT over all requests",
+        f"requests per row: 10 x concurrency, at most {max_requests}",
+        "precision fp8/fp4: weights and GEMMs in that format, KV cache in bf16"])
+
+
+# ------------------------------------------------------------------------------ ML.ENERGY
+def _mle_deployment(r: pd.Series):
+    """vLLM layout of a row. vLLM's expert parallelism spans tp x dp GPUs, so a row with tp=1, ep=E on E GPUs
+    and dp=1 ran attention tensor parallel over the E GPUs (tp = num_gpus / dp) and the experts over ep."""
+    from perfsim.serving.steptime import make_deployment
+    model = HF_MODELS[r["model_id"]]
+    dtype = "fp8" if str(r["weight_precision"]) == "fp8" else "bf16"
+    dp = max(1, int(r["dp"]))
+    return make_deployment(model, MLE_SYSTEMS[r["gpu"]], tp=int(r["num_gpus"]) // dp, ep=int(r["ep"]),
+                           attn_dp=dp if int(r["ep"]) > 1 else 1, dtype=dtype)
+
+
+def mlenergy_predictions(frame: pd.DataFrame | None = None, profile="auto", isl: int = MLE_ASSUMED_ISL,
+                         progress=None) -> tuple[pd.DataFrame, dict]:
+    """Per supported row: predicted ITL (one decode step at the average batch) and the step's switching
+    energy, beside the measurements."""
+    from perfsim import measured
+    from perfsim.serving.simulate import step_model
+    df = measured.load("mlenergy-lm-arena-chat") if frame is None else frame
+    skipped: dict = {}
+    rows = []
+    for _, r in df.iterrows():
+        if r["model_id"] not in HF_MODELS:
+            _skip(skipped, f"model {r['model_id']} not in perfsim's model library")
+            continue
+        if r["gpu"] not in MLE_SYSTEMS:
+            _skip(skipped, f"GPU {r['gpu']} has no perfsim system")
+            continue
+        try:
+            dep = _mle_deployment(r)
+        except PerfsimError as exc:
+            _skip(skipped, f"layout not servable in perfsim: {exc}")
+            continue
+        if dep.gpus != int(r["num_gpus"]):
+            _skip(skipped, f"layout tp x ep does not match num_gpus (tp={r['tp']}, ep={r['ep']}, "
+                           f"gpus={r['num_gpus']})")
+            continue
+        if progress:
+            progress(f"{r['model_id']} {r['gpu']} b={r['max_num_seqs']}")
+        seqs = max(1, int(r["max_num_seqs"]))
+        ctx_max = isl + 4096
+        sm = step_model(dep, max(seqs, 8192), seqs, ctx_max, profile, 0.0, 14)
+        b = max(1, int(round(float(r["avg_batch_size"]))))
+        ctx = isl + float(r["avg_output_len"]) / 2.0
+        t, e_gpu = sm.decode(b, ctx)
+        rows.append({"config_index": int(r["config_index"]), "model": dep.model.name, "model_id": r["model_id"],
+                     "gpu": r["gpu"], "num_gpus": dep.gpus, "layout": dep.label(), "dtype": dep.dtype,
+                     "max_num_seqs": seqs, "batch": b, "context": ctx,
+                     "itl_measured_s": float(r["median_itl_s"]), "itl_predicted_s": t,
+                     "energy_per_token_measured_j": float(r["energy_per_token_j"]),
+                     "avg_power_measured_w": float(r["avg_power_w"]),
+                     "step_dynamic_j": e_gpu * dep.gpus})
+    return pd.DataFrame(rows), skipped
+
+
+def fit_energy(rows: pd.DataFrame) -> tuple[float, float]:
+    """Non-negative least squares on relative error: E_tok ~ P_static * (n t / b) + s * (E_dyn / b)."""
+    from scipy.optimize import nnls
+    y = rows.energy_per_token_measured_j.to_numpy()
+    a = rows.num_gpus.to_numpy() * rows.itl_predicted_s.to_numpy() / rows.batch.to_numpy()
+    b = rows.step_dynamic_j.to_numpy() / rows.batch.to_numpy()
+    coef, _ = nnls(np.column_stack([a / y, b / y]), np.ones_like(y))
+    return float(coef[0]), float(coef[1])
+
+
+def validate_mlenergy(frame: pd.DataFrame | None = None, profile="auto", seed: int = 0,
+                      isl: int = MLE_ASSUMED_ISL, progress=None) -> tuple[ServingReport, dict]:
+    """Returns the report and the fitted coefficients per GPU {gpu: {static_w, dynamic_scale, ...}}."""
+    rows, skipped = mlenergy_predictions(frame, profile, isl, progress)
+    fits = {}
+    if len(rows):
+        rng = np.random.default_rng(seed)
+        rows["split"] = np.where(rng.random(len(rows)) < 0.5, "fit", "test")
+        rows["energy_per_token_predicted_j"] = np.nan
+        for gpu, g in rows.groupby("gpu"):
+            train = g[g.split == "fit"]
+            if len(train) < 2:
+                continue
+            p_static, scale = fit_energy(train)
+            pred = (g.num_gpus * p_static * g.itl_predicted_s + scale * g.step_dynamic_j) / g.batch
+            rows.loc[g.index, "energy_per_token_predicted_j"] = pred
+            test = g[g.split == "test"]
+            fits[gpu] = {"static_w": p_static, "dynamic_scale": scale, "fit_rows": int(len(train)),
+                         "test_rows": int(len(test)),
+                         "energy_mape_test": mape(pred[test.index], test.energy_per_token_measured_j)}
+        rows["avg_power_predicted_w"] = rows.energy_per_token_predicted_j * rows.batch / rows.itl_predicted_s
+        rows["itl_ape"] = (rows.itl_predicted_s / rows.itl_measured_s - 1).abs()
+        rows["energy_ape"] = (rows.energy_per_token_predicted_j / rows.energy_per_token_measured_j - 1).abs()
+    test = rows[rows.split == "test"] if len(rows) else rows
+    scores = {}
+    if len(test):
+        scores = {"rows": int(len(rows)), "test_rows": int(len(test)),
+                  "itl_mape_test": mape(test.itl_predicted_s, test.itl_measured_s),
+                  "itl_mape_all": mape(rows.itl_predicted_s, rows.itl_measured_s),
+                  "energy_per_token_mape_test": mape(test.energy_per_token_predicted_j,
+                                                     test.energy_per_token_measured_j),
+                  "avg_power_mape_test": mape(test.avg_power_predicted_w, test.avg_power_measured_w),
+                  "target_mape": TARGET_MAPE, "fits": fits}
+    notes = [f"ITL: one decode step at the measured average batch, context = {isl} (assumed prompt) + "
+             f"average output / 2", "energy: " + SPLIT, "avg power follows from energy per token x batch / ITL"]
+    return ServingReport(rows, scores, skipped, notes), fits
+
+
+def write_energy_fit(fits: dict, path=None, source_note: str = "") -> None:
+    """Write fitted (static_w, dynamic_scale) per device for serving runs to use (atomic replace)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from perfsim.serving.energy import FIT_FILE
+    path = Path(path or FIT_FILE)
+    doc = {"about": "Energy coefficients per GPU for perfsim.serving, fitted by "
+                    "perfsim.serving.validation.validate_mlenergy (benchmarks/serving_validation.py --write-fit). "
+                    "P = static_w + dynamic_scale * E_dyn / t per GPU while it runs steps.",
+           "devices": {gpu: {"static_w": round(f["static_w"], 2), "dynamic_scale": round(f["dynamic_scale"], 4),
+                             "source": f"fitted on ML.ENERGY v3 lm-arena-chat ({f['fit_rows']} rows, random half, "
+                                       f"seed 0); energy/token MAPE {100 * f['energy_mape_test']:.1f}% on the "
+                                       f"other {f['test_rows']}{source_note}"}
+                       for gpu, f in sorted(fits.items())}}
+    fd, tmp = tempfile.mkstemp(suffix=".yaml", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(doc, fh, sort_keys=False)
+    os.replace(tmp, path)
