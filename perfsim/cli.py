@@ -186,8 +186,29 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
             seq: Optional[int] = SeqOpt, context: Optional[int] = ContextOpt, dtype: ActDtype = DtypeOpt,
             weight_dtype: Optional[WeightDtype] = WeightOpt, kv_dtype: Optional[ActDtype] = KvOpt,
             tp: int = TpOpt, ep: int = EpOpt, profile: str = ProfileOpt,
+            num_gpus: Optional[int] = typer.Option(None, "--num-gpus", "-n", help="GPUs (default tp x pp x cp x dp)."),
+            pp: int = typer.Option(1, "--pp", help="Pipeline stages."),
+            dp: Optional[int] = typer.Option(None, "--dp", help="Data-parallel replicas (default num_gpus/(tp pp cp))."),
+            cp: int = typer.Option(1, "--cp", help="Context-parallel degree."),
+            global_batch: Optional[int] = typer.Option(None, "--global-batch", help="Sequences per step (default --batch)."),
+            micro_batch: int = typer.Option(1, "--micro-batch", help="Sequences per micro-batch (train)."),
+            recompute: str = typer.Option("none", "--recompute", help="none, selective or full (train)."),
+            zero: int = typer.Option(0, "--zero", help="ZeRO stage 0-3 (train)."),
+            interleave: int = typer.Option(1, "--interleave", help="Virtual pipeline stages per rank (train)."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Predict latency, throughput, memory and energy of a prefill, a decode step or a training step."""
+    if task == Task.train or (num_gpus or 1) > 1 or pp > 1 or (dp or 1) > 1 or cp > 1:
+        from perfsim.commands.plan import print_parallel_estimate
+        from perfsim.parallel import predict_parallel
+        est = predict_parallel(model, hardware, task.value, num_gpus, tp=tp, pp=pp, dp=dp, ep=ep, cp=cp,
+                               global_batch=global_batch or batch, micro_batch=micro_batch, seq=seq, context=context,
+                               recompute=recompute, zero=zero, interleave=interleave, dtype=dtype.value,
+                               profile=None if profile == "none" else profile)
+        if as_json:
+            print_json(est.to_json_dict())
+        else:
+            print_parallel_estimate(est, console)
+        return
     est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile)
     if as_json:
         print_json(est.to_json_dict())
@@ -313,6 +334,19 @@ class _progress:
 
     def __exit__(self, *exc):
         return self.bar.__exit__(*exc)
+
+
+def _register_commands() -> None:
+    from perfsim.commands import plan as plan_command
+    plan_command.register(app)
+    try:
+        from perfsim.commands import serve as serve_command
+    except ImportError:  # the serving simulator is optional until it lands
+        return
+    serve_command.register(app)
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

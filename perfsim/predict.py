@@ -105,9 +105,10 @@ def _memory(spec: ModelSpec, w: graphs.Workload, task: str, dtype: str, weight_d
     act_dtype = "bf16" if dtype in ("fp8", "int8", "int4", "fp4") else dtype
     mem = {"weights": memory.weight_bytes(spec, weight_dtype or dtype, w.tp, w.ep)}
     if task == "train":
-        mem["gradients"] = memory.gradient_bytes(spec, w.tp)
-        mem["optimizer_states"] = memory.optimizer_state_bytes(spec, w.tp)
-        mem["activations"] = memory.training_activation_bytes(spec, w.batch, w.q_len, w.tp)
+        from perfsim.parallel.memory import training_memory
+        parts = training_memory(spec, tp=w.tp, pp=1, dp=1, ep=w.ep, cp=1, micro_batch=w.batch, recompute="none",
+                                zero=0, interleave=1, global_batch=w.batch, seq=w.q_len, dtype=dtype)
+        mem = {k: float(v) for k, v in parts.items()}
     else:
         mem["kv_cache"] = memory.kv_cache_bytes(spec, w.batch, w.kv_len, kv_dtype or act_dtype, w.tp)
         mem["activations"] = memory.inference_activation_bytes(spec, w.tokens, act_dtype, w.tp)

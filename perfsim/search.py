@@ -165,8 +165,9 @@ def train_space(model: ModelSpec, num_gpus: int, global_batch: int, seq: int, ma
     # stage 2: expert parallel
     j, ep = cross(np.arange(len(bi)), eps)
     bi, mb, v = bi[j], mb[j], v[j]
-    gshard = B[bi, 3] * B[bi, 1]
-    bi, mb, v, ep = drop("ep: must divide dp x cp", gshard % ep != 0, bi, mb, v, ep)
+    gshard, tpb = B[bi, 3] * B[bi, 1], B[bi, 0]
+    bad_ep = (gshard % ep != 0) & ((ep % tpb != 0) | (gshard % np.maximum(1, ep // tpb) != 0))
+    bi, mb, v, ep = drop("ep: must divide dp x cp (or be tp x a divisor of it)", bad_ep, bi, mb, v, ep)
     # stage 3: recomputation x ZeRO stage
     j, rc, zero = cross(np.arange(len(bi)), np.arange(3), np.arange(4))
     bi, mb, v, ep = bi[j], mb[j], v[j], ep[j]
@@ -184,7 +185,7 @@ def train_space(model: ModelSpec, num_gpus: int, global_batch: int, seq: int, ma
 def infer_space(model: ModelSpec, num_gpus: int, batch: int, task: str) -> tuple[dict[str, np.ndarray], dict]:
     L = model.num_layers
     rows = []
-    dropped = {"batch: not a multiple of dp": 0, "ep: must divide dp": 0}
+    dropped = {"batch: not a multiple of dp": 0, "ep: must divide dp (or be tp x a divisor of it)": 0}
     eps = _divisors(model.moe.num_experts) if model.moe else [1]
     for n in _gpu_counts(num_gpus):
         for t in _tp_candidates(model, task):
@@ -198,8 +199,8 @@ def infer_space(model: ModelSpec, num_gpus: int, batch: int, task: str) -> tuple
                     dropped["batch: not a multiple of dp"] += 1
                     continue
                 for e in eps:
-                    if d % e:
-                        dropped["ep: must divide dp"] += 1
+                    if d % e and (e % t or d % (e // t)):
+                        dropped["ep: must divide dp (or be tp x a divisor of it)"] += 1
                         continue
                     rows.append((t, p, d, e))
     arr = np.array(rows, dtype=np.int64).reshape(-1, 4)

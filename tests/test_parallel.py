@@ -221,8 +221,13 @@ def test_multi_gpu_inference():
     assert piped.time_breakdown["pp_p2p"] > 0 and piped.tokens_per_s > 8 / piped.latency_s
     moe = infer_step("mixtral-8x7b", "dgx-h100", Plan(dp=8, ep=8), "decode", batch=64, context=512)
     assert moe.latency_s > 0 and moe.num_gpus == 8
+    # experts over the tensor-parallel group (vLLM-style EP = TP): same expert bytes per GPU as tp 8 alone
+    folded = infer_step("mixtral-8x7b", "dgx-h100", Plan(tp=8, ep=8), "decode", batch=64, context=512)
+    dense_tp = infer_step("mixtral-8x7b", "dgx-h100", Plan(tp=8), "decode", batch=64, context=512)
+    assert folded.memory_breakdown["weights"] == pytest.approx(dense_tp.memory_breakdown["weights"])
+    assert folded.time_breakdown["tp_ep_comm"] > 0
     with pytest.raises(InvalidInputError, match=r"^ep:"):
-        infer_step("mixtral-8x7b", "dgx-h100", Plan(tp=8, ep=8), "decode", batch=64, context=512)
+        infer_step("mixtral-8x7b", "dgx-h100", Plan(tp=8, ep=4), "decode", batch=64, context=512)
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -249,3 +254,17 @@ def test_one_gpu_matches_the_graph_predictor(task, kw):
     graph = predict("llama-2-7b", "h100-sxm", task=task, batch=4, **kw)
     mine = predict_parallel("llama-2-7b", "h100-sxm", task, 1, global_batch=4, micro_batch=4, **kw)
     assert mine.latency_s == pytest.approx(graph.latency_s, rel=1e-9)
+
+
+def test_predict_parallel_builds_the_plan_from_cli_degrees():
+    from perfsim.parallel import predict_parallel
+    est = predict_parallel("megatron-22b", A100, "train", tp=8, pp=2, global_batch=16, seq=2048)
+    assert est.num_gpus == 16 and est.plan["dp"] == 1
+    est = predict_parallel("megatron-22b", A100, "train", 32, tp=8, pp=2, global_batch=16, seq=2048)
+    assert est.plan["dp"] == 2
+    with pytest.raises(InvalidInputError, match=r"^num_gpus: 12 is not a multiple"):
+        predict_parallel("megatron-22b", A100, "train", 12, tp=8, global_batch=8, seq=2048)
+    with pytest.raises(InvalidInputError, match=r"^dtype:"):
+        predict_parallel("megatron-22b", A100, "train", 8, tp=8, global_batch=8, seq=2048, dtype="fp32")
+    with pytest.raises(InvalidInputError, match=r"^seq:"):
+        predict_parallel("megatron-22b", A100, "train", 8, tp=8, global_batch=8)

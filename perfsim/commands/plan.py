@@ -81,6 +81,27 @@ def plan_command(
         console.print(f"wrote {out}")
 
 
+def print_parallel_estimate(est, console: Console | None = None) -> None:
+    """Rich output of a perfsim.parallel.ParallelEstimate (for `perfsim predict` over several GPUs)."""
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    degrees = ", ".join(f"{k} {est.plan[k]}" for k in ("tp", "pp", "dp", "ep", "cp", "micro_batch", "recompute",
+                                                       "zero", "interleave") if k in est.plan)
+    console.print(f"{est.model} {est.task} on {est.num_gpus} x {est.hardware}: {degrees}; "
+                  f"{'global batch' if est.task == 'train' else 'batch'} {est.global_batch}")
+    table = Table("part", "time", "share")
+    for name, value in sorted(est.time_breakdown.items(), key=lambda kv: -kv[1]):
+        if value > 0:
+            table.add_row(name, format_quantity(value, "s"), f"{100 * value / est.latency_s:.1f}%")
+    console.print(table)
+    mem = ", ".join(f"{k} {format_quantity(v, 'B', binary=True)}" for k, v in est.memory_breakdown.items() if v)
+    step = "step" if est.task == "train" else "latency"
+    console.print(f"{step} {format_quantity(est.latency_s, 's')} | {est.tokens_per_s:,.1f} tokens/s | "
+                  f"MFU {100 * est.mfu:.1f}% | memory/GPU "
+                  f"{format_quantity(est.memory_per_device_bytes, 'B', binary=True)} ({mem})"
+                  f"{'' if est.fits_in_memory else ' [DOES NOT FIT]'} | energy {est.energy_j:.4g} J | "
+                  f"avg power {est.avg_power_w:.0f} W")
+
+
 def register(app: typer.Typer) -> None:
     """Add the `plan` command to the perfsim CLI."""
     app.command("plan")(plan_command)

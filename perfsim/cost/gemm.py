@@ -16,7 +16,7 @@ Inputs are numpy arrays (one row per GEMM) so that fitting and validation run ve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +24,8 @@ from perfsim.cost.params import GemmParams
 from perfsim.hardware import Device
 
 TILES = np.array([(256, 128), (128, 256), (128, 128), (128, 64), (64, 128), (64, 64)], dtype=float)
+# CPU BLAS blocks for registers and caches rather than for warps: much smaller tiles per core
+CPU_TILES = np.array([(128, 128), (64, 64), (32, 32), (16, 16), (8, 8)], dtype=float)
 SPLITS = np.array([1, 2, 4, 8, 16], dtype=float)
 PARTIAL_BYTES = 4.0  # split-K partial sums are accumulated in fp32
 
@@ -36,13 +38,14 @@ class DeviceRoofs:
     main_bw: float
     llc_bw: float
     llc_bytes: float
+    tiles: np.ndarray = field(default_factory=lambda: TILES)
 
     @classmethod
-    def of(cls, device: Device) -> "DeviceRoofs":
+    def of(cls, device: Device) -> DeviceRoofs:
         llc = device.last_level_cache
         return cls(units=float(device.compute.units), clock_hz=device.compute.clock,
                    main_bw=device.memory_bw_Bps, llc_bw=llc.bandwidth if llc else device.memory_bw_Bps,
-                   llc_bytes=llc.capacity if llc else 0.0)
+                   llc_bytes=llc.capacity if llc else 0.0, tiles=CPU_TILES if device.kind == "cpu" else TILES)
 
 
 def smooth_max(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
@@ -58,7 +61,7 @@ def gemm_time(m, n, k, batch, a_bytes, w_bytes, o_bytes, peak, roofs: DeviceRoof
         x[:, None, None] for x in np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=float)) for v in
                                                         (m, n, k, batch, a_bytes, w_bytes, o_bytes, peak))))
     eff = p.compute_efficiency
-    tm, tn = TILES[None, :, 0, None], TILES[None, :, 1, None]
+    tm, tn = roofs.tiles[None, :, 0, None], roofs.tiles[None, :, 1, None]
     s = SPLITS[None, None, :]
     s = np.minimum(s, np.maximum(1.0, np.floor(k / 128.0)))  # at least 128 of k per split
     tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch

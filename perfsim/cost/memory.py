@@ -41,7 +41,8 @@ def inference_activation_bytes(model: ModelSpec, tokens: int, dtype: str = "bf16
 
 def training_activation_bytes(model: ModelSpec, micro_batch: int, seq: int, tp: int = 1,
                               sequence_parallel: bool = False, recompute: str = "none") -> float:
-    """Activations per layer stack, Korthikanti et al. 2022 (Eq. 2-6), bf16, FlashAttention assumed.
+    """Activations of a GPT layer stack (plain 4h MLP, multi-head attention, unfused softmax), 16-bit,
+    as Korthikanti et al. 2022 (Eq. 2-6) give them; perfsim.parallel.memory generalises it (GQA, SwiGLU, MoE).
 
     Per layer, no recompute: s*b*h*(10 + 24/t + 5*a*s/(h*t)) without SP, s*b*h/t*(34 + 5*a*s/h) with SP.
     Selective recompute drops the 5*a*s/h term (attention scores); full keeps only the 2*s*b*h layer input.
@@ -54,13 +55,3 @@ def training_activation_bytes(model: ModelSpec, micro_batch: int, seq: int, tp: 
     else:
         per_layer = s * b * h * (10 + 24 / t + (0 if recompute == "selective" else 5 * a * s / (h * t)))
     return model.num_layers * per_layer
-
-
-def optimizer_state_bytes(model: ModelSpec, tp: int = 1, shards: int = 1) -> float:
-    """Mixed-precision Adam: fp32 master weights, momentum and variance (12 B/param; Rajbhandari et al. 2020)."""
-    return 12.0 * model.params_total / tp / shards
-
-
-def gradient_bytes(model: ModelSpec, tp: int = 1, shards: int = 1) -> float:
-    """bf16 gradients, 2 B/param."""
-    return 2.0 * model.params_total / tp / shards

@@ -188,19 +188,26 @@ class Costing:
 
     # ---- training layer table ------------------------------------------------------------------
     def train_layer(self, tp: int, micro_batch: int, cp: int, ep: int, seq: int, sp: bool, tp_overlap: bool,
-                    unfused: bool) -> tuple[LayerCost, LayerCost]:
-        """(dense, MoE) per-layer costs for one micro-batch of `micro_batch` sequences of `seq` tokens."""
-        key = ("train", tp, micro_batch, cp, ep, seq, sp, tp_overlap, unfused)
+                    unfused: bool, a2a_group: int | None = None, a2a_stride: int | None = None
+                    ) -> tuple[LayerCost, LayerCost]:
+        """(dense, MoE) per-layer costs for one micro-batch of `micro_batch` sequences of `seq` tokens.
+
+        ep: the data-parallel expert split (expert_layout's ep_data); a2a_group / a2a_stride: the ranks of the
+        all-to-all and their spacing (default ep ranks spaced tp x cp apart)."""
+        a2a_group = ep if a2a_group is None else a2a_group
+        a2a_stride = tp * cp if a2a_stride is None else a2a_stride
+        key = ("train", tp, micro_batch, cp, ep, seq, sp, tp_overlap, unfused, a2a_group, a2a_stride)
         hit = self._layers.get(key)
         if hit is not None:
             return hit
         sums = {False: [LayerCost(), 0], True: [LayerCost(), 0]}
         for index, is_moe, count in self.kinds():
-            kkey = ("kind", tp, micro_batch, cp, ep if is_moe else 1, seq, sp, tp_overlap, unfused, index)
+            a2a = (a2a_group, a2a_stride) if is_moe else (1, 1)
+            kkey = ("kind", tp, micro_batch, cp, ep if is_moe else 1, seq, sp, tp_overlap, unfused, index) + a2a
             c = self._layers.get(kkey)
             if c is None:
                 c = self._layers[kkey] = self._train_layer_kind(tp, micro_batch, cp, ep if is_moe else 1, seq, sp,
-                                                                tp_overlap, unfused, index)
+                                                                tp_overlap, unfused, index, *a2a)
             acc = sums[is_moe]
             for name in c.__dataclass_fields__:
                 setattr(acc[0], name, getattr(acc[0], name) + count * getattr(c, name))
@@ -215,7 +222,8 @@ class Costing:
         hit = self._layers[key] = (out[0], out[1])
         return hit
 
-    def _train_layer_kind(self, tp, b, cp, ep, seq, sp, tp_overlap, unfused, index) -> LayerCost:
+    def _train_layer_kind(self, tp, b, cp, ep, seq, sp, tp_overlap, unfused, index, a2a_group,
+                          a2a_stride) -> LayerCost:
         m = self.model
         s_loc = seq // cp
         fwd_ops = self._forward_ops("train", b, s_loc, None, tp, index, ep, sp, unfused)
@@ -279,10 +287,10 @@ class Costing:
                 fwd = hide(ar, roles["attn_out"][0]) + hide(ar, roles["mlp_out"][0])
                 bwd = hide(ar, roles["attn_in"][2], True) + hide(ar, roles["mlp_in"][2], True)
             c.tp_fwd, c.tp_bwd = fwd, bwd
-        if is_moe and ep > 1:
+        if is_moe and a2a_group > 1:
             mo = m.moe
             size = s_loc * b * mo.top_k * m.hidden_size * 2.0 / (tp if sp else 1)
-            a2a = self.coll("all_to_all", size, ep, per_node(tp * cp, ep, self.dpn))
+            a2a = self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
             c.ep_fwd, c.ep_bwd = 2 * a2a, 2 * a2a
         if cp > 1:
             kv_rank = max(1, m.kv_heads // tp) if not m.mla else m.num_heads // tp
@@ -340,9 +348,12 @@ class Costing:
 
     # ---- inference layer table -----------------------------------------------------------------
     def infer_layer(self, task: str, tp: int, batch: int, seq: int | None, context: int | None, ep: int,
-                    dp: int, implementation: str = "trtllm") -> tuple[LayerCost, LayerCost, EndsCost]:
+                    dp: int, implementation: str = "trtllm", a2a_group: int | None = None,
+                    a2a_stride: int | None = None) -> tuple[LayerCost, LayerCost, EndsCost]:
         """(dense, MoE, ends) forward costs of one prefill or decode step of `batch` sequences per replica."""
-        key = ("infer", task, tp, batch, seq, context, ep, dp, implementation)
+        a2a_group = ep if a2a_group is None else a2a_group
+        a2a_stride = tp if a2a_stride is None else a2a_stride
+        key = ("infer", task, tp, batch, seq, context, ep, dp, implementation, a2a_group, a2a_stride)
         hit = self._layers.get(key)
         if hit is not None:
             return hit
@@ -360,9 +371,9 @@ class Costing:
             if tp > 1:
                 c.tp_fwd = 2 * self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp, per_node(1, tp, self.dpn),
                                          implementation)
-            if is_moe and ep > 1:
+            if is_moe and a2a_group > 1:
                 size = tokens * m.moe.top_k * m.hidden_size * 2.0
-                c.ep_fwd = 2 * self.coll("all_to_all", size, ep, per_node(tp, ep, self.dpn))
+                c.ep_fwd = 2 * self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
             c.comm_fwd = c.tp_fwd + c.ep_fwd
             acc = sums[is_moe]
             for name in c.__dataclass_fields__:

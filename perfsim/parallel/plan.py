@@ -1,9 +1,11 @@
 """Plan: how a model is split over GPUs (TP, SP, PP, DP, EP, CP), and the rules that make a plan valid.
 
 Rank layout follows Megatron-Core ("tp-cp-ep-dp-pp"): tensor-parallel ranks are adjacent (inside one node
-when tp <= devices per node), then context-parallel, then data-parallel, then pipeline stages. Expert
-parallelism draws its ranks from the data-parallel (x context-parallel) replicas and the expert FFN is also
-split over tp, so GPUs = tp x cp x pp x dp and ep divides dp x cp.
+when tp <= devices per node), then context-parallel, then data-parallel, then pipeline stages, so
+GPUs = tp x cp x pp x dp. Expert parallelism draws its ranks from the data-parallel (x context-parallel)
+replicas, the expert FFN split over tp, when ep divides dp x cp; otherwise, when ep is a multiple of tp, the
+experts spread over the tensor-parallel group too (expert tensor parallelism 1, Megatron-Core's "MoE parallel
+folding"; vLLM's expert parallelism over its TP group): see `expert_layout`.
 
 Every rule gives its reason: `plan_problems(...)` returns one line per broken rule, naming the field.
 """
@@ -90,6 +92,20 @@ class Plan:
         return replace(self, **changes)
 
 
+def expert_layout(tp, dp, cp, ep):
+    """(ep_data, folded) per plan, numpy in and out.
+
+    unfolded (ep divides dp x cp): the ep ranks are data-parallel replicas; each holds E/ep experts, their FFN
+    split over tp; ep_data = ep. folded (otherwise; ep a multiple of tp, ep/tp dividing dp x cp): the ep ranks
+    span the tp group, each holds E/ep whole experts. Per rank it computes the same expert FLOPs and holds the
+    same expert bytes as the unfolded layout with ep_data = ep / tp; only the all-to-all group differs.
+    """
+    import numpy as np
+    tp, dp, cp, ep = (np.asarray(x) for x in (tp, dp, cp, ep))
+    folded = (dp * cp) % ep != 0
+    return np.where(folded, np.maximum(1, ep // tp), ep), folded
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -143,9 +159,11 @@ def plan_problems(plan: Plan, model: ModelSpec, *, task: str = "train", num_gpus
         else:
             if model.moe.num_experts % plan.ep:
                 out.append(f"ep: {plan.ep} must divide the number of experts ({model.moe.num_experts}) of {model.name}")
-            if (plan.dp * plan.cp) % plan.ep:
-                out.append(f"ep: {plan.ep} must divide dp x cp = {plan.dp * plan.cp} (expert-parallel ranks are "
-                           f"drawn from the data-parallel replicas; the expert FFN is also split over tp)")
+            g = plan.dp * plan.cp
+            if g % plan.ep and (plan.ep % t or g % (plan.ep // t)):
+                out.append(f"ep: {plan.ep} must divide dp x cp = {g} (expert ranks drawn from the data-parallel "
+                           f"replicas), or be a multiple of tp = {t} whose quotient divides dp x cp (experts spread "
+                           f"over the tensor-parallel group)")
 
     # pipeline: whole layers per (virtual) stage
     L, p, v = model.num_layers, plan.pp, plan.interleave

@@ -14,7 +14,8 @@ Training step (one optimizer step of `global_batch` sequences of `seq` tokens):
 with m = global_batch / (dp x micro_batch) micro-batches and per-layer costs from perfsim.parallel.costing.
 
 MFU counts model FLOPs only (6 x active non-embedding parameters x tokens + 12 x layers x heads x head_dim x
-seq x tokens for attention, the non-causal count of Narayanan et al. 2021 and PaLM), over GPUs x dense peak.
+seq x tokens for attention, the non-causal count of Narayanan et al. 2021 and PaLM), over GPUs x the dense
+peak of the plan's GEMM dtype.
 
 Multi-GPU inference step: a prefill (or decode step) of `batch` sequences split over dp replicas; each
 replica's request passes its pp stages in turn: latency = sum of stage times + (pp-1) sends; throughput counts
@@ -36,7 +37,7 @@ from perfsim.model import ModelSpec, load_model
 from perfsim.ops import Elementwise
 from perfsim.parallel import memory as pmem
 from perfsim.parallel.costing import Costing
-from perfsim.parallel.plan import Plan, check_plan
+from perfsim.parallel.plan import Plan, check_plan, expert_layout
 
 LAYER_FIELDS = ("fwd", "bwd", "rc_sel", "comm_fwd", "comm_bwd", "tp_fwd", "tp_bwd", "ep_fwd", "ep_bwd", "cp_fwd",
                 "cp_bwd", "e_fwd", "e_bwd", "e_rc_sel", "flops_fwd")
@@ -117,8 +118,11 @@ def _unique_rows(*cols) -> tuple[np.ndarray, np.ndarray]:
 
 
 def model_flops_per_token(model: ModelSpec, seq: int) -> float:
-    """Training FLOPs per token: 6 N (active, non-embedding) + 12 L heads head_dim seq (non-causal attention)."""
-    attn = 12.0 * model.num_layers * model.num_heads * model.qk_head_dim * seq
+    """Training FLOPs per token: 6 N (active, non-embedding) + 6 heads (d_qk + d_v) x attended positions per
+    layer (non-causal count, as Narayanan et al. 2021 and PaLM; sliding-window layers see at most the window)."""
+    window = model.sliding_window or seq
+    positions = model.sliding_layers * min(seq, window) + (model.num_layers - model.sliding_layers) * seq
+    attn = 6.0 * model.num_heads * (model.qk_head_dim + model.v_head_dim) * positions
     return 6.0 * model.params_non_embedding + attn
 
 
@@ -142,22 +146,24 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     """
     model, dev = costing.model, costing.device
     mm = mm or pmem.ModelMemory(model)
-    tp, pp, dp, ep, cp = (_i(arrays[k]) for k in ("tp", "pp", "dp", "ep", "cp"))
+    tp, pp, dp, ep_given, cp = (_i(arrays[k]) for k in ("tp", "pp", "dp", "ep", "cp"))
     mb, rc, zero, v = (_i(arrays[k]) for k in ("mb", "rc", "zero", "v"))
+    ep, folded = expert_layout(tp, dp, cp, ep_given)     # ep: the data-parallel expert split
     n = tp * cp * pp * dp
     dpn = costing.dpn
     unfused = opts.attention == "unfused"
     sp = opts.sp
 
     # ---- per-layer tables, one row per distinct (tp, mb, cp, ep) --------------------------------
-    first_k, inv = _unique_rows(tp, mb, cp, ep)
-    uk = np.stack([tp[first_k], mb[first_k], cp[first_k], ep[first_k]], axis=1)
+    first_k, inv = _unique_rows(tp, mb, cp, ep, folded)
+    uk = np.stack([tp[first_k], mb[first_k], cp[first_k], ep[first_k], folded[first_k]], axis=1)
     tab_d = np.zeros((len(uk), len(LAYER_FIELDS)))
     tab_m = np.zeros_like(tab_d)
     tab_e = np.zeros((len(uk), len(ENDS_FIELDS)))
     p2p_tab = np.zeros((len(uk), 2))
-    for i, (t, b, c, e) in enumerate(uk.tolist()):
-        dense, moe = costing.train_layer(t, b, c, e, seq, sp and t > 1, opts.tp_overlap, unfused)
+    for i, (t, b, c, e, f) in enumerate(uk.tolist()):
+        group, stride = (e * t, 1) if f else (e, t * c)
+        dense, moe = costing.train_layer(t, b, c, e, seq, sp and t > 1, opts.tp_overlap, unfused, group, stride)
         tab_d[i] = [getattr(dense, f) for f in LAYER_FIELDS]
         tab_m[i] = [getattr(moe, f) for f in LAYER_FIELDS]
         ends = costing.train_ends(t, b, c, seq, sp and t > 1)
@@ -196,7 +202,7 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     layers_all = n_moe * (fwd_m + bwd_m) + n_dense * (fwd_d + bwd_d)
     sigma = layers_all + emb + head + pp * p2p_mb
     m = global_batch // (dp * mb)
-    bubble = (sigma - t_max) / v
+    bubble = np.maximum(0.0, sigma - t_max) / v
     t_pipe = m * t_max + bubble
 
     # ---- data-parallel gradient and parameter traffic, one row per distinct (tp, pp, dp, ep, cp) ----
@@ -406,18 +412,20 @@ def evaluate_infer(costing: Costing, arrays: dict[str, np.ndarray], task: str, b
     """Vectorised prefill/decode step over plans (tp, pp, dp, ep); batch is the total over dp replicas."""
     model, dev = costing.model, costing.device
     mm = mm or pmem.ModelMemory(model)
-    tp, pp, dp, ep = (_i(arrays[k]) for k in ("tp", "pp", "dp", "ep"))
+    tp, pp, dp, ep_given = (_i(arrays[k]) for k in ("tp", "pp", "dp", "ep"))
+    ep, folded = expert_layout(tp, dp, 1, ep_given)
     n = tp * pp * dp
     dpn = costing.dpn
     per = batch // dp
     q = 1 if task == "decode" else seq
     kv_tokens = (context + 1) if task == "decode" else seq
-    keys = np.stack([tp, per, ep, dp], axis=1)
+    keys = np.stack([tp, per, ep, dp, folded], axis=1)
     uk, inv = np.unique(keys, axis=0, return_inverse=True)
     inv = inv.ravel()
     tab = np.zeros((len(uk), 12))
-    for i, (t, b, e, d) in enumerate(uk.tolist()):
-        dense, moe, ends = costing.infer_layer(task, t, b, seq, context, e, d)
+    for i, (t, b, e, d, f) in enumerate(uk.tolist()):
+        group, stride = (e * t, 1) if f else (e, t)
+        dense, moe, ends = costing.infer_layer(task, t, b, seq, context, e, d, a2a_group=group, a2a_stride=stride)
         size = b * q * model.hidden_size * 2.0
         tab[i] = (dense.fwd + dense.comm_fwd, moe.fwd + moe.comm_fwd, ends.emb_fwd, ends.head_fwd,
                   costing.p2p(size, False), costing.p2p(size, True), dense.e_fwd, moe.e_fwd, ends.e_emb + ends.e_head,
@@ -483,15 +491,19 @@ def infer_step(model: str | Path | ModelSpec, hardware: str | Path | Hardware, p
     return _estimate(spec, hw, plan, task, batch, seq, context, r, costing)
 
 
-def predict_parallel(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task: str, num_gpus: int,
-                     tp: int = 1, pp: int = 1, dp: int | None = None, ep: int = 1, cp: int = 1,
+def predict_parallel(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task: str,
+                     num_gpus: int | None = None, tp: int = 1, pp: int = 1, dp: int | None = None, ep: int = 1,
+                     cp: int = 1,
                      global_batch: int = 1, micro_batch: int = 1, seq: int | None = None,
                      context: int | None = None, recompute: str = "none", zero: int = 0, interleave: int = 1,
                      dtype: str = "bf16", profile: str | Path | None = "auto", **options) -> ParallelEstimate:
     """`perfsim predict` over several GPUs: build the Plan from CLI-style degrees and run train_step (task
     'train': latency_s is one optimizer step of global_batch sequences) or infer_step ('prefill' | 'decode':
-    one step of global_batch sequences). dp defaults to num_gpus / (tp x pp x cp); options are further Plan
-    fields (sequence_parallel, tp_overlap, dp_overlap, attention, optimizer_dtype)."""
+    one step of global_batch sequences). dp defaults to num_gpus / (tp x pp x cp), num_gpus to
+    tp x pp x cp x dp (dp default 1); options are further Plan fields (sequence_parallel, tp_overlap,
+    dp_overlap, attention, optimizer_dtype)."""
+    if num_gpus is None:
+        num_gpus = tp * pp * cp * (dp or 1) if all(isinstance(x, int) for x in (tp, pp, cp, dp or 1)) else 0
     for name, v in (("num_gpus", num_gpus), ("tp", tp), ("pp", pp), ("cp", cp)):
         if not isinstance(v, int) or v < 1:
             raise InvalidInputError(f"{name}: must be an integer >= 1, got {v!r}")

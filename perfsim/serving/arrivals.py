@@ -5,7 +5,10 @@ Open loop (arrival times fixed in advance):
   gamma(rate, cv)    inter-arrival ~ Gamma(shape 1/cv^2, scale cv^2/rate): same mean rate, burstier for cv > 1
   trace(path)        CSV or JSONL rows with an arrival time and input/output lengths
 Closed loop: closed_loop(concurrency) keeps `concurrency` requests in flight; each completion issues the
-next request at once (a benchmark client such as vLLM's `benchmark_serving --max-concurrency`).
+next request at once (a benchmark client such as vLLM's `benchmark_serving --max-concurrency`). The first
+`concurrency` requests start evenly spread over `ramp_s` (0: all at t = 0). With fixed lengths and no ramp,
+clients that start together finish together and stay in lock step, which real servers' timing noise breaks;
+the simulator's default ramp (one request's expected latency) starts them in that steady state.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Workload:
     arrival_s: np.ndarray | None   # float64 [N], sorted, or None
     concurrency: int | None = None
     kind: str = "poisson"
+    ramp_s: float = 0.0            # closed loop: the first `concurrency` requests start spread over this time
 
     @property
     def num_requests(self) -> int:
@@ -85,14 +89,17 @@ def gamma(rate: float, cv: float, n: int, isl: int, osl: int, seed: int = 0, spr
                     kind=f"gamma(cv={cv:g})")
 
 
-def closed_loop(concurrency: int, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0) -> Workload:
+def closed_loop(concurrency: int, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0,
+                ramp_s: float = 0.0) -> Workload:
     """`concurrency` clients, each sending its next request when the previous one completes."""
     _check_n(n)
     if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
         raise InvalidInputError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
     rng = np.random.default_rng(seed)
+    if ramp_s < 0:
+        raise InvalidInputError(f"ramp: must be >= 0 s, got {ramp_s!r}")
     return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), None,
-                    concurrency=int(concurrency), kind="closed-loop")
+                    concurrency=int(concurrency), kind="closed-loop", ramp_s=float(ramp_s))
 
 
 def _pick(row: dict, keys: tuple[str, ...], path: Path, line: int, what: str):

@@ -14,7 +14,7 @@ Sliding-window layers are charged their full context (an upper bound on the memo
 Transfer (Splitwise, DistServe): when a prompt's prefill ends, its KV moves to a decode engine. Each
 decode rank receives its shard (its KV heads; MLA's latent cache whole) over its own link, all ranks in
 parallel: t = latency + bytes_rank / bandwidth, over NVLink when a prefill and a decode instance fit in
-one NVLink domain, else over the GPUs' NICs.
+one NVLink domain of the same system, else over the GPUs' NICs (the slower one in a mixed fleet).
 """
 
 from __future__ import annotations
@@ -71,9 +71,13 @@ def transfer_link(prefill: Deployment, decode: Deployment):
     sysm = decode.system or prefill.system
     if sysm is None:
         return None
-    if prefill.gpus + decode.gpus <= sysm.devices_per_node:
+    same_system = getattr(prefill.hardware, "name", None) == getattr(decode.hardware, "name", None)
+    if same_system and prefill.gpus + decode.gpus <= sysm.devices_per_node:
         return sysm.intra_link
-    return sysm.nic or sysm.intra_link
+    nics = [s.nic for s in (prefill.system, decode.system) if s is not None and s.nic is not None]
+    if nics:  # across nodes (or between two kinds of system): the slower NIC
+        return min(nics, key=lambda link: link.bandwidth)
+    return sysm.intra_link
 
 
 def transfer_time(prefill: Deployment, decode: Deployment, tokens: int) -> float:

@@ -59,13 +59,14 @@ def goodput(per: dict, osl: np.ndarray, makespan: float, slo_ttft: float | None,
 
 
 def itl(records: list[np.ndarray]) -> dict:
-    """Inter-token latency percentiles: each record row (t0, step_s, k, n_decode, ...) is k steps of step_s
-    each decoding n sequences."""
-    rec = np.concatenate([r for r in records if r.size]) if any(r.size for r in records) else np.zeros((0, 6))
+    """Inter-token latency percentiles: each record row (t0, step_s, k, n_decode, _, _, stall) is k steps of
+    step_s each decoding n sequences; the first of them also waited `stall` behind prefill-only steps."""
+    rec = np.concatenate([r for r in records if r.size]) if any(r.size for r in records) else np.zeros((0, 7))
+    rec = rec[rec[:, 3] > 0]
     if rec.size == 0:
         return {"itl_mean_s": float("nan"), **{f"itl_p{p}_s": float("nan") for p in PERCENTILES}}
-    w = rec[:, 2] * rec[:, 3]
-    vals = rec[:, 1]
+    vals = np.concatenate([rec[:, 1] + rec[:, 6], rec[:, 1]])
+    w = np.concatenate([rec[:, 3], (rec[:, 2] - 1) * rec[:, 3]])
     mean = float((vals * w).sum() / w.sum()) if w.sum() > 0 else float("nan")
     return {"itl_mean_s": mean, **{f"itl_p{p}_s": weighted_percentile(vals, w, p) for p in PERCENTILES}}
 

@@ -37,7 +37,7 @@ class Engine:
     __slots__ = ("B", "D", "G", "P", "R", "_throttle", "budget", "busy", "busy_s", "cap", "chunks", "decode_tokens",
                  "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
                  "policy", "preemptions", "prefill_tokens", "records", "reserved", "role", "sm", "stack", "step_e",
-                 "step_n", "step_t", "steps", "sumc", "t0", "unthrottled_s", "version", "waiting", "watermark")
+                 "stall", "step_n", "step_t", "steps", "sumc", "t0", "unthrottled_s", "version", "waiting", "watermark")
 
     def __init__(self, idx: int, role: str, policy: str, sm: StepModel, capacity_blocks: int, block_size: int,
                  max_seqs: int, token_budget: int, energy: EnergyParams, gpus: int, req, watermark: float = 0.01):
@@ -80,7 +80,9 @@ class Engine:
         self.preemptions = 0
         self.steps = 0
         self.peak_blocks = 0
-        self.records: list[tuple] = []    # (t0, step_s, k, decoding seqs, prefill tokens, blocks used)
+        self.stall = 0.0                  # prefill-only time since the decoding sequences' last token
+        # (t0, step_s, k, decoding seqs, prefill tokens, blocks used, stall before the first of the k steps)
+        self.records: list[tuple] = []
 
     # ---- KV accounting ---------------------------------------------------------------------------
     def blocks_bound(self, g: int | None = None) -> int:
@@ -312,7 +314,13 @@ class Engine:
             used = self.blocks_exact()
         if used > self.peak_blocks:
             self.peak_blocks = used
-        self.records.append((self.t0, self.dt, k, n, pf_tokens, used))
+        if n:
+            self.records.append((self.t0, self.dt, k, n, pf_tokens, used, self.stall))
+            self.stall = 0.0
+        else:
+            if self.D:  # a prefill-only step stalls every decoding sequence (no chunking)
+                self.stall += self.dt
+            self.records.append((self.t0, self.dt, k, n, pf_tokens, used, 0.0))
 
     def _complete(self, now: float, out: list) -> None:
         heap, D, done_at, R, G = self.heap, self.D, self.done_at, self.R, self.G

@@ -121,7 +121,9 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     check_fits(dep, cap, max_context if role != "prefill" else longest_prompt, flag)
     step_tokens = budget_engine if role != "decode" else max(seqs_engine, min(budget_engine, longest_prompt))
     sm = step_model(dep, step_tokens, seqs_engine, max_context, profile, cfg.step_overhead_s)
-    energy = energy_params(dep.device, **energy_kw)
+    kw = dict(energy_kw)
+    kw["power_limit_w"] = parse_power_limit(kw.pop("power_limit", None), dep.device)
+    energy = energy_params(dep.device, **kw)
     pool = Pool(role, dep, gpus, capacity=cap)
     for i in range(gpus // dep.gpus * dep.pp):
         pool.engines.append(Engine(start_idx + i, role, cfg.policy, sm, cap["blocks"], cfg.block_size, seqs_engine,
@@ -193,9 +195,14 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
 
     if workload.closed_loop:
         next_rid = min(workload.concurrency, n)
+        gap = workload.ramp_s / next_rid
         for rid in range(next_rid):
-            in_flight += 1
-            enqueue(front[rid % n_front], rid, 0.0)
+            if gap > 0:
+                req.arrival[rid] = rid * gap
+                push(heap, (rid * gap, next(counter), 2, rid, 0))
+            else:
+                in_flight += 1
+                enqueue(front[rid % n_front], rid, 0.0)
         max_in_flight = in_flight
         times = None
     else:
@@ -233,6 +240,11 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
                         push(heap, (start + t_x, next(counter), 1, rid, dst.idx))
                 if not eng.busy and eng.start(now):
                     push(heap, (eng.end_time, next(counter), 0, eng.idx, eng.version))
+            elif kind == 2:  # a closed-loop client's first request (ramp)
+                in_flight += 1
+                if in_flight > max_in_flight:
+                    max_in_flight = in_flight
+                enqueue(front[a % n_front], a, now)
             else:  # KV arrived at a decode engine
                 rid, dst = a, engines[b]
                 pending[dst.idx] -= 1
@@ -257,6 +269,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
           kv_dtype: str | None = None, isl: int = 1024, osl: int = 256, concurrency: int | None = None,
           rate: float | None = None, trace: str | None = None, burstiness: float | None = None,
+          ramp: float | str | None = "auto",
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
           policy: str = "chunked", max_num_seqs: int = DEFAULT_MAX_SEQS,
@@ -270,9 +283,10 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     """Simulate serving `model` on `num_gpus` GPUs of `hardware`; see the module docstring.
 
     Exactly one of concurrency (closed loop), rate (Poisson, or gamma with `burstiness` = CV of the gaps) or
-    trace (CSV/JSONL file). disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and
+    trace (CSV/JSONL file); a closed loop's clients start spread over `ramp` seconds ('auto': one request's
+    expected latency, the steady state of a long benchmark; 0: all at once). disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and
     `decode` override the layout and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs,
-    max_num_batched_tokens}."""
+    max_num_batched_tokens, hardware} (a pool on another system: a mixed fleet, KV crossing the NICs)."""
     wall0 = time.perf_counter()
     cfg = SchedulerConfig(policy, max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization,
                           step_overhead_s=step_overhead_s)
@@ -300,8 +314,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
         num_gpus = base.gpus
     if not isinstance(num_gpus, (int, np.integer)) or num_gpus < 1:
         raise InvalidInputError(f"num-gpus: must be an integer >= 1, got {num_gpus!r}")
-    limit = parse_power_limit(power_limit, base.device)
-    energy_kw = {"power_limit_w": limit, "use_fit": energy_fit, "static_w": static_w, "dynamic_scale": dynamic_scale}
+    energy_kw = {"power_limit": power_limit, "use_fit": energy_fit, "static_w": static_w,
+                 "dynamic_scale": dynamic_scale}
     req = Requests(w)
     split = parse_disagg(disagg, num_gpus)
     if split is None:
@@ -311,11 +325,11 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     else:
         layouts = []
         for role, over in (("prefill", prefill or {}), ("decode", decode or {})):
-            unknown = set(over) - {"tp", "ep", "pp", "attn_dp", "max_num_seqs", "max_num_batched_tokens"}
+            unknown = set(over) - {"tp", "ep", "pp", "attn_dp", "max_num_seqs", "max_num_batched_tokens", "hardware"}
             if unknown:
                 raise InvalidInputError(f"{role}: unknown setting(s) {', '.join(sorted(unknown))}")
             same = not any(k in over for k in ("tp", "ep", "attn_dp"))
-            dep = make_deployment(spec, hardware, over.get("tp", tp), over.get("ep", ep), over.get("pp", pp),
+            dep = make_deployment(spec, over.get("hardware", hardware), over.get("tp", tp), over.get("ep", ep), over.get("pp", pp),
                                   over.get("attn_dp", attn_dp if same else None), dtype, weight_dtype, kv_dtype)
             pcfg = SchedulerConfig(**{**cfg.__dict__, **{k: over[k] for k in ("max_num_seqs", "max_num_batched_tokens")
                                                            if k in over}})
@@ -336,10 +350,33 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
                 t = cache[tokens] = transfer_time(p_dep, d_dep, tokens)
             return t
 
+    if w.closed_loop:
+        w = _with_ramp(w, ramp, pools, isl=int(w.input_len.mean()), osl=int(w.output_len.mean()))
     makespan, max_in_flight = simulate(w, pools, req, transfer)
     wall = time.perf_counter() - wall0
     return _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price_per_gpu_hour, grid_intensity, pue,
                    slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer)
+
+
+def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> arr.Workload:
+    """The closed loop's start ramp: given seconds, or 'auto' = the expected latency of one request at the
+    workload's concurrency (prefill of one prompt + osl decode steps at the per-engine batch)."""
+    from dataclasses import replace as dc_replace
+    if ramp is None:
+        ramp = 0.0
+    if ramp == "auto":
+        front, back = pools[0], pools[-1]
+        eng = back.engines[0]
+        per_engine = max(1, min(eng.max_seqs, math.ceil(w.concurrency / len(back.engines))))
+        t_dec = eng.sm.decode(per_engine, isl + osl / 2.0)[0]
+        ramp = front.engines[0].sm.prefill([isl])[0] + max(osl - 1, 0) * t_dec
+    try:
+        ramp = float(ramp)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"ramp: expected seconds or 'auto', got {ramp!r}") from None
+    if ramp < 0:
+        raise InvalidInputError(f"ramp: must be >= 0 s, got {ramp!r}")
+    return dc_replace(w, ramp_s=ramp)
 
 
 def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, pue, slo_ttft, slo_tpot, slo_e2e,
@@ -351,7 +388,7 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
     isl = np.asarray(w.input_len, dtype=float)
     summary, per = metrics.latency(arrival, first, finish, osl)
     engines = [e for p in pools for e in p.engines]
-    records = [np.asarray(e.records, dtype=float).reshape(-1, 6) for e in engines]
+    records = [np.asarray(e.records, dtype=float).reshape(-1, 7) for e in engines]
     out_tokens = float(osl.sum())
     span = makespan if makespan > 0 else float("nan")
     summary.update({
@@ -371,10 +408,12 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
         total_j += p.static_w * e.gpus * e.busy_s + e.dyn_j + p.idle_w * e.gpus * max(0.0, makespan - e.busy_s)
         busy += e.busy_s
         unthrottled += e.unthrottled_s
-    price_h = price
-    device = pools[0].dep.device
-    if price_h is None and device.price is not None:
-        price_h = device.price.per_hour
+    # price: the given one for every GPU, else each pool's device list price (None if a device has none)
+    if price is not None:
+        price_h = price
+    else:
+        dev_prices = [(p.gpus, p.dep.device.price.per_hour if p.dep.device.price else None) for p in pools]
+        price_h = None if any(v is None for _, v in dev_prices) else sum(g * v for g, v in dev_prices) / num_gpus
     summary.update({
         "energy_j": total_j, "energy_per_token_j": total_j / out_tokens if out_tokens else float("nan"),
         "energy_per_request_j": total_j / w.num_requests, "avg_power_w": total_j / span,

@@ -87,7 +87,7 @@ def _skip(skipped: dict, reason: str) -> None:
 
 
 # ------------------------------------------------------------------------------ silicon refs
-def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto") -> dict:
+def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto", ramp=0.0) -> dict:
     """Simulate one silicon_refs row; returns predicted TTFT/TPOT beside the measured ones."""
     from perfsim.serving.simulate import serve
     model = HF_MODELS[r["model"]]
@@ -98,7 +98,7 @@ def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto") -> dict:
     from perfsim.model import load_model
     moe = load_model(model).moe is not None
     n_req = int(min(max_requests, max(10 * (conc or 1), 64)))
-    common = dict(dtype=dtype, isl=isl, osl=osl, num_requests=n_req, profile=profile, timeline_bins=1)
+    common = dict(dtype=dtype, isl=isl, osl=osl, num_requests=n_req, profile=profile, timeline_bins=1, ramp=ramp)
     if r["mode"] == "disagg":
         def layout(prefix):
             tp = _int(r[f"{prefix}_tp_size"])
@@ -138,7 +138,7 @@ def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto") -> dict:
 
 
 def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int = 4000, profile="auto",
-                     progress=None) -> ServingReport:
+                     progress=None, ramp=0.0) -> ServingReport:
     from perfsim import measured
     df = measured.load("aic-silicon-refs") if frame is None else frame
     skipped: dict = {}
@@ -153,7 +153,7 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int = 4000
         if progress:
             progress(str(r["id"]))
         try:
-            rows.append(silicon_row(r, max_requests, profile))
+            rows.append(silicon_row(r, max_requests, profile, ramp))
         except PerfsimError as exc:
             _skip(skipped, f"layout not servable in perfsim: {exc}")
     out = pd.DataFrame(rows)
@@ -196,7 +196,7 @@ def mlenergy_predictions(frame: pd.DataFrame | None = None, profile="auto", isl:
     from perfsim.serving.simulate import step_model
     df = measured.load("mlenergy-lm-arena-chat") if frame is None else frame
     skipped: dict = {}
-    rows = []
+    supported = []
     for _, r in df.iterrows():
         if r["model_id"] not in HF_MODELS:
             _skip(skipped, f"model {r['model_id']} not in perfsim's model library")
@@ -213,17 +213,24 @@ def mlenergy_predictions(frame: pd.DataFrame | None = None, profile="auto", isl:
             _skip(skipped, f"layout tp x ep does not match num_gpus (tp={r['tp']}, ep={r['ep']}, "
                            f"gpus={r['num_gpus']})")
             continue
+        supported.append((r, dep))
+    # one step-time table per deployment, wide enough for its largest batch
+    widest: dict = {}
+    for r, dep in supported:
+        key = (dep.model.name, dep.device.name, dep.label(), dep.dtype)
+        widest[key] = max(widest.get(key, 1), int(r["max_num_seqs"]))
+    rows = []
+    for r, dep in supported:
         if progress:
             progress(f"{r['model_id']} {r['gpu']} b={r['max_num_seqs']}")
-        seqs = max(1, int(r["max_num_seqs"]))
-        ctx_max = isl + 4096
-        sm = step_model(dep, max(seqs, 8192), seqs, ctx_max, profile, 0.0, 14)
+        seqs = widest[(dep.model.name, dep.device.name, dep.label(), dep.dtype)]
+        sm = step_model(dep, max(seqs, 8192), seqs, isl + 4096, profile, 0.0, 14)
         b = max(1, int(round(float(r["avg_batch_size"]))))
         ctx = isl + float(r["avg_output_len"]) / 2.0
         t, e_gpu = sm.decode(b, ctx)
         rows.append({"config_index": int(r["config_index"]), "model": dep.model.name, "model_id": r["model_id"],
                      "gpu": r["gpu"], "num_gpus": dep.gpus, "layout": dep.label(), "dtype": dep.dtype,
-                     "max_num_seqs": seqs, "batch": b, "context": ctx,
+                     "max_num_seqs": int(r["max_num_seqs"]), "batch": b, "context": ctx,
                      "itl_measured_s": float(r["median_itl_s"]), "itl_predicted_s": t,
                      "energy_per_token_measured_j": float(r["energy_per_token_j"]),
                      "avg_power_measured_w": float(r["avg_power_w"]),

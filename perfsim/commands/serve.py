@@ -1,0 +1,212 @@
+"""`perfsim serve`: simulate an LLM serving fleet under a request load and report latency, throughput,
+goodput, energy, carbon and cost. Also `plan_serve`, the body of `perfsim plan --task serve`."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from perfsim.errors import InvalidInputError
+from perfsim.units import format_quantity
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _clean(value):
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _seconds(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format_quantity(v, "s")
+
+
+def _positive(name: str, value, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or not value > 0:
+        raise InvalidInputError(f"{name}: must be > 0, got {value!r}")
+
+
+def serve_command(
+    model: str = typer.Option(..., "--model", "-m", help="Model name, perfsim YAML or HF config.json path."),
+    hardware: str = typer.Option(..., "--hardware", "-H", help="System (e.g. dgx-h100) or device name."),
+    num_gpus: Optional[int] = typer.Option(None, "--num-gpus", "-n",
+                                           help="GPUs in the fleet (default: one replica)."),
+    tp: int = typer.Option(1, "--tp", help="Tensor-parallel degree of attention (per replica)."),
+    ep: int = typer.Option(1, "--ep", help="Expert-parallel degree (MoE)."),
+    pp: int = typer.Option(1, "--pp", help="Pipeline-parallel stages."),
+    attention_dp: Optional[int] = typer.Option(None, "--attention-dp",
+                                               help="Attention data-parallel groups per replica (default: ep/tp "
+                                                    "for MoE when ep > tp, else 1)."),
+    dtype: str = typer.Option("bf16", "--dtype", help="Compute and weight dtype: bf16, fp16, fp8, fp4."),
+    weight_dtype: Optional[str] = typer.Option(None, "--weight-dtype", help="Weight storage dtype if different."),
+    kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: bf16)."),
+    isl: int = typer.Option(1024, "--isl", help="Input (prompt) tokens per request."),
+    osl: int = typer.Option(256, "--osl", help="Output tokens per request."),
+    length_spread: float = typer.Option(0.0, "--length-spread",
+                                        help="Lengths uniform in [1-s, 1+s] x isl/osl (0: fixed)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Closed loop: requests in flight."),
+    rate: Optional[float] = typer.Option(None, "--rate", "-r", help="Open loop: Poisson arrivals, requests/s."),
+    trace: Optional[Path] = typer.Option(None, "--trace", help="Arrival trace (CSV or JSONL: arrival_s, "
+                                                               "input_len, output_len)."),
+    burstiness: Optional[float] = typer.Option(None, "--burstiness",
+                                               help="With --rate: gamma inter-arrivals of this coefficient of "
+                                                    "variation (1 = Poisson, > 1 burstier)."),
+    ramp: str = typer.Option("0", "--ramp", help="Closed loop: start the clients spread over this many seconds, "
+                                                 "or 'auto' (one request's expected latency)."),
+    num_requests: Optional[int] = typer.Option(None, "--num-requests", "-N",
+                                               help="Requests to simulate (default 1000; a trace: all rows)."),
+    disagg: Optional[str] = typer.Option(None, "--disagg", help="Prefill/decode disaggregation: "
+                                                               "PREFILL_GPUS:DECODE_GPUS."),
+    prefill_tp: Optional[int] = typer.Option(None, "--prefill-tp", help="Disagg: prefill instances' tp."),
+    prefill_ep: Optional[int] = typer.Option(None, "--prefill-ep", help="Disagg: prefill instances' ep."),
+    decode_tp: Optional[int] = typer.Option(None, "--decode-tp", help="Disagg: decode instances' tp."),
+    decode_ep: Optional[int] = typer.Option(None, "--decode-ep", help="Disagg: decode instances' ep."),
+    policy: str = typer.Option("chunked", "--policy", help="Batching: chunked (Sarathi / vLLM V1), continuous "
+                                                           "(vLLM V0, prefill first) or static."),
+    max_num_seqs: int = typer.Option(256, "--max-num-seqs", help="Sequences per engine (per attention-DP rank)."),
+    max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens",
+                                                         help="Token budget per step (default 8192)."),
+    gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization",
+                                                 help="Share of GPU memory for weights, activations and KV."),
+    power_limit: Optional[str] = typer.Option(None, "--power-limit", help="Per-GPU power cap, e.g. 330W "
+                                                                          "(default: TDP)."),
+    price_per_gpu_hour: Optional[float] = typer.Option(None, "--price-per-gpu-hour",
+                                                       help="US$ per GPU-hour (default: the device's price)."),
+    grid_intensity: Optional[float] = typer.Option(None, "--grid-intensity",
+                                                   help="kg CO2e per kWh (default: US average, EPA eGRID2022)."),
+    pue: float = typer.Option(1.0, "--pue", help="Data-center power usage effectiveness."),
+    slo_ttft: Optional[float] = typer.Option(None, "--slo-ttft", help="TTFT SLO in seconds (for goodput)."),
+    slo_tpot: Optional[float] = typer.Option(None, "--slo-tpot", help="TPOT SLO in seconds (for goodput)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of arrivals and lengths."),
+    profile: str = typer.Option("auto", "--profile", help="Cost model: auto, prior, none (roofline) or a "
+                                                          "profile YAML."),
+    requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request results here."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Simulate serving a model on a GPU fleet: TTFT, TPOT, throughput, goodput, energy, CO2e and cost."""
+    from perfsim.serving import serve
+    from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH
+
+    _positive("price-per-gpu-hour", price_per_gpu_hour)
+    _positive("slo-ttft", slo_ttft)
+    _positive("slo-tpot", slo_tpot)
+    if grid_intensity is not None and grid_intensity < 0:
+        raise InvalidInputError(f"grid-intensity: must be >= 0 kg CO2e/kWh, got {grid_intensity!r}")
+    if burstiness is not None and rate is None:
+        raise InvalidInputError("burstiness: needs --rate")
+    if (prefill_tp or prefill_ep or decode_tp or decode_ep) and not disagg:
+        raise InvalidInputError("disagg: --prefill-*/--decode-* options need --disagg PREFILL_GPUS:DECODE_GPUS")
+    ramp_value: float | str = ramp
+    if ramp != "auto":
+        try:
+            ramp_value = float(ramp)
+        except ValueError:
+            raise InvalidInputError(f"ramp: expected seconds or 'auto', got {ramp!r}") from None
+    prefill = {k: v for k, v in (("tp", prefill_tp), ("ep", prefill_ep)) if v}
+    decode = {k: v for k, v in (("tp", decode_tp), ("ep", decode_ep)) if v}
+    result = serve(model, hardware, num_gpus=num_gpus, tp=tp, ep=ep, pp=pp, attn_dp=attention_dp, dtype=dtype,
+                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, isl=isl, osl=osl, concurrency=concurrency,
+                   rate=rate, trace=str(trace) if trace else None, burstiness=burstiness, ramp=ramp_value,
+                   num_requests=num_requests, length_spread=length_spread, disagg=disagg,
+                   prefill=prefill or None, decode=decode or None, policy=policy, max_num_seqs=max_num_seqs,
+                   max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,
+                   power_limit=power_limit, price_per_gpu_hour=price_per_gpu_hour,
+                   grid_intensity=DEFAULT_GRID_KG_PER_KWH if grid_intensity is None else grid_intensity, pue=pue,
+                   slo_ttft=slo_ttft, slo_tpot=slo_tpot, seed=seed, profile=profile)
+    if requests_csv is not None:
+        frame = result.to_frame()
+        tmp = requests_csv.with_suffix(requests_csv.suffix + ".tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(requests_csv)
+    if as_json:
+        sys.stdout.write(json.dumps(_clean(result.to_json_dict()), indent=2) + "\n")
+        return
+    print_result(result)
+
+
+def print_result(result) -> None:
+    s, c = result.summary, result.config
+    console = _console()
+    pools = "; ".join(f"{p['role']} {p['gpus']} GPUs = {p['replicas']} x {p['layout']} ({p['kv_tokens_per_engine']:,} "
+                      f"KV tokens/engine)" for p in c["pools"])
+    table = Table("metric", "mean", "p50", "p90", "p99",
+                  title=f"{c['model']} on {c['num_gpus']} x {c['hardware']}: {c['workload']}, {c['policy']} batching")
+    for name, key in (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2E latency", "e2e")):
+        mean = s.get(f"{key}_s", s.get(f"{key}_mean_s"))
+        table.add_row(name, _seconds(mean), _seconds(s[f"{key}_p50_s"]), _seconds(s[f"{key}_p90_s"]),
+                      _seconds(s[f"{key}_p99_s"]))
+    console.print(table)
+    console.print(f"fleet: {pools}")
+    good = f" | goodput {s['goodput_requests_per_s']:.3g} req/s ({100 * s['slo_attainment']:.1f}% within SLO)" \
+        if s["slo_ttft_s"] is not None or s["slo_tpot_s"] is not None else ""
+    console.print(f"throughput {s['throughput_tokens_per_s']:,.0f} output tokens/s "
+                  f"({s['throughput_tokens_per_s_per_gpu']:,.0f}/GPU), {s['requests_per_s']:.3g} req/s{good} | "
+                  f"busy {100 * s['utilization']:.0f}% | preemptions {s['preemptions']}")
+    cost = "-" if s["cost_usd"] is None else f"${s['cost_usd']:.4g} (${s['cost_per_million_tokens_usd']:.3g}/M tokens)"
+    console.print(f"energy {s['energy_per_token_j']:.3g} J/token, {s['energy_per_request_j']:.4g} J/request | "
+                  f"avg power {s['avg_power_w']:,.0f} W ({s['avg_power_per_gpu_w']:.0f} W/GPU, cap "
+                  f"{s['power_cap_w']:.0f} W, throttling x{s['throttle_slowdown']:.2f}) | {s['kwh']:.4g} kWh, "
+                  f"{s['co2e_kg']:.4g} kg CO2e | {cost}")
+    console.print(f"simulated {s['num_requests']:,} requests over {s['makespan_s']:.4g} s in {s['sim_wall_s']:.2f} s")
+
+
+# ---------------------------------------------------------------------------------- plan --task serve
+def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_ttft: float | None = None,
+               slo_tpot: float | None = None, objective: str = "cost", max_gpus: int | None = None,
+               top: int = 10, out: Path | None = None, as_json: bool = False, num_requests: int | None = None,
+               dtype: str = "bf16", profile: str = "auto") -> None:
+    """The body of `perfsim plan --task serve`: search deployments, print a table or JSON, draw the Pareto chart."""
+    from perfsim.serving.plan import pareto_figure, plan_serving
+    if out is not None:
+        from perfsim.report import check_figure_path
+        check_figure_path(out)
+    result = plan_serving(model, hardware, isl=isl, osl=osl, rate=rate, slo_ttft=slo_ttft, slo_tpot=slo_tpot,
+                          objective=objective, max_gpus=max_gpus, top=top, num_requests=num_requests, dtype=dtype,
+                          profile=profile)
+    if out is not None:
+        from perfsim.report import save_figure
+        save_figure(pareto_figure(result), out)
+    if as_json:
+        sys.stdout.write(json.dumps(_clean([p.to_dict() for p in result.plans]), indent=2) + "\n")
+        return
+    console = _console()
+    table = Table("#", "fleet", "GPUs", "mode", "layout", "TTFT p90", "TPOT p90", "tok/s/GPU", "$/M tok",
+                  "J/token", "SLO met", "pareto",
+                  title=f"{result.model} at {rate:g} req/s ({isl} in / {osl} out), by {objective}")
+    for p in result.plans:
+        table.add_row(str(p.rank), p.fleet, str(p.num_gpus), p.mode, p.layout, _seconds(p.ttft_p90_s),
+                      _seconds(p.tpot_p90_s), f"{p.tokens_per_s_per_gpu:,.0f}",
+                      "-" if p.cost_per_million_tokens_usd is None else f"{p.cost_per_million_tokens_usd:.3g}",
+                      f"{p.energy_per_token_j:.3g}", f"{100 * p.slo_attainment:.0f}%", "*" if p.pareto else "")
+    console.print(table)
+    console.print(f"{result.evaluated} deployments simulated, {result.feasible} meet the SLOs, in "
+                  f"{result.seconds:.1f} s; skipped: {', '.join(f'{k} {v}' for k, v in result.skipped.items()) or 'none'}")
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `serve` command to the perfsim CLI."""
+    app.command("serve")(serve_command)
