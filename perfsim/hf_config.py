@@ -105,6 +105,13 @@ def _sliding_layers(c: _Config, num_layers: int) -> dict[str, Any]:
     return {"sliding_window": window} if window is not None else {}
 
 
+def _rotary_gated_decoder(c: _Config) -> dict[str, Any]:
+    """The fields every Llama-style decoder (rotary positions, RMSNorm, gated MLP) reads the same way."""
+    return {"intermediate_size": c.integer("intermediate_size"), "vocab_size": c.integer("vocab_size"),
+            "max_seq_len": c.integer("max_position_embeddings"), "mlp": "gated", "activation": c.activation(),
+            "norm": "rmsnorm", "position": "rotary", "tie_embeddings": c.flag("tie_word_embeddings", False)}
+
+
 def _llama_like(c: _Config, *, qkv_bias: bool | None = None, out_bias: bool | None = None,
                 qk_norm: bool = False) -> dict[str, Any]:
     hidden = c.integer("hidden_size")
@@ -116,14 +123,7 @@ def _llama_like(c: _Config, *, qkv_bias: bool | None = None, out_bias: bool | No
         "num_layers": layers,
         "num_heads": heads,
         "num_kv_heads": c.integer("num_key_value_heads", default=heads),
-        "intermediate_size": c.integer("intermediate_size"),
-        "vocab_size": c.integer("vocab_size"),
-        "max_seq_len": c.integer("max_position_embeddings"),
-        "mlp": "gated",
-        "activation": c.activation(),
-        "norm": "rmsnorm",
-        "position": "rotary",
-        "tie_embeddings": c.flag("tie_word_embeddings", False),
+        **_rotary_gated_decoder(c),
         "qkv_bias": attention_bias if qkv_bias is None else qkv_bias,
         "out_bias": attention_bias if out_bias is None else out_bias,
         "mlp_bias": c.flag("mlp_bias", False),
@@ -184,14 +184,7 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
         "num_layers": layers,
         "num_heads": heads,
         "num_kv_heads": heads,   # MLA: every head has its own (decompressed) K and V
-        "intermediate_size": c.integer("intermediate_size"),
-        "vocab_size": c.integer("vocab_size"),
-        "max_seq_len": c.integer("max_position_embeddings"),
-        "mlp": "gated",
-        "activation": c.activation(),
-        "norm": "rmsnorm",
-        "position": "rotary",
-        "tie_embeddings": c.flag("tie_word_embeddings", False),
+        **_rotary_gated_decoder(c),
         "mla": {
             "q_lora_rank": c.integer("q_lora_rank", default=None),
             "kv_lora_rank": c.integer("kv_lora_rank"),

@@ -77,7 +77,8 @@ def _group_column(df: pd.DataFrame, family: str) -> str | None:
 
 
 def validated_datasets() -> list[str]:
-    return [n for n in measured.names() if measured.DATASETS[n].family in PREDICTORS]
+    from perfsim.serving.validation import SERVING_DATASETS
+    return [n for n in measured.names() if measured.DATASETS[n].family in PREDICTORS or n in SERVING_DATASETS]
 
 
 def transfer_params(max_rows: int = 6000, seed: int = 0) -> CostParams:
@@ -142,13 +143,20 @@ def validate(datasets: list[str] | None = None, progress: Callable[[str], None] 
         if name not in measured.DATASETS:
             raise UnknownNameError(f"dataset: unknown name {name!r}; accepted: {', '.join(validated_datasets())}")
     report = Report(split=SPLIT)
-    needs_transfer = any(measured.DATASETS[n].hardware[0] != TRANSFER_SOURCE for n in names)
+    from perfsim.serving.validation import SERVING_DATASETS, validate_scores
+    needs_transfer = any(measured.DATASETS[n].hardware[0] != TRANSFER_SOURCE for n in names
+                         if n not in SERVING_DATASETS)
     transfer = None
     if needs_transfer:
         if progress:
             progress("fitting transfer parameters on H100 data")
         transfer = transfer_params(max_rows=max_rows, seed=seed)
     for name in names:
+        if name in SERVING_DATASETS:  # end-to-end serving runs: simulated, not fitted per row
+            if progress:
+                progress(name)
+            report.scores.extend(validate_scores(name, seed=seed, progress=progress))
+            continue
         if measured.DATASETS[name].family not in PREDICTORS:
             report.skipped[name] = f"no operator model for family {measured.DATASETS[name].family!r} yet"
             continue

@@ -18,19 +18,21 @@ class PlanTask(str, Enum):
     train = "train"
     prefill = "prefill"
     decode = "decode"
+    serve = "serve"
 
 
 class Objective(str, Enum):
     time = "time"
     cost = "cost"
     energy = "energy"
+    gpus = "gpus"
 
 
 def plan_command(
-    task: PlanTask = typer.Option(PlanTask.train, "--task", help="train, prefill or decode."),
+    task: PlanTask = typer.Option(PlanTask.train, "--task", help="train, prefill, decode or serve."),
     model: str = typer.Option(..., "--model", "-m", help="Model name, perfsim YAML or HF config.json path."),
     hardware: str = typer.Option(..., "--hardware", "-H", help="System name (e.g. dgx-a100-80gb) or YAML path."),
-    num_gpus: int = typer.Option(..., "--num-gpus", "-n", help="GPUs available."),
+    num_gpus: int | None = typer.Option(None, "--num-gpus", "-n", help="GPUs available (serve: the most to use)."),
     global_batch: int | None = typer.Option(None, "--global-batch", "-b",
                                                help="Sequences per step (train default: --num-gpus; else 1)."),
     seq: int | None = typer.Option(None, "--seq", help="Tokens per sequence (default: min(max_seq_len, 4096))."),
@@ -41,11 +43,29 @@ def plan_command(
     top: int = typer.Option(10, "--top", help="Plans to print."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Pareto chart (.png, .svg, .pdf)."),
     profile: str = typer.Option("auto", "--profile", help="Calibration profile: auto, none, or a YAML path."),
+    isl: int = typer.Option(1024, "--isl", help="serve: input tokens per request."),
+    osl: int = typer.Option(256, "--osl", help="serve: output tokens per request."),
+    rate: float | None = typer.Option(None, "--rate", help="serve: requests per second."),
+    slo_ttft: float | None = typer.Option(None, "--slo-ttft", help="serve: time-to-first-token SLO, seconds."),
+    slo_tpot: float | None = typer.Option(None, "--slo-tpot", help="serve: time-per-output-token SLO, seconds."),
+    dtype: str = typer.Option("bf16", "--dtype", help="serve: bf16 or fp8."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the plans, best first."),
 ) -> None:
-    """Search every valid parallel plan (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO, interleaving)."""
+    """Search every valid parallel plan (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO, interleaving),
+    or with --task serve the cheapest deployments that meet the SLOs."""
     from perfsim.errors import InvalidInputError
     from perfsim.search import pareto_figure, plan
+
+    if task == PlanTask.serve:
+        if rate is None:
+            raise InvalidInputError("rate: plan --task serve needs --rate REQUESTS_PER_S")
+        from perfsim.commands.serve import plan_serve
+        plan_serve(model, hardware, isl, osl, rate, slo_ttft, slo_tpot,
+                   "cost" if objective.value == "time" else objective.value, max_gpus=num_gpus, top=top, out=out,
+                   as_json=as_json, dtype=dtype, profile=profile)
+        return
+    if num_gpus is None:
+        raise InvalidInputError(f"num-gpus: plan --task {task.value} needs --num-gpus N")
 
     if top < 1:
         raise InvalidInputError(f"top: must be >= 1, got {top}")

@@ -7,7 +7,6 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -51,58 +50,58 @@ def _positive(name: str, value, allow_none: bool = True) -> None:
 def serve_command(
     model: str = typer.Option(..., "--model", "-m", help="Model name, perfsim YAML or HF config.json path."),
     hardware: str = typer.Option(..., "--hardware", "-H", help="System (e.g. dgx-h100) or device name."),
-    num_gpus: Optional[int] = typer.Option(None, "--num-gpus", "-n",
+    num_gpus: int | None = typer.Option(None, "--num-gpus", "-n",
                                            help="GPUs in the fleet (default: one replica)."),
     tp: int = typer.Option(1, "--tp", help="Tensor-parallel degree of attention (per replica)."),
     ep: int = typer.Option(1, "--ep", help="Expert-parallel degree (MoE)."),
     pp: int = typer.Option(1, "--pp", help="Pipeline-parallel stages."),
-    attention_dp: Optional[int] = typer.Option(None, "--attention-dp",
+    attention_dp: int | None = typer.Option(None, "--attention-dp",
                                                help="Attention data-parallel groups per replica (default: ep/tp "
                                                     "for MoE when ep > tp, else 1)."),
     dtype: str = typer.Option("bf16", "--dtype", help="Compute and weight dtype: bf16, fp16, fp8, fp4."),
-    weight_dtype: Optional[str] = typer.Option(None, "--weight-dtype", help="Weight storage dtype if different."),
-    kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: bf16)."),
+    weight_dtype: str | None = typer.Option(None, "--weight-dtype", help="Weight storage dtype if different."),
+    kv_dtype: str | None = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: bf16)."),
     isl: int = typer.Option(1024, "--isl", help="Input (prompt) tokens per request."),
     osl: int = typer.Option(256, "--osl", help="Output tokens per request."),
     length_spread: float = typer.Option(0.0, "--length-spread",
                                         help="Lengths uniform in [1-s, 1+s] x isl/osl (0: fixed)."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Closed loop: requests in flight."),
-    rate: Optional[float] = typer.Option(None, "--rate", "-r", help="Open loop: Poisson arrivals, requests/s."),
-    trace: Optional[Path] = typer.Option(None, "--trace", help="Arrival trace (CSV or JSONL: arrival_s, "
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Closed loop: requests in flight."),
+    rate: float | None = typer.Option(None, "--rate", "-r", help="Open loop: Poisson arrivals, requests/s."),
+    trace: Path | None = typer.Option(None, "--trace", help="Arrival trace (CSV or JSONL: arrival_s, "
                                                                "input_len, output_len)."),
-    burstiness: Optional[float] = typer.Option(None, "--burstiness",
+    burstiness: float | None = typer.Option(None, "--burstiness",
                                                help="With --rate: gamma inter-arrivals of this coefficient of "
                                                     "variation (1 = Poisson, > 1 burstier)."),
     ramp: str = typer.Option("0", "--ramp", help="Closed loop: start the clients spread over this many seconds, "
                                                  "or 'auto' (one request's expected latency)."),
-    num_requests: Optional[int] = typer.Option(None, "--num-requests", "-N",
+    num_requests: int | None = typer.Option(None, "--num-requests", "-N",
                                                help="Requests to simulate (default 1000; a trace: all rows)."),
-    disagg: Optional[str] = typer.Option(None, "--disagg", help="Prefill/decode disaggregation: "
+    disagg: str | None = typer.Option(None, "--disagg", help="Prefill/decode disaggregation: "
                                                                "PREFILL_GPUS:DECODE_GPUS."),
-    prefill_tp: Optional[int] = typer.Option(None, "--prefill-tp", help="Disagg: prefill instances' tp."),
-    prefill_ep: Optional[int] = typer.Option(None, "--prefill-ep", help="Disagg: prefill instances' ep."),
-    decode_tp: Optional[int] = typer.Option(None, "--decode-tp", help="Disagg: decode instances' tp."),
-    decode_ep: Optional[int] = typer.Option(None, "--decode-ep", help="Disagg: decode instances' ep."),
+    prefill_tp: int | None = typer.Option(None, "--prefill-tp", help="Disagg: prefill instances' tp."),
+    prefill_ep: int | None = typer.Option(None, "--prefill-ep", help="Disagg: prefill instances' ep."),
+    decode_tp: int | None = typer.Option(None, "--decode-tp", help="Disagg: decode instances' tp."),
+    decode_ep: int | None = typer.Option(None, "--decode-ep", help="Disagg: decode instances' ep."),
     policy: str = typer.Option("chunked", "--policy", help="Batching: chunked (Sarathi / vLLM V1), continuous "
                                                            "(vLLM V0, prefill first) or static."),
     max_num_seqs: int = typer.Option(256, "--max-num-seqs", help="Sequences per engine (per attention-DP rank)."),
-    max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens",
+    max_num_batched_tokens: int | None = typer.Option(None, "--max-num-batched-tokens",
                                                          help="Token budget per step (default 8192)."),
     gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization",
                                                  help="Share of GPU memory for weights, activations and KV."),
-    power_limit: Optional[str] = typer.Option(None, "--power-limit", help="Per-GPU power cap, e.g. 330W "
+    power_limit: str | None = typer.Option(None, "--power-limit", help="Per-GPU power cap, e.g. 330W "
                                                                           "(default: TDP)."),
-    price_per_gpu_hour: Optional[float] = typer.Option(None, "--price-per-gpu-hour",
+    price_per_gpu_hour: float | None = typer.Option(None, "--price-per-gpu-hour",
                                                        help="US$ per GPU-hour (default: the device's price)."),
-    grid_intensity: Optional[float] = typer.Option(None, "--grid-intensity",
+    grid_intensity: float | None = typer.Option(None, "--grid-intensity",
                                                    help="kg CO2e per kWh (default: US average, EPA eGRID2022)."),
     pue: float = typer.Option(1.0, "--pue", help="Data-center power usage effectiveness."),
-    slo_ttft: Optional[float] = typer.Option(None, "--slo-ttft", help="TTFT SLO in seconds (for goodput)."),
-    slo_tpot: Optional[float] = typer.Option(None, "--slo-tpot", help="TPOT SLO in seconds (for goodput)."),
+    slo_ttft: float | None = typer.Option(None, "--slo-ttft", help="TTFT SLO in seconds (for goodput)."),
+    slo_tpot: float | None = typer.Option(None, "--slo-tpot", help="TPOT SLO in seconds (for goodput)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of arrivals and lengths."),
     profile: str = typer.Option("auto", "--profile", help="Cost model: auto, prior, none (roofline) or a "
                                                           "profile YAML."),
-    requests_csv: Optional[Path] = typer.Option(None, "--requests-csv", help="Write per-request results here."),
+    requests_csv: Path | None = typer.Option(None, "--requests-csv", help="Write per-request results here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Simulate serving a model on a GPU fleet: TTFT, TPOT, throughput, goodput, energy, CO2e and cost."""
@@ -201,8 +200,9 @@ def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_t
                       "-" if p.cost_per_million_tokens_usd is None else f"{p.cost_per_million_tokens_usd:.3g}",
                       f"{p.energy_per_token_j:.3g}", f"{100 * p.slo_attainment:.0f}%", "*" if p.pareto else "")
     console.print(table)
+    skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items()) or "none"
     console.print(f"{result.evaluated} deployments simulated, {result.feasible} meet the SLOs, in "
-                  f"{result.seconds:.1f} s; skipped: {', '.join(f'{k} {v}' for k, v in result.skipped.items()) or 'none'}")
+                  f"{result.seconds:.1f} s; skipped: {skipped}")
     if out is not None:
         console.print(f"wrote {out}")
 

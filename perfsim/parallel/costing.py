@@ -208,17 +208,8 @@ class Costing:
             if c is None:
                 c = self._layers[kkey] = self._train_layer_kind(tp, micro_batch, cp, ep if is_moe else 1, seq, sp,
                                                                 tp_overlap, unfused, index, *a2a)
-            acc = sums[is_moe]
-            for name in c.__dataclass_fields__:
-                setattr(acc[0], name, getattr(acc[0], name) + count * getattr(c, name))
-            acc[1] += count
-        out = []
-        for is_moe in (False, True):
-            acc, n = sums[is_moe]
-            if n:
-                for name in acc.__dataclass_fields__:
-                    setattr(acc, name, getattr(acc, name) / n)
-            out.append(acc)
+            _accumulate(sums[is_moe], c, count)
+        out = [_mean(sums[False]), _mean(sums[True])]
         hit = self._layers[key] = (out[0], out[1])
         return hit
 
@@ -375,17 +366,8 @@ class Costing:
                 size = tokens * m.moe.top_k * m.hidden_size * 2.0
                 c.ep_fwd = 2 * self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
             c.comm_fwd = c.tp_fwd + c.ep_fwd
-            acc = sums[is_moe]
-            for name in c.__dataclass_fields__:
-                setattr(acc[0], name, getattr(acc[0], name) + count * getattr(c, name))
-            acc[1] += count
-        out = []
-        for is_moe in (False, True):
-            acc, n = sums[is_moe]
-            if n:
-                for name in acc.__dataclass_fields__:
-                    setattr(acc, name, getattr(acc, name) / n)
-            out.append(acc)
+            _accumulate(sums[is_moe], c, count)
+        out = [_mean(sums[False]), _mean(sums[True])]
         w = graphs.workload(m, task, batch, seq=seq, context=context, dtype=self.dtype, tp=tp)
         bld = graphs._Builder(m, w)
         bld.add(Embedding(tokens=w.tokens, hidden=m.hidden_size, dtype=bld.act_dtype, name="embedding"))
@@ -437,3 +419,19 @@ def _unfused_attention(op: Attention) -> list[Op]:
                     name="attn_core_dropout"),
         Gemm(m=op.q_len, n=op.dv, k=op.kv_len, batch=heads, dtype=op.dtype, name="attn_core_pv"),
     ]
+
+
+def _accumulate(acc: list, layer, count: float) -> None:
+    """Add `count` layers' costs to a running [sum, count] pair of one layer kind (dense or MoE)."""
+    for name in layer.__dataclass_fields__:
+        setattr(acc[0], name, getattr(acc[0], name) + count * getattr(layer, name))
+    acc[1] += count
+
+
+def _mean(acc: list):
+    """The mean layer of a running [sum, count] pair (the sum itself when no layer was added)."""
+    total, n = acc
+    if n:
+        for name in total.__dataclass_fields__:
+            setattr(total, name, getattr(total, name) / n)
+    return total

@@ -46,7 +46,8 @@ def capacity_blocks(dep: Deployment, block_size: int = 16, gpu_memory_utilizatio
     free = budget - weights - acts
     per_token = kv_bytes_per_token(dep)
     blocks_rank = int(free // (block_size * per_token)) if free > 0 else 0
-    return {"blocks": blocks_rank * dep.attn_dp, "block_size": block_size, "tokens": blocks_rank * dep.attn_dp * block_size,
+    blocks = blocks_rank * dep.attn_dp
+    return {"blocks": blocks, "block_size": block_size, "tokens": blocks * block_size,
             "memory_budget_bytes": budget, "weights_bytes": weights, "activation_bytes": acts,
             "kv_bytes": max(0.0, free), "kv_bytes_per_token": per_token}
 

@@ -91,7 +91,7 @@ def timeline(records: list[np.ndarray], capacities: list[int], makespan: float, 
     busy = np.zeros(bins)
     seqs = np.zeros(bins)
     kv = np.zeros(bins)
-    for rec, cap in zip(records, capacities):
+    for rec, cap in zip(records, capacities, strict=False):
         if rec.size == 0:
             continue
         for acc, w in ((busy, np.ones(len(rec))), (seqs, rec[:, 3]), (kv, rec[:, 5] / max(cap, 1))):

@@ -223,7 +223,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
         pairs = [(p, d) for p in keys for d in keys if p[0] == d[0] or mixed]
         # one layout per pool per system pair keeps the search small: the cheapest-per-throughput layouts
         best_by_sys = {}
-        for key, (dep, lay, per_engine, batch, t_pre) in per_layout.items():
+        for key, (dep, _lay, per_engine, _batch, _t_pre) in per_layout.items():
             score = dep.gpus / per_engine
             if key[0] not in best_by_sys or score < best_by_sys[key[0]][0]:
                 best_by_sys[key[0]] = (score, key)
@@ -266,9 +266,10 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
                                              kwargs, _priced(systems[pkey[0]]) and _priced(systems[dkey[0]]),
                                              attainment))
     _mark_pareto(candidates)
-    key = {"cost": lambda p: (p.cost_per_hour_usd if p.cost_per_hour_usd is not None else math.inf, p.num_gpus),
+    key = {"cost": lambda p: (p.cost_per_hour_usd if p.cost_per_hour_usd is not None else math.inf,
+                              p.tpot_p90_s),
            "energy": lambda p: (p.energy_per_token_j, p.num_gpus),
-           "gpus": lambda p: (p.num_gpus, p.cost_per_hour_usd or math.inf)}[objective]
+           "gpus": lambda p: (p.num_gpus, p.cost_per_hour_usd or math.inf, p.tpot_p90_s)}[objective]
     feasible = sorted([p for p in candidates if p.meets_slo], key=key)
     for i, p in enumerate(feasible, 1):
         p.rank = i

@@ -116,7 +116,8 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     budget_engine = budget * dep.attn_dp
     seqs_engine = cfg.max_num_seqs * dep.attn_dp
     # activations are reserved for the largest step a server runs in one piece
-    act_tokens = min(budget_engine, seqs_engine * longest_prompt, max(DEFAULT_CHUNK_TOKENS, longest_prompt) * dep.attn_dp)
+    act_tokens = min(budget_engine, seqs_engine * longest_prompt,
+                     max(DEFAULT_CHUNK_TOKENS, longest_prompt) * dep.attn_dp)
     cap = capacity_blocks(dep, cfg.block_size, cfg.gpu_memory_utilization, act_tokens)
     check_fits(dep, cap, max_context if role != "prefill" else longest_prompt, flag)
     step_tokens = budget_engine if role != "decode" else max(seqs_engine, min(budget_engine, longest_prompt))
@@ -269,7 +270,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
           kv_dtype: str | None = None, isl: int = 1024, osl: int = 256, concurrency: int | None = None,
           rate: float | None = None, trace: str | None = None, burstiness: float | None = None,
-          ramp: float | str | None = "auto",
+          ramp: float | str | None = 0.0,
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
           policy: str = "chunked", max_num_seqs: int = DEFAULT_MAX_SEQS,
@@ -283,10 +284,11 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     """Simulate serving `model` on `num_gpus` GPUs of `hardware`; see the module docstring.
 
     Exactly one of concurrency (closed loop), rate (Poisson, or gamma with `burstiness` = CV of the gaps) or
-    trace (CSV/JSONL file); a closed loop's clients start spread over `ramp` seconds ('auto': one request's
-    expected latency, the steady state of a long benchmark; 0: all at once). disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and
-    `decode` override the layout and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs,
-    max_num_batched_tokens, hardware} (a pool on another system: a mixed fleet, KV crossing the NICs)."""
+    trace (CSV/JSONL file). A closed loop's clients start spread over `ramp` seconds (0, the default: all at
+    once, as benchmark clients do; 'auto': one request's expected latency, the staggered steady state).
+    disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
+    and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs, max_num_batched_tokens, hardware} (a pool on
+    another system makes a mixed fleet; its KV crosses the NICs)."""
     wall0 = time.perf_counter()
     cfg = SchedulerConfig(policy, max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization,
                           step_overhead_s=step_overhead_s)
@@ -329,7 +331,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
             if unknown:
                 raise InvalidInputError(f"{role}: unknown setting(s) {', '.join(sorted(unknown))}")
             same = not any(k in over for k in ("tp", "ep", "attn_dp"))
-            dep = make_deployment(spec, over.get("hardware", hardware), over.get("tp", tp), over.get("ep", ep), over.get("pp", pp),
+            dep = make_deployment(spec, over.get("hardware", hardware), over.get("tp", tp), over.get("ep", ep),
+                                  over.get("pp", pp),
                                   over.get("attn_dp", attn_dp if same else None), dtype, weight_dtype, kv_dtype)
             pcfg = SchedulerConfig(**{**cfg.__dict__, **{k: over[k] for k in ("max_num_seqs", "max_num_batched_tokens")
                                                            if k in over}})

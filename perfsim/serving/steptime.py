@@ -289,7 +289,8 @@ class StepModel:
             moe = d.model.moe
             size = TOKEN_PROBE * moe.top_k * d.model.hidden_size * 2.0
             for name in ("moe_dispatch", "moe_combine"):
-                lin[Collective(collective="all_to_all", size_bytes=size, group=d.ep, name=name)] += d.model.num_moe_layers
+                op = Collective(collective="all_to_all", size_bytes=size, group=d.ep, name=name)
+                lin[op] += d.model.num_moe_layers
         if task == "prefill":  # prefill attention shapes: rebuild the attention op from a short sequence
             s0 = min(64, d.model.max_seq_len)
             g = graphs.build(d.model, "prefill", 1, seq=s0, dtype=d.dtype, weight_dtype=d.weight_dtype,
@@ -316,7 +317,7 @@ class StepModel:
 
     def _sweep(self, ops: Counter, grid: list[int], extra_t: list[float]) -> list[tuple[float, float]]:
         out = []
-        for tokens, extra in zip(grid, extra_t):
+        for tokens, extra in zip(grid, extra_t, strict=False):
             t = e = 0.0
             for op, n in ops.items():
                 ct, ce = self._cost(self._scale(op, tokens))
@@ -441,11 +442,11 @@ class StepModel:
     def to_frame(self):
         """The tables as a tidy frame (kind, tokens or batch, context, time_s, energy_j)."""
         import pandas as pd
-        rows = [("lin_decode", t, None, v[0], v[1]) for t, v in zip(self.tok, self.lin_dec)]
-        rows += [("lin_prefill", t, None, v[0], v[1]) for t, v in zip(self.tok, self.lin_pre)]
-        rows += [("head", s, None, v[0], v[1]) for s, v in zip(self.seq, self.head)]
-        rows += [("attn_decode", b, c, v[0], v[1]) for b, row in zip(self.seq, self.attn_dec)
-                 for c, v in zip(self.ctx, row)]
-        rows += [("attn_prefill", q, c, v[0], v[1]) for q, row in zip(self.qgrid, self.attn_pre)
-                 for c, v in zip(self.ctx, row)]
+        rows = [("lin_decode", t, None, v[0], v[1]) for t, v in zip(self.tok, self.lin_dec, strict=False)]
+        rows += [("lin_prefill", t, None, v[0], v[1]) for t, v in zip(self.tok, self.lin_pre, strict=False)]
+        rows += [("head", s, None, v[0], v[1]) for s, v in zip(self.seq, self.head, strict=False)]
+        rows += [("attn_decode", b, c, v[0], v[1]) for b, row in zip(self.seq, self.attn_dec, strict=False)
+                 for c, v in zip(self.ctx, row, strict=False)]
+        rows += [("attn_prefill", q, c, v[0], v[1]) for q, row in zip(self.qgrid, self.attn_pre, strict=False)
+                 for c, v in zip(self.ctx, row, strict=False)]
         return pd.DataFrame(rows, columns=["kind", "size", "context", "time_s", "energy_j"])

@@ -129,11 +129,13 @@ def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto", ramp=0.0
         layout_txt = f"tp{tp} adp{adp} ep{ep} pp{pp}"
     s = res.summary
     recorded = re.search(r"_c\d+", str(r["id"])) is not None
-    return {"id": r["id"], "concurrency_recorded": recorded, "model": model, "system": system, "backend": r["backend"], "mode": r["mode"],
+    return {"id": r["id"], "concurrency_recorded": recorded, "model": model, "system": system,
+            "backend": r["backend"], "mode": r["mode"],
             "precision": dtype, "isl": isl, "osl": osl, "concurrency": conc, "layout": layout_txt,
             "ttft_measured_s": float(r["ttft_s"]), "ttft_predicted_s": s["ttft_s"],
             "tpot_measured_s": float(r["tpot_s"]), "tpot_predicted_s": s["tpot_s"],
-            "ttft_ape": abs(s["ttft_s"] / float(r["ttft_s"]) - 1), "tpot_ape": abs(s["tpot_s"] / float(r["tpot_s"]) - 1),
+            "ttft_ape": abs(s["ttft_s"] / float(r["ttft_s"]) - 1),
+            "tpot_ape": abs(s["tpot_s"] / float(r["tpot_s"]) - 1),
             "preemptions": s["preemptions"], "sim_wall_s": s["sim_wall_s"]}
 
 
@@ -308,3 +310,48 @@ def write_energy_fit(fits: dict, path=None, source_note: str = "") -> None:
     with os.fdopen(fd, "w") as fh:
         yaml.safe_dump(doc, fh, sort_keys=False)
     os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------ perfsim validate
+SERVING_DATASETS = {"aic-silicon-refs": "serving", "mlenergy-lm-arena-chat": "serving_energy"}
+
+
+def validate_scores(name: str, seed: int = 0, progress=None, max_requests: int = 2000) -> list:
+    """perfsim.validate.Score rows for a serving data set, for `perfsim validate`:
+    aic-silicon-refs -> groups ttft, tpot: 'uncalibrated' = the efficiency model with prior parameters,
+    'calibrated' = the shipped calibration profiles ('auto'; the same as prior where none is shipped);
+    mlenergy-lm-arena-chat -> groups itl (not fitted: uncalibrated = prior, calibrated = auto) and
+    energy_per_token (uncalibrated = device-spec power, calibrated = coefficients fitted on the other half)."""
+    from perfsim.validate import Score
+    if name not in SERVING_DATASETS:
+        raise ValueError(f"{name!r} is not a serving data set; known: {', '.join(SERVING_DATASETS)}")
+
+    def score(group, n, ape_u, ape_c):
+        ape_u, ape_c = np.asarray(ape_u, float), np.asarray(ape_c, float)
+        return Score(dataset=name, group=group, hardware="all", n_test=int(n),
+                     mape_uncalibrated=float(np.nanmean(ape_u)), p90_uncalibrated=float(np.nanpercentile(ape_u, 90)),
+                     mape_calibrated=float(np.nanmean(ape_c)), p90_calibrated=float(np.nanpercentile(ape_c, 90)))
+
+    if name == "aic-silicon-refs":
+        prior = validate_silicon(max_requests=max_requests, profile="prior", progress=progress).rows
+        auto = validate_silicon(max_requests=max_requests, profile="auto", progress=progress).rows
+        if not len(auto):
+            return []
+        known = auto.concurrency_recorded.to_numpy()
+        return [score("ttft", known.sum(), prior.ttft_ape[known], auto.ttft_ape[known]),
+                score("tpot", len(auto), prior.tpot_ape, auto.tpot_ape)]
+    rows_prior, _ = mlenergy_predictions(profile="prior", progress=progress)
+    rep, _ = validate_mlenergy(profile="auto", seed=seed, progress=progress)
+    rows = rep.rows
+    if not len(rows):
+        return []
+    test = rows[rows.split == "test"]
+    itl_prior = (rows_prior.itl_predicted_s / rows_prior.itl_measured_s - 1).abs()[test.index]
+    from perfsim.hardware import load_device
+    spec_pred = []
+    for _, r in test.iterrows():  # device spec: idle power as static power, cost-model switching energy as is
+        idle = load_device(r["gpu"]).power.idle
+        spec_pred.append((r.num_gpus * idle * r.itl_predicted_s + r.step_dynamic_j) / r.batch)
+    e_spec = np.abs(np.asarray(spec_pred) / test.energy_per_token_measured_j.to_numpy() - 1)
+    return [score("itl", len(test), itl_prior, test.itl_ape), score("energy_per_token", len(test), e_spec,
+                                                                   test.energy_ape)]

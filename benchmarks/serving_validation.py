@@ -1,0 +1,85 @@
+"""Serving validation (run: python benchmarks/serving_validation.py [--write-fit]).
+
+1. aiconfigurator silicon_refs: every row whose model and system perfsim has is simulated as a closed loop at
+   its concurrency with its layout and precision; mean TTFT and TPOT against the measured ones (target MAPE
+   <= 20% each). Rows without a recorded client concurrency are scored on TPOT only.
+2. ML.ENERGY v3 LM-Arena chat: median inter-token latency (one decode step at the measured average batch)
+   and energy per output token, the energy coefficients (static W per GPU, dynamic scale) fitted per GPU type
+   on a random half (seed 0) and scored on the other half (target MAPE <= 20% each).
+--write-fit stores those coefficients in perfsim/serving/energy_fit.yaml for `perfsim serve` to use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import pandas as pd
+
+from perfsim.serving.validation import validate_mlenergy, validate_silicon, write_energy_fit
+
+
+def _pct(x) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.1f}%"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="auto", help="cost-model profile: auto, prior, none or a YAML path")
+    parser.add_argument("--ramp", default="0", help="closed-loop start ramp for silicon rows: seconds or auto")
+    parser.add_argument("--max-requests", type=int, default=4000, help="requests per silicon row at most")
+    parser.add_argument("--write-fit", action="store_true", help="write perfsim/serving/energy_fit.yaml")
+    parser.add_argument("--json", help="also write the full report to this JSON file")
+    args = parser.parse_args()
+    pd.set_option("display.width", 220)
+    pd.set_option("display.max_rows", 500)
+    pd.set_option("display.max_colwidth", 48)
+    start = time.perf_counter()
+    ramp = args.ramp if args.ramp == "auto" else float(args.ramp)
+
+    sil = validate_silicon(max_requests=args.max_requests, profile=args.profile, ramp=ramp)
+    print("== aiconfigurator silicon_refs: simulated closed loop vs measured ==")
+    if len(sil.rows):
+        cols = ["model", "system", "backend", "mode", "precision", "isl", "osl", "concurrency", "layout",
+                "ttft_measured_s", "ttft_predicted_s", "tpot_measured_s", "tpot_predicted_s"]
+        print(sil.rows[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    s = sil.scores
+    print(f"\nTTFT MAPE {_pct(s.get('ttft_mape'))} over {s.get('ttft_rows', 0)} rows (median APE "
+          f"{_pct(s.get('ttft_median_ape'))}, p90 {_pct(s.get('ttft_p90_ape'))}); "
+          f"TPOT MAPE {_pct(s.get('tpot_mape'))} over {s.get('rows', 0)} rows (median APE "
+          f"{_pct(s.get('tpot_median_ape'))}, p90 {_pct(s.get('tpot_p90_ape'))}); target <= 20% each")
+    for reason, n in sil.skipped.items():
+        print(f"  skipped {n}: {reason}")
+
+    mle, fits = validate_mlenergy(profile=args.profile)
+    print("\n== ML.ENERGY lm-arena-chat: ITL and energy per token ==")
+    m = mle.scores
+    if len(mle.rows):
+        g = mle.rows.groupby(["model", "gpu", "layout", "dtype"])
+        summary = g.apply(lambda x: pd.Series({
+            "rows": len(x), "itl_mape": (x.itl_predicted_s / x.itl_measured_s - 1).abs().mean(),
+            "energy_mape_test": x[x.split == "test"].energy_ape.mean()}), include_groups=False)
+        print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+        for gpu, f in fits.items():
+            print(f"  fit {gpu}: static {f['static_w']:.1f} W/GPU, dynamic scale {f['dynamic_scale']:.3f} "
+                  f"({f['fit_rows']} fit rows) -> energy/token MAPE {_pct(f['energy_mape_test'])} on "
+                  f"{f['test_rows']} held-out rows")
+    print(f"\nITL MAPE {_pct(m.get('itl_mape_test'))} on the held-out half ({_pct(m.get('itl_mape_all'))} on all "
+          f"{m.get('rows', 0)} rows; not fitted); energy per token MAPE {_pct(m.get('energy_per_token_mape_test'))} "
+          f"on the held-out half; target <= 20% each")
+    for reason, n in mle.skipped.items():
+        print(f"  skipped {n}: {reason}")
+    for note in sil.notes + mle.notes:
+        print(f"  note: {note}")
+    if args.write_fit and fits:
+        write_energy_fit(fits)
+        print("wrote perfsim/serving/energy_fit.yaml")
+    print(f"\n({time.perf_counter() - start:.1f} s)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"silicon_refs": sil.to_dict(), "mlenergy": mle.to_dict()}, fh, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Serving simulation: event-loop invariants, arrivals, schedulers, KV cache, disaggregation, power cap,
+energy and cost outputs, the CLI contract, the deployment search and validation floors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from perfsim.errors import InvalidInputError, PerfsimError
+from perfsim.serving import arrivals, serve
+from perfsim.serving.energy import footprint, run_footprint
+from perfsim.serving.steptime import StepModel, make_deployment
+
+SMALL = dict(model="llama-3.1-8b", hardware="h100-sxm")
+
+
+def _check_invariants(res) -> None:
+    per = res.per_request
+    assert np.all(per["first_token_s"] >= 0) and np.all(per["finish_s"] >= 0), "every request completes"
+    assert np.all(per["first_token_s"] >= per["arrival_s"] - 1e-12)
+    assert np.all(per["finish_s"] >= per["first_token_s"] - 1e-12)
+    assert np.all(per["ttft_s"] <= per["e2e_s"] + 1e-12)
+    assert res.summary["kv_peak_fraction"] <= 1.0 + 1e-12
+
+
+@pytest.mark.parametrize("policy", ["chunked", "continuous", "static"])
+def test_every_request_completes_and_ttft_within_e2e(policy):
+    res = serve(**SMALL, isl=512, osl=64, rate=20.0, num_requests=300, length_spread=0.5, policy=policy)
+    _check_invariants(res)
+    s = res.summary
+    assert s["num_requests"] == 300 and s["ttft_p50_s"] <= s["ttft_p99_s"] <= s["e2e_p99_s"]
+    assert s["throughput_tokens_per_s"] > 0 and s["energy_per_token_j"] > 0
+
+
+def test_closed_loop_never_exceeds_concurrency():
+    res = serve(**SMALL, isl=256, osl=32, concurrency=12, num_requests=200, length_spread=0.3)
+    _check_invariants(res)
+    assert res.summary["max_in_flight"] == 12
+    # ramped clients: the same bound, and the first requests start spread out
+    ramped = serve(**SMALL, isl=256, osl=32, concurrency=12, num_requests=100, ramp="auto")
+    assert ramped.summary["max_in_flight"] <= 12
+    assert ramped.per_request["arrival_s"][11] > ramped.per_request["arrival_s"][0]
+
+
+def test_tiny_kv_cache_preempts_and_stays_within_capacity():
+    res = serve(**SMALL, isl=1024, osl=512, concurrency=48, num_requests=150, gpu_memory_utilization=0.23)
+    _check_invariants(res)
+    pool = res.config["pools"][0]
+    assert pool["kv_tokens_per_engine"] < 48 * (1024 + 512), "the cache is smaller than the load"
+    assert res.summary["preemptions"] > 0
+    assert res.per_request["preemptions"].sum() == res.summary["preemptions"]
+
+
+def test_request_too_long_for_the_cache_is_rejected():
+    with pytest.raises(InvalidInputError, match="isl"):
+        serve(**SMALL, isl=30000, osl=1000, concurrency=1, num_requests=2, gpu_memory_utilization=0.23)
+
+
+def test_poisson_and_gamma_arrival_statistics():
+    w = arrivals.poisson(rate=5.0, n=20000, isl=100, osl=10, seed=1)
+    gaps = np.diff(np.concatenate([[0.0], w.arrival_s]))
+    assert gaps.mean() == pytest.approx(1 / 5.0, rel=0.03)
+    assert gaps.std() / gaps.mean() == pytest.approx(1.0, abs=0.05)          # exponential: CV 1
+    counts = np.histogram(w.arrival_s, bins=np.arange(0, w.arrival_s[-1], 10.0))[0]
+    assert counts.var() / counts.mean() == pytest.approx(1.0, abs=0.15)      # Poisson counts: dispersion 1
+    b = arrivals.gamma(rate=5.0, cv=3.0, n=20000, isl=100, osl=10, seed=1)
+    gaps = np.diff(np.concatenate([[0.0], b.arrival_s]))
+    assert gaps.mean() == pytest.approx(1 / 5.0, rel=0.1)
+    assert gaps.std() / gaps.mean() == pytest.approx(3.0, rel=0.15)
+
+
+def test_trace_files(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_text("timestamp,input_tokens,output_tokens\n2.0,100,10\n1.0,50,5\n3.5,80,1\n")
+    w = arrivals.trace(csv)
+    assert list(w.arrival_s) == [0.0, 1.0, 2.5] and list(w.input_len) == [50, 100, 80]
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"arrival_s": 0, "input_len": 64, "output_len": 8}\n{"arrival_s": 0.5, "input_len": 32, '
+                     '"output_len": 1}\n')
+    res = serve(**SMALL, trace=str(jsonl))
+    _check_invariants(res)
+    assert res.summary["num_requests"] == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,isl,osl\n1,2,3\n")
+    with pytest.raises(InvalidInputError, match="trace"):
+        arrivals.trace(bad)
+
+
+def test_chunked_prefill_smooths_token_gaps():
+    """Long prompts stall decodes under prefill-first batching; small chunks (Sarathi-Serve) keep gaps short."""
+    common = dict(**SMALL, isl=4096, osl=128, rate=3.0, num_requests=200)
+    whole = serve(**common, policy="continuous").summary
+    chunked = serve(**common, policy="chunked", max_num_batched_tokens=512).summary
+    assert chunked["itl_p99_s"] < 0.5 * whole["itl_p99_s"]
+    assert chunked["tpot_p99_s"] < whole["tpot_p99_s"]
+
+
+def test_static_batching_waits_for_the_batch():
+    common = dict(**SMALL, isl=256, osl=128, rate=30.0, num_requests=200)
+    static = serve(**common, policy="static").summary
+    continuous = serve(**common, policy="chunked").summary
+    assert static["ttft_p90_s"] > continuous["ttft_p90_s"]
+
+
+def test_disaggregation_transfers_kv():
+    res = serve("llama-3.1-70b", "dgx-h100", num_gpus=8, tp=4, isl=2048, osl=64, rate=2.0, num_requests=100,
+                disagg="4:4")
+    _check_invariants(res)
+    s = res.summary
+    assert s["kv_transfer_s"] > 0
+    assert [p["role"] for p in res.config["pools"]] == ["prefill", "decode"]
+    # the decode pool never prefills: TPOT is free of prefill interference
+    agg = serve("llama-3.1-70b", "dgx-h100", num_gpus=8, tp=4, isl=2048, osl=64, rate=2.0, num_requests=100).summary
+    assert s["tpot_p99_s"] < agg["tpot_p99_s"]
+    # a mixed fleet moves the KV over the NICs: slower than NVLink inside one node
+    mixed = serve("llama-3.1-70b", "dgx-h100", num_gpus=8, tp=4, isl=2048, osl=64, rate=2.0, num_requests=50,
+                  disagg="4:4", decode={"hardware": "hgx-h200"}).summary
+    assert mixed["kv_transfer_s"] > s["kv_transfer_s"]
+
+
+def test_attention_dp_and_expert_parallel_layout():
+    dep = make_deployment("deepseek-v3", "hgx-h200", tp=1, ep=8, dtype="fp8")
+    assert dep.attn_dp == 8 and dep.gpus == 8 and dep.moe_tp == 1
+    with pytest.raises(InvalidInputError, match="ep"):
+        make_deployment("llama-3.1-70b", "dgx-h100", tp=4, ep=2)
+    with pytest.raises(InvalidInputError, match="hardware"):
+        make_deployment("llama-3.1-8b", "h100-sxm", tp=2)
+
+
+def test_step_model_matches_predict():
+    from perfsim import predict
+    dep = make_deployment("llama-3.1-8b", "h100-sxm")
+    sm = StepModel(dep, max_tokens=4096, max_seqs=128, max_context=4096, profile="none")
+    for b, c in ((1, 100), (64, 2000)):
+        est = predict("llama-3.1-8b", "h100-sxm", task="decode", batch=b, context=c, profile=None)
+        assert sm.decode(b, c)[0] == pytest.approx(est.latency_s, rel=0.02)
+    est = predict("llama-3.1-8b", "h100-sxm", task="prefill", batch=1, seq=1000, profile=None)
+    assert sm.prefill([1000])[0] == pytest.approx(est.latency_s, rel=0.03)
+
+
+def test_power_cap_throttles_and_caps_power():
+    common = dict(model="llama-3.1-70b", hardware="dgx-h100", num_gpus=4, tp=4, isl=512, osl=128, concurrency=32,
+                  num_requests=96)
+    free = serve(**common).summary
+    capped = serve(**common, power_limit="330W").summary
+    assert capped["power_cap_w"] == 330.0
+    assert capped["avg_power_per_gpu_w"] <= 330.0 + 1e-6
+    assert capped["throttle_slowdown"] > 1.0
+    assert capped["tpot_s"] > free["tpot_s"]
+    with pytest.raises(InvalidInputError, match="power-limit"):
+        serve(**common, power_limit="50W")
+
+
+def test_energy_carbon_and_cost_outputs():
+    res = serve(**SMALL, isl=256, osl=64, rate=5.0, num_requests=100, price_per_gpu_hour=2.0, grid_intensity=0.5)
+    s = res.summary
+    assert s["kwh"] == pytest.approx(s["energy_j"] / 3.6e6)
+    assert s["co2e_kg"] == pytest.approx(s["kwh"] * 0.5)
+    assert s["cost_usd"] == pytest.approx(s["makespan_s"] / 3600 * 2.0)
+    assert s["energy_per_token_j"] == pytest.approx(s["energy_j"] / res.per_request["output_len"].sum())
+    assert s["avg_power_w"] <= 700.0 + 1e-6          # one H100: never above its TDP
+    fp = footprint(3.6e6, 3600.0, 2, 1.5, grid_kg_per_kwh=0.4, pue=1.2)
+    assert fp["kwh"] == pytest.approx(1.2) and fp["co2e_kg"] == pytest.approx(0.48) and fp["cost_usd"] == 3.0
+
+
+def test_training_run_footprint():
+    from perfsim import predict
+    est = predict("llama-2-7b", "h100-sxm", task="train", batch=1, seq=1024)
+    fp = run_footprint(est, steps=100, price_per_gpu_hour=3.0)
+    assert fp["energy_j"] > 0 and fp["duration_s"] == pytest.approx(100 * fp["step_time_s"])
+    capped = run_footprint(est, steps=100, power_limit="300W")
+    assert capped["avg_power_w"] <= 300.0 + 1e-6 and capped["step_time_s"] >= fp["step_time_s"]
+
+
+@pytest.mark.parametrize("kwargs, flag", [
+    (dict(rate=1.0, concurrency=2), "concurrency"),
+    (dict(rate=-1.0), "rate"),
+    (dict(rate=1.0, num_gpus=3, tp=2, hardware="dgx-h100"), "num-gpus"),
+    (dict(rate=1.0, disagg="1:x"), "disagg"),
+    (dict(rate=1.0, policy="fifo"), "policy"),
+    (dict(rate=1.0, isl=0), "isl"),
+])
+def test_bad_input_names_the_flag(kwargs, flag):
+    args = {**SMALL, "num_requests": 5, **kwargs}
+    with pytest.raises(PerfsimError, match=flag):
+        serve(**args)
+
+
+def _cli(argv, capsys):
+    from perfsim import cli
+    from perfsim.commands import serve as serve_cmd
+    if not any(getattr(c, "name", None) == "serve" for c in cli.app.registered_commands):
+        serve_cmd.register(cli.app)
+    code = cli.main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_json_contract(capsys):
+    code, out, _ = _cli(["serve", "--model", "llama-3.1-8b", "--hardware", "dgx-h100", "--num-gpus", "2",
+                         "--isl", "256", "--osl", "32", "--rate", "4", "--num-requests", "50",
+                         "--price-per-gpu-hour", "2.5", "--grid-intensity", "0.3", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    for key in ("ttft_s", "tpot_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s",
+                "tpot_p99_s", "e2e_s", "e2e_p99_s", "throughput_tokens_per_s", "goodput", "energy_per_token_j",
+                "avg_power_w", "kwh", "co2e_kg", "cost_usd"):
+        assert key in data, key
+    assert data["config"]["pools"][0]["replicas"] == 2
+
+
+def test_cli_bad_input_exits_2(capsys):
+    code, _, err = _cli(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--rate", "1",
+                         "--power-limit", "lots"], capsys)
+    assert code == 2 and "power-limit" in err and "Traceback" not in err
+
+
+def test_plan_serve_finds_cheapest_deployment_meeting_slos():
+    from perfsim.serving.plan import plan_serving
+    res = plan_serving("llama-3.1-8b", "dgx-h100", isl=512, osl=128, rate=8.0, slo_ttft=0.5, slo_tpot=0.05,
+                       num_requests=150, disagg=False)
+    assert res.plans, res.skipped
+    best = res.plans[0]
+    assert best.rank == 1 and best.meets_slo and best.slo_attainment >= 0.9
+    costs = [p.cost_per_hour_usd for p in res.plans]
+    assert costs == sorted(costs)
+
+
+def test_validation_floors():
+    """Generous floors on the measured serving data (skipped where the data is not present)."""
+    from perfsim.errors import DataError
+    from perfsim.serving.validation import validate_mlenergy, validate_silicon
+    try:
+        sil = validate_silicon(max_requests=300)
+        mle, fits = validate_mlenergy()
+    except DataError as exc:
+        pytest.skip(f"measured serving data not available: {exc}")
+    assert sil.scores["rows"] >= 15 and sil.scores["tpot_mape"] < 0.6
+    assert mle.scores["itl_mape_test"] < 0.6 and mle.scores["energy_per_token_mape_test"] < 0.6
+    assert set(fits) == {"h100-sxm", "b200"}
