@@ -6,7 +6,6 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -183,14 +182,14 @@ def _print_estimate(est, top: int = 15) -> None:
 
 @app.command()
 def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
-            seq: Optional[int] = SeqOpt, context: Optional[int] = ContextOpt, dtype: ActDtype = DtypeOpt,
-            weight_dtype: Optional[WeightDtype] = WeightOpt, kv_dtype: Optional[ActDtype] = KvOpt,
+            seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype = DtypeOpt,
+            weight_dtype: WeightDtype | None = WeightOpt, kv_dtype: ActDtype | None = KvOpt,
             tp: int = TpOpt, ep: int = EpOpt, profile: str = ProfileOpt,
-            num_gpus: Optional[int] = typer.Option(None, "--num-gpus", "-n", help="GPUs (default tp x pp x cp x dp)."),
+            num_gpus: int | None = typer.Option(None, "--num-gpus", "-n", help="GPUs (default tp x pp x cp x dp)."),
             pp: int = typer.Option(1, "--pp", help="Pipeline stages."),
-            dp: Optional[int] = typer.Option(None, "--dp", help="Data-parallel replicas (default num_gpus/(tp pp cp))."),
+            dp: int | None = typer.Option(None, "--dp", help="Data-parallel replicas (default num_gpus/(tp pp cp))."),
             cp: int = typer.Option(1, "--cp", help="Context-parallel degree."),
-            global_batch: Optional[int] = typer.Option(None, "--global-batch", help="Sequences per step (default --batch)."),
+            global_batch: int | None = typer.Option(None, "--global-batch", help="Sequences per step (def. --batch)."),
             micro_batch: int = typer.Option(1, "--micro-batch", help="Sequences per micro-batch (train)."),
             recompute: str = typer.Option("none", "--recompute", help="none, selective or full (train)."),
             zero: int = typer.Option(0, "--zero", help="ZeRO stage 0-3 (train)."),
@@ -218,8 +217,8 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
 
 @app.command()
 def roofline(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
-             seq: Optional[int] = SeqOpt, context: Optional[int] = ContextOpt, dtype: ActDtype = DtypeOpt,
-             weight_dtype: Optional[WeightDtype] = WeightOpt, kv_dtype: Optional[ActDtype] = KvOpt,
+             seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype = DtypeOpt,
+             weight_dtype: WeightDtype | None = WeightOpt, kv_dtype: ActDtype | None = KvOpt,
              profile: str = ProfileOpt,
              out: Path = typer.Option(Path("roofline.png"), "--out", "-o", help="Chart file (.png, .svg, .pdf).")):
     """Draw the device roofline with the workload's ops placed by arithmetic intensity."""
@@ -232,10 +231,10 @@ def roofline(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Ta
 
 
 @app.command()
-def validate(dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d",
+def validate(dataset: list[str] | None = typer.Option(None, "--dataset", "-d",
                                                       help="Data set name (see --list) or a measured file path; "
                                                            "repeatable. Default: every data set."),
-             hardware: Optional[str] = typer.Option(None, "--hardware", "-H",
+             hardware: str | None = typer.Option(None, "--hardware", "-H",
                                                     help="The GPU a measured file (a path) was taken on."),
              quick: bool = typer.Option(False, "--quick", help="Fit on fewer rows and score a sample of the rest."),
              list_sets: bool = typer.Option(False, "--list", help="List the data sets and exit."),
@@ -281,9 +280,9 @@ def validate(dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d"
 
 
 @app.command()
-def calibrate(sources: Optional[list[str]] = typer.Option(None, "--from", help="Measured tables (names or paths)."),
-              hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="Device the tables measure."),
-              device: Optional[str] = typer.Option(None, "--device", help="Measure this machine: cpu or cuda."),
+def calibrate(sources: list[str] | None = typer.Option(None, "--from", help="Measured tables (names or paths)."),
+              hardware: str | None = typer.Option(None, "--hardware", "-H", help="Device the tables measure."),
+              device: str | None = typer.Option(None, "--device", help="Measure this machine: cpu or cuda."),
               out: Path = typer.Option(..., "--out", "-o", help="Profile YAML (--from) or output folder (--device)."),
               quick: bool = typer.Option(False, "--quick", help="A shorter sweep (--device) or fit (--from)."),
               as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

@@ -225,7 +225,7 @@ class _Builder:
 
     # -- training passes ---------------------------------------------------------------------------
     def backward(self, recompute: str) -> None:
-        for key, layer, op in reversed(list(self.forward)):
+        for _, layer, op in reversed(list(self.forward)):
             if recompute == "full" and layer >= 0 or recompute == "selective" and isinstance(op, Attention):
                 self.add(replace(op, name=f"{op.name}_recompute"), layer, "bwd")
             for grad in _gradient_ops(op):

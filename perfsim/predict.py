@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from perfsim import graph as graphs
+from perfsim.calibrate.profile import resolve
 from perfsim.cost import memory
 from perfsim.cost.energy import run_energy
-from perfsim.calibrate.profile import resolve
 from perfsim.costmodel import op_time
 from perfsim.errors import InvalidInputError
 from perfsim.hardware import Hardware, System, load_device, load_hardware

@@ -9,8 +9,8 @@ applied through the target GPU's own specs, and is scored on the target's test h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd

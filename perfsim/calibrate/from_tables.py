@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def calibrate_from_tables(sources: list[str], device: Device, out: str | Path | 
     params = fit_many([(df, family) for _, family, df in frames], device, trial, max_rows=max_rows, seed=seed)
     profile = Profile(device=device.name, fitted_on=[s for s, _, _ in frames],
                       split=f"scores: {SPLIT}; shipped parameters refitted on all rows", scores=held_out,
-                      created=datetime.now(timezone.utc).strftime("%Y-%m-%d"), params=params)
+                      created=datetime.now(UTC).strftime("%Y-%m-%d"), params=params)
     if out is not None:
         save_profile(profile, out)
     return profile
