@@ -254,13 +254,26 @@ class Embedding(Op):
         return self.bytes_read
 
 
+def routing_probabilities(top_k: float, experts_total: int, experts_local: int, distribution: str):
+    """Per-token probability that each expert on this device is chosen (the most loaded first):
+    balanced p_e = k / E; power law alpha p_e = min(1, k * e^-alpha / sum_j j^-alpha) (Zipf over rank e)."""
+    import numpy as np
+    if distribution.startswith("power_law"):
+        alpha = float(distribution.rsplit("_", 1)[-1])
+        w = np.arange(1, experts_total + 1, dtype=float) ** -alpha
+        p = np.minimum(1.0, top_k * w / w.sum())
+    else:
+        p = np.full(experts_total, top_k / experts_total)
+    return p[:experts_local]
+
+
 @dataclass(frozen=True, slots=True)
 class MoEExperts(Op):
     """Fused routed-expert MLP over `tokens` tokens, each sent to `top_k` of `num_experts` experts.
 
     `num_experts` is the experts held on this device (after expert parallelism); `total_experts` the
-    model's. Weights touched = expected distinct experts hit under uniform routing:
-    E * (1 - (1 - k/E_total)^T) (occupancy of T*k draws over E_total bins), capped at this device's.
+    model's. With p_e the routing probability of local expert e (see routing_probabilities), the device
+    computes T * sum(p_e) token-expert pairs and reads the weights of sum(1 - (1 - p_e)^T) experts.
     """
     tokens: int
     hidden: int
@@ -285,9 +298,13 @@ class MoEExperts(Op):
         return self.total_experts or self.num_experts
 
     @property
+    def routing(self):
+        return routing_probabilities(self.top_k, self.experts_total, self.num_experts, self.distribution)
+
+    @property
     def local_assignments(self) -> float:
         """Token-expert pairs computed on this device."""
-        return self.tokens * self.top_k * self.num_experts / self.experts_total
+        return float(self.tokens * self.routing.sum())
 
     @property
     def matrices(self) -> int:
@@ -299,8 +316,8 @@ class MoEExperts(Op):
 
     @property
     def experts_touched(self) -> float:
-        p_hit = 1.0 - (1.0 - self.top_k / self.experts_total) ** self.tokens
-        return self.num_experts * p_hit
+        """Expected distinct local experts that receive at least one token."""
+        return float((1.0 - (1.0 - self.routing) ** self.tokens).sum())
 
     @property
     def bytes_read(self) -> float:

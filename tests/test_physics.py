@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import perfsim
 from perfsim.cost.roofline import roofline
-from perfsim.ops import Attention, Elementwise, Gemm
+from perfsim.ops import Attention, Elementwise, Gemm, MoEExperts
 
 H100 = perfsim.load_hardware("h100-sxm")
 
@@ -19,7 +19,17 @@ attentions = st.builds(
     st.integers(1, 64), st.integers(1, 4096), st.integers(0, 8192), st.integers(1, 16), st.sampled_from([1, 2, 4, 8]),
     st.sampled_from([64, 128]))
 elementwise = st.builds(lambda n, r: Elementwise(elements=n, reads=r), st.integers(1, 10**9), st.sampled_from([1, 2]))
-any_op = st.one_of(gemms, attentions, elementwise)
+decodes = st.builds(
+    lambda b, kv, kvh, group, w: Attention(batch=b, q_len=1, kv_len=kv, num_heads=kvh * group, num_kv_heads=kvh,
+                                           head_dim=128, window=w),
+    st.integers(1, 512), st.integers(1, 131072), st.integers(1, 16), st.sampled_from([1, 4, 8]),
+    st.sampled_from([None, 128, 4096]))
+experts = st.builds(
+    lambda t, e, k, ep, dist: MoEExperts(tokens=t, hidden=4096, inter=1536, top_k=k, num_experts=e // ep,
+                                         total_experts=e, distribution=dist),
+    st.integers(1, 16384), st.sampled_from([8, 64, 256]), st.sampled_from([1, 2, 8]), st.sampled_from([1, 8]),
+    st.sampled_from(["balanced", "power_law_1.01", "power_law_1.2"]))
+any_op = st.one_of(gemms, attentions, decodes, experts, elementwise)
 scale = st.floats(min_value=1.0, max_value=8.0)
 
 

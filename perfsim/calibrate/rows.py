@@ -26,8 +26,9 @@ ELEMENTWISE_FLOPS = {"emb": 0.0, "input_layernorm": 5.0, "post_attention_layerno
                      "add": 1.0, "softmax": 5.0, "layernorm": 7.0, "gelu": 8.0, "mlp_act": 8.0}
 FP8_FORMATS = ("fp8", "fp8_block")
 # measured op name -> perfsim elementwise kind (the kernel family whose parameters apply)
+# (LLMCompass's LayerNorm and GELU are other kernels than vidur's unfused RMSNorm and SiLU-and-mul)
 ELEMENTWISE_KIND = {"emb": "embedding", "input_layernorm": "norm", "post_attention_layernorm": "norm",
-                    "layernorm": "norm", "attn_rope": "rotary", "mlp_act": "activation", "gelu": "activation",
+                    "layernorm": "layernorm", "attn_rope": "rotary", "mlp_act": "activation", "gelu": "gelu",
                     "add": "add", "softmax": "softmax"}
 
 

@@ -17,19 +17,9 @@ import numpy as np
 
 from perfsim.cost.gemm import DeviceRoofs, smooth_max
 from perfsim.cost.params import MoEParams
+from perfsim.ops import routing_probabilities
 
 TILE_M, TILE_N = 128.0, 128.0
-
-
-def routing_probabilities(top_k: float, experts_total: int, experts_local: int, distribution: str) -> np.ndarray:
-    """Per-token probability that each local expert is chosen."""
-    if distribution.startswith("power_law"):
-        alpha = float(distribution.rsplit("_", 1)[-1])
-        w = np.arange(1, experts_total + 1, dtype=float) ** -alpha
-        p = np.minimum(1.0, top_k * w / w.sum())
-    else:
-        p = np.full(experts_total, top_k / experts_total)
-    return p[:experts_local]
 
 
 def moe_time(tokens, hidden, inter, top_k, experts_total, experts_local, gated, w_bytes, a_bytes, peak,
