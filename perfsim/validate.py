@@ -86,7 +86,7 @@ def transfer_params(max_rows: int = 6000, seed: int = 0) -> CostParams:
     tables = []
     for name in validated_datasets():
         ds = measured.DATASETS[name]
-        if ds.hardware[0] == TRANSFER_SOURCE:
+        if ds.hardware[0] == TRANSFER_SOURCE and ds.family in PREDICTORS:
             df = measured.load(name)
             tables.append((df[fold(len(df), seed)], ds.family))
     return fit_many(tables, load_device(TRANSFER_SOURCE), max_rows=max_rows, seed=seed)
