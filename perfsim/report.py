@@ -63,13 +63,19 @@ def roofline_figure(device: Device, estimate: Estimate | None = None, max_labels
         ax.text(hi, peak, f" {'/'.join(dtypes)} {peak / 1e12:.4g} TFLOP/s", va="center", fontsize=7, color="0.3")
     if estimate:
         rows = [b for b in estimate.breakdown if b.flops > 0 and b.time_s > 0]
-        for i, b in enumerate(rows):
+        labels: dict[tuple[int, int], list] = {}  # ops at nearly the same point share one label
+        for b in rows:
             achieved = b.flops / b.time_s
             marker = {"compute": "o", "memory": "s", "comm": "^", "overhead": "x"}.get(b.bound, "o")
             ax.scatter(b.intensity, achieved, s=30 + 300 * b.time_s / estimate.latency_s, marker=marker,
                        zorder=3, alpha=0.8)
-            if i < max_labels:
-                ax.annotate(b.name, (b.intensity, achieved), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            key = (round(math.log10(b.intensity) / 0.25), round(math.log10(achieved) / 0.25))
+            labels.setdefault(key, []).append((b.time_s, b.name, b.intensity, achieved))
+        for group in sorted(labels.values(), key=lambda g: -sum(t for t, *_ in g))[:max_labels]:
+            group.sort(reverse=True)
+            _, _, x, y = group[0]
+            ax.annotate(", ".join(name for _, name, _, _ in group), (x, y), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
         ax.set_title(f"{estimate.model} {estimate.task} on {device.name}: batch {estimate.batch}, "
                      f"{'seq ' + str(estimate.seq) if estimate.seq else 'context ' + str(estimate.context)}")
     else:
