@@ -30,16 +30,15 @@ class OpBreakdown(BaseModel):
     level: str
 
 
-class Estimate(BaseModel):
-    """A prediction with everything it rests on."""
+class EstimateBase(BaseModel):
+    """What every prediction reports, with the assumptions it rests on."""
     model_config = ConfigDict(frozen=True)
 
     model: str
     hardware: str
     task: str
-    batch: int
     seq: int | None
-    context: int | None
+    context: int | None = None
     num_gpus: int
     latency_s: float
     tokens_per_s: float
@@ -49,11 +48,16 @@ class Estimate(BaseModel):
     fits_in_memory: bool
     energy_j: float
     avg_power_w: float
-    breakdown: list[OpBreakdown]
     assumptions: list[str]
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump()
+
+
+class Estimate(EstimateBase):
+    """One device (or a TP/EP group): a prefill, a decode step or a training step, with its per-op breakdown."""
+    batch: int
+    breakdown: list[OpBreakdown]
 
     def to_frame(self):
         import pandas as pd

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from perfsim.errors import InvalidInputError
 from perfsim.hardware import Device, Hardware, System, load_hardware
@@ -38,6 +37,7 @@ from perfsim.ops import Elementwise
 from perfsim.parallel import memory as pmem
 from perfsim.parallel.costing import Costing
 from perfsim.parallel.plan import Plan, check_plan, expert_layout
+from perfsim.predict import EstimateBase
 
 LAYER_FIELDS = ("fwd", "bwd", "rc_sel", "comm_fwd", "comm_bwd", "tp_fwd", "tp_bwd", "ep_fwd", "ep_bwd", "cp_fwd",
                 "cp_bwd", "e_fwd", "e_bwd", "e_rc_sel", "flops_fwd")
@@ -61,34 +61,14 @@ class Options:
                    optimizer_dtype=plan.optimizer_dtype)
 
 
-class ParallelEstimate(BaseModel):
+class ParallelEstimate(EstimateBase):
     """One step of a parallel plan: training (one optimizer step) or a multi-GPU prefill/decode step."""
-    model_config = ConfigDict(frozen=True)
-
-    model: str
-    hardware: str
-    task: str
-    num_gpus: int
     plan: dict[str, Any]
     global_batch: int
-    seq: int | None
-    context: int | None = None
     micro_batches: int = 1
-    latency_s: float
-    tokens_per_s: float
     mfu: float
-    flops: float
-    memory_per_device_bytes: float
-    memory_breakdown: dict[str, float]
-    fits_in_memory: bool
-    energy_j: float
-    avg_power_w: float
     cost_usd: float | None
     time_breakdown: dict[str, float]
-    assumptions: list[str]
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump()
 
 
 # ------------------------------------------------------------------------------------------------ helpers
