@@ -194,6 +194,11 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
             recompute: str = typer.Option("none", "--recompute", help="none, selective or full (train)."),
             zero: int = typer.Option(0, "--zero", help="ZeRO stage 0-3 (train)."),
             interleave: int = typer.Option(1, "--interleave", help="Virtual pipeline stages per rank (train)."),
+            steps: int = typer.Option(1, "--steps", help="train: optimizer steps for the energy/cost footprint."),
+            power_limit: str | None = typer.Option(None, "--power-limit", help="Per-GPU power cap, e.g. 330W."),
+            price_per_gpu_hour: float | None = typer.Option(None, "--price-per-gpu-hour",
+                                                            help="$ per GPU-hour (default: the device's)."),
+            grid_intensity: float | None = typer.Option(None, "--grid-intensity", help="kg CO2e per kWh."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Predict latency, throughput, memory and energy of a prefill, a decode step or a training step."""
     if task == Task.train or (num_gpus or 1) > 1 or pp > 1 or (dp or 1) > 1 or cp > 1:
@@ -203,10 +208,18 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
                                global_batch=global_batch or batch, micro_batch=micro_batch, seq=seq, context=context,
                                recompute=recompute, zero=zero, interleave=interleave, dtype=dtype.value,
                                profile=None if profile == "none" else profile)
+        from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, run_footprint
+        if steps < 1:
+            raise InvalidInputError(f"steps: must be >= 1, got {steps}")
+        footprint = run_footprint(est, steps, power_limit, price_per_gpu_hour,
+                                  DEFAULT_GRID_KG_PER_KWH if grid_intensity is None else grid_intensity)
         if as_json:
-            print_json(est.to_json_dict())
+            print_json({**est.to_json_dict(), "footprint": footprint})
         else:
             print_parallel_estimate(est, console)
+            console.print(f"{steps} step(s): {footprint['kwh']:.4g} kWh, {footprint['co2e_kg']:.4g} kg CO2e"
+                          + (f", ${footprint['cost_usd']:,.2f}" if footprint.get("cost_usd") is not None else "")
+                          + (f" (power-capped: x{footprint['slowdown']:.2f} slower)" if footprint["throttled"] else ""))
         return
     est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile)
     if as_json:

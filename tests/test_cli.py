@@ -115,3 +115,14 @@ def test_real_subprocess():
                           "--context", "1"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.startswith("error: model:")
     assert "Traceback" not in bad.stderr
+
+
+def test_train_footprint_power_cap_slows_and_costs(capsys):
+    base = ["predict", "--task", "train", "-m", "llama-3.1-8b", "-H", "dgx-h100", "--num-gpus", "8", "--tp", "2",
+            "--dp", "4", "--global-batch", "64", "--seq", "4096", "--steps", "10", "--json"]
+    _, free, _ = run_main(base, capsys)
+    _, capped, _ = run_main(base + ["--power-limit", "300W"], capsys)
+    free, capped = json.loads(free)["footprint"], json.loads(capped)["footprint"]
+    assert free["kwh"] > 0 and free["cost_usd"] > 0 and free["co2e_kg"] > 0
+    assert capped["throttled"] and capped["duration_s"] > free["duration_s"]
+    assert capped["avg_power_w"] <= 8 * 300 * (1 + 1e-9)
