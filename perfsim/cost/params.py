@@ -52,6 +52,7 @@ class ElementwiseParams(_Params):
     memory_efficiency: float = Field(0.80, gt=0, le=1)      # streaming kernels' fraction of HBM bandwidth
     cache_hit: float = Field(0.5, ge=0, le=1)               # share of LLC-sized activation traffic the LLC serves
     cycles_per_element: float = Field(1.0, ge=0)            # instruction issue per output element per unit
+    overlap: float = Field(4.0, ge=1, le=64)                # p of the smooth max of memory and issue time
     launch_s: float = Field(4e-6, ge=0)
 
 
