@@ -52,12 +52,17 @@ FREE_BY_FAMILY = {
                           Free("attention.overlap", 1.0, 64.0, 10.0),
                           Free("attention.iteration_overhead_cycles", 0.0, 5000.0, 100.0),
                           Free("attention.block_overhead_cycles", 0.0, 50000.0, 1000.0),
+                          Free("attention.row_overhead_cycles", 0.0, 2000.0, 100.0),
                           Free("attention.launch_s", 0.0, 100e-6, 1e-6)],
-    "generation_attention": [Free("attention.decode_memory_efficiency", 0.05, 1.0),
-                             Free("attention.decode_split_tokens", 16.0, 8192.0, 100.0),
-                             Free("attention.decode_cta_overhead_cycles", 0.0, 50000.0, 1000.0),
-                             Free("attention.launch_s", 0.0, 100e-6, 1e-6)],
 }
+
+
+def _decode_free(fmt: str) -> list[Free]:
+    g = f"decode.{fmt}"
+    return [Free(f"{g}.memory_efficiency", 0.05, 1.0), Free(f"{g}.split_tokens", 16.0, 8192.0, 100.0),
+            Free(f"{g}.cta_overhead_cycles", 0.0, 50000.0, 1000.0), Free(f"{g}.cta_dim_cycles", 0.0, 200.0, 10.0),
+            Free(f"{g}.cta_row_cycles", 0.0, 20.0), Free(f"{g}.mha_cta_overhead_cycles", 0.0, 50000.0, 1000.0),
+            Free(f"{g}.mha_efficiency", 0.005, 1.0), Free(f"{g}.launch_s", 0.0, 100e-6, 1e-6)]
 
 
 def _moe_free(fmt: str) -> list[Free]:
@@ -72,6 +77,8 @@ def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:
         return comm_free(df)
     if family == "moe":
         return [f for fmt in sorted(df.dtype.unique()) for f in _moe_free(fmt)]
+    if family == "generation_attention":
+        return [f for fmt in sorted(df.kv_dtype.fillna("bf16").unique()) for f in _decode_free(fmt)]
     if family in FREE_BY_FAMILY:
         return FREE_BY_FAMILY[family]
     gemms = [f for fmt in sorted(df.dtype.unique()) for f in _gemm_free(fmt)]
@@ -91,6 +98,8 @@ def get(params: CostParams, path: str) -> float:
         return float(getattr(params.elementwise_for(parts[1]), parts[2]))
     if parts[0] == "moe":
         return float(getattr(params.moe_for(parts[1]), parts[2]))
+    if parts[0] == "decode":
+        return float(getattr(params.decode_for(parts[1]), parts[2]))
     node = params.model_dump()
     for part in parts:
         node = node[part]
@@ -105,6 +114,8 @@ def with_values(params: CostParams, free: list[Free], values) -> CostParams:
             data["gemm"][parts[1]] = params.gemm_for(parts[1]).model_dump()
         if parts[0] == "moe" and parts[1] not in data["moe"]:
             data["moe"][parts[1]] = params.moe_for(parts[1]).model_dump()
+        if parts[0] == "decode" and parts[1] not in data["decode"]:
+            data["decode"][parts[1]] = params.decode_for(parts[1]).model_dump()
         if parts[0] == "elementwise" and parts[1] not in data["elementwise"]:
             data["elementwise"][parts[1]] = params.elementwise_for(parts[1]).model_dump()
     for f, v in zip(free, values, strict=True):
@@ -144,6 +155,8 @@ def _split(df: pd.DataFrame, family: str) -> list[tuple[pd.DataFrame, str]]:
         return []
     if family in ("gemm", "moe"):
         return [(part, family) for _, part in df.groupby("dtype")]
+    if family == "generation_attention":
+        return [(part, family) for _, part in df.groupby(df.kv_dtype.fillna("bf16"))]
     if family == "elementwise":
         kinds = df.op.map(ELEMENTWISE_KIND).fillna("default")
         return [(part, family) for _, part in df.groupby(kinds)]

@@ -105,7 +105,12 @@ def generation_attention_rows(df: pd.DataFrame, device: Device, params: CostPara
     kv_bytes = b * kv_read * nkv * 2 * d * kv_elem
     other = b * nh * d * 2 * 2.0
     flops = 2.0 * b * nh * kv_read * 2 * d
-    return decode_time(b, kv_read, nkv, flops, kv_bytes, other, device.peak_flops("bf16"), roofs, params.attention)
+    out = np.empty(len(df))
+    for fmt, idx in df.kv_dtype.fillna("bf16").groupby(df.kv_dtype.fillna("bf16").to_numpy()).indices.items():
+        out[idx] = decode_time(b[idx], kv_read[idx], nkv[idx], nh[idx] / nkv[idx], d[idx], flops[idx],
+                               kv_bytes[idx], other[idx], device.peak_flops("bf16"), device.vector_flops("fp32"),
+                               roofs, params.decode_for(fmt))
+    return out
 
 
 MOE_FORMATS = {"bf16": ("bf16", 2.0), "fp16": ("fp16", 2.0), "fp8": ("fp8", 1.0), "fp8_block": ("fp8", 1.0),

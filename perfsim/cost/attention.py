@@ -4,16 +4,19 @@ Prefill (Dao et al. 2022; Shah et al. 2024, FlashAttention-3): each query block 
 visible KV tiles of Bk columns (causal: the diagonal and those before it; sliding window: the last w):
   t_iter  = smax_p(4*Bq*Bk*d / (P_peak/units * eta), Bq*Bk / (R_exp/units * eta_exp)) + c_iter / f_clock
             (matmul on tensor cores vs exponentials on the special-function units, overlapped to degree p)
-  t_block = iters * t_iter + c_blk / f_clock,  blocks = batch * heads * ceil(q / Bq)   (tiles are padded)
+  t_block = iters * t_iter + (c_blk + c_row * rows) / f_clock,  blocks = batch * heads * ceil(q / Bq)
+            (tiles are padded for the MMAs; Q loads and O stores cost per valid row, rows = q / ceil(q / Bq))
   t_comp  = max(ceil(blocks / units) * t_block(mean iters), t_block(most iters))     (waves; longest block)
   t_mem   = bytes(Q, K, V, O) / (B * eta_m)
-Decode (FlashDecoding): one CTA per (sequence, KV head, KV split); the KV is split only to fill idle units
-(multi-block mode): splits = clip(ceil(units / (batch * kv_heads)), 1, ceil(kv / min_split)). Reading the
-KV cache dominates,
-  t_mem  = bytes(KV) / (B_level * eta_d * a),  a = min(1, CTAs / units), CTAs = batch * kv_heads * splits
-  t_comp = FLOPs / (P_peak * eta)
-  t_cta  = ceil(CTAs / units) * c_cta / f_clock                     (fixed work per CTA, in waves)
-and t = t_launch + max(t_comp, t_mem) + t_cta.
+Decode (FlashDecoding; TensorRT-LLM XQA and MMHA kernels): one CTA per (sequence, head, KV split), where the
+head is a KV head serving its g = heads / kv_heads query heads on tensor cores (XQA, 1 < g <= g_max) or one
+query head on the CUDA cores (MMHA, g = 1 and g > g_max). The KV is split only to fill idle units
+(multi-block mode): splits = clip(ceil(units / (batch * heads_cta)), 1, ceil(kv / min_split)). Then
+  t_mem  = bytes(KV) / (B_level * eta_d * a),  a = min(1, CTAs / units),  CTAs = batch * heads_cta * splits
+  t_comp = FLOPs / (P_matrix * eta_xqa)  or  FLOPs / (P_vector * eta_mmha)
+  t_cta  = ceil(CTAs / units) * c / f_clock,  c = c_cta + c_dim * d + c_row * g * d  (XQA)  or  c_mmha  (MMHA)
+and t = t_launch + max(t_comp, t_mem) + t_cta (fixed work per CTA, in waves). Each KV-cache format has its
+own kernels and parameters.
 """
 
 from __future__ import annotations
@@ -21,23 +24,30 @@ from __future__ import annotations
 import numpy as np
 
 from perfsim.cost.gemm import DeviceRoofs, smooth_max
-from perfsim.cost.params import AttentionParams
+from perfsim.cost.params import AttentionParams, DecodeParams
 
 BLOCK_Q = 128.0
 BLOCK_Q_SHORT = 64.0   # the smallest query tile of a Hopper warpgroup MMA (wgmma M = 64)
 BLOCK_K = 128.0
 
 
-def kv_iterations(q, kv, causal, window, bq):
-    """(mean, max) KV tiles of BLOCK_K keys walked per query block of bq rows."""
+def kv_block(head_dim):
+    """KV tile width: wider heads leave room for fewer keys in shared memory and registers
+    (FlashAttention-3 hopper/tile_size.h, sm90 forward: 128 keys up to d = 128, 112 at 192, 80 at 256)."""
+    d = np.asarray(head_dim, float)
+    return np.where(d <= 128, BLOCK_K, np.where(d <= 192, 112.0, 80.0))
+
+
+def kv_iterations(q, kv, causal, window, bq, bk=BLOCK_K):
+    """(mean, max) KV tiles of bk keys walked per query block of bq rows."""
     q, kv, w = (np.asarray(x, float) for x in (q, kv, window))
-    past_tiles = np.floor((kv - q) / BLOCK_K)
+    past_tiles = np.floor((kv - q) / bk)
     q_blocks = np.ceil(q / bq)
     causal = np.asarray(causal, bool)
-    full = np.ceil(kv / BLOCK_K)
-    mean = np.where(causal, past_tiles + (q_blocks + 1) / 2.0 * (bq / BLOCK_K), full)
-    most = np.where(causal, np.minimum(full, past_tiles + np.ceil(q_blocks * bq / BLOCK_K)), full)
-    cap = np.ceil(w / BLOCK_K) + 1
+    full = np.ceil(kv / bk)
+    mean = np.where(causal, past_tiles + (q_blocks + 1) / 2.0 * (bq / bk), full)
+    most = np.where(causal, np.minimum(full, past_tiles + np.ceil(q_blocks * bq / bk)), full)
+    cap = np.floor((w + bq - 2) / bk) + 2  # bq + w - 1 keys from an unaligned start touch up to this many tiles
     return np.where(w > 0, np.minimum(mean, cap), mean), np.where(w > 0, np.minimum(most, cap), most)
 
 
@@ -45,30 +55,39 @@ def prefill_time(batch, q, kv, heads, dqk, dv, bytes_io, window, peak, exp_rate,
                  p: AttentionParams, causal=True):
     batch, q, kv, heads, dqk, dv, bytes_io, window, peak = np.broadcast_arrays(
         *(np.atleast_1d(np.asarray(x, float)) for x in (batch, q, kv, heads, dqk, dv, bytes_io, window, peak)))
-    bq = np.where(q <= BLOCK_Q_SHORT, BLOCK_Q_SHORT, BLOCK_Q)  # short sequences get the smaller query tile
+    # short sequences get the smallest query tile; narrow heads a taller one (FlashAttention-3: 192 rows at d <= 64)
+    bq = np.where(q <= BLOCK_Q_SHORT, BLOCK_Q_SHORT, np.where(dqk <= 64, 192.0, BLOCK_Q))
     blocks = batch * heads * np.ceil(q / bq)
     per_unit = roofs.units
-    t_mm = 2.0 * bq * BLOCK_K * (dqk + dv) / (peak / per_unit * p.prefill_efficiency)
-    t_exp = bq * BLOCK_K / (exp_rate / per_unit * p.exp_efficiency) if exp_rate else np.zeros_like(t_mm)
+    bk = kv_block(dqk)
+    t_mm = 2.0 * bq * bk * (dqk + dv) / (peak / per_unit * p.prefill_efficiency)
+    t_exp = bq * bk / (exp_rate / per_unit * p.exp_efficiency) if exp_rate else np.zeros_like(t_mm)
     t_iter = smooth_max(t_mm, t_exp, p.overlap) + p.iteration_overhead_cycles / roofs.clock_hz
-    mean_iters, max_iters = kv_iterations(q, kv, causal, window, bq)
-    overhead = p.block_overhead_cycles / roofs.clock_hz
+    mean_iters, max_iters = kv_iterations(q, kv, causal, window, bq, bk)
+    rows = q / np.ceil(q / bq)
+    overhead = (p.block_overhead_cycles + p.row_overhead_cycles * rows * (dqk + dv) / 256.0) / roofs.clock_hz
     # waves of mean-length blocks, but never shorter than the longest (last causal) block
     t_comp = np.maximum(np.ceil(blocks / per_unit) * (mean_iters * t_iter + overhead), max_iters * t_iter + overhead)
-    t_mem = bytes_io / (roofs.main_bw * p.decode_memory_efficiency)
+    t_mem = bytes_io / (roofs.main_bw * p.memory_efficiency)
     return p.launch_s + np.maximum(t_comp, t_mem)
 
 
-def decode_time(batch, kv, kv_heads, flops, kv_bytes, other_bytes, peak, roofs: DeviceRoofs, p: AttentionParams):
-    batch, kv, kv_heads, flops, kv_bytes, other_bytes, peak = np.broadcast_arrays(
-        *(np.atleast_1d(np.asarray(x, float)) for x in (batch, kv, kv_heads, flops, kv_bytes, other_bytes, peak)))
-    groups = batch * kv_heads
-    splits = np.clip(np.ceil(roofs.units / groups), 1.0, np.ceil(kv / p.decode_split_tokens))
+def decode_time(batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak, vector_peak,
+                roofs: DeviceRoofs, p: DecodeParams, tensor_core=None):
+    """Decode attention time; `tensor_core` forces the kernel choice (MLA always runs on tensor cores)."""
+    batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak = np.broadcast_arrays(
+        *(np.atleast_1d(np.asarray(x, float))
+          for x in (batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak)))
+    xqa = (group > 1) & (group <= p.max_group) if tensor_core is None else np.full(batch.shape, bool(tensor_core))
+    groups = batch * np.where(xqa, kv_heads, kv_heads * group)
+    splits = np.clip(np.ceil(roofs.units / groups), 1.0, np.ceil(kv / p.split_tokens))
     ctas = groups * splits
     active = np.minimum(1.0, ctas / roofs.units)
-    t_cta = np.ceil(ctas / roofs.units) * p.decode_cta_overhead_cycles / roofs.clock_hz
+    per_cta = np.where(xqa, p.cta_overhead_cycles + p.cta_dim_cycles * head_dim + p.cta_row_cycles * group * head_dim,
+                       p.mha_cta_overhead_cycles)
+    t_cta = np.ceil(ctas / roofs.units) * per_cta / roofs.clock_hz
     resident = kv_bytes + other_bytes <= roofs.llc_bytes
     bw = np.where(resident, roofs.llc_bw, roofs.main_bw)
-    t_mem = (kv_bytes + other_bytes) / (bw * p.decode_memory_efficiency * active)
-    t_comp = flops / (peak * p.prefill_efficiency)
+    t_mem = (kv_bytes + other_bytes) / (bw * p.memory_efficiency * active)
+    t_comp = flops / np.where(xqa, peak * p.compute_efficiency, vector_peak * p.mha_efficiency)
     return p.launch_s + np.maximum(t_comp, t_mem) + t_cta

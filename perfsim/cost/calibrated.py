@@ -29,14 +29,19 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
                       device.peak_flops(op.dtype), roofs, p)[0]
         return float(t), p.launch_s
     if isinstance(op, Attention):
-        p = params.attention
         peak = device.peak_flops(op.dtype)
         if op.phase == "prefill":
+            p = params.attention
             t = prefill_time(op.batch, op.q_len, op.kv_len, op.num_heads, op.head_dim, op.dv, op.bytes,
                              op.window or 0, peak, device.compute.transcendental, roofs, p, causal=op.causal)[0]
         else:
-            t = decode_time(op.batch, op.kv_tokens_read, op.num_kv_heads, op.flops, op.cold_bytes,
-                            op.bytes - op.cold_bytes, peak, roofs, p)[0]
+            p = params.decode_for(op.kv_dtype or op.dtype)
+            group = op.num_heads / op.num_kv_heads
+            if op.kv_shared_by_heads:  # MLA: every head reads one latent, in tensor-core tiles of g_max heads
+                group = min(group, p.max_group)
+            t = decode_time(op.batch, op.kv_tokens_read, op.num_kv_heads, group, op.head_dim, op.flops,
+                            op.cold_bytes, op.bytes - op.cold_bytes, peak, device.vector_flops("fp32"), roofs, p,
+                            tensor_core=op.kv_shared_by_heads or None)[0]
         return float(t), p.launch_s
     if isinstance(op, MoEExperts):
         fmt = op.weight_dtype or op.dtype

@@ -29,14 +29,30 @@ class GemmParams(_Params):
 
 
 class AttentionParams(_Params):
+    """Prefill (FlashAttention-style) attention kernels."""
     prefill_efficiency: float = Field(0.60, gt=0, le=1)     # FlashAttention matmuls' fraction of matrix peak
     exp_efficiency: float = Field(0.80, gt=0, le=1)         # softmax exponentials' fraction of the SFU rate
     overlap: float = Field(2.0, ge=1, le=64)                # p of the smooth max of matmul and exp time
     iteration_overhead_cycles: float = Field(200.0, ge=0)   # per KV tile: rescale, barriers, pipeline
-    block_overhead_cycles: float = Field(3000.0, ge=0)      # per query block: Q load, epilogue, O store
-    decode_memory_efficiency: float = Field(0.75, gt=0, le=1)
-    decode_split_tokens: float = Field(256.0, ge=16, le=8192)  # KV tokens per CTA in split-KV decode
-    decode_cta_overhead_cycles: float = Field(2000.0, ge=0)    # per (sequence, head, split) CTA: setup, reduce
+    block_overhead_cycles: float = Field(3000.0, ge=0)      # per query block: setup, pipeline fill and drain
+    row_overhead_cycles: float = Field(20.0, ge=0)          # per valid query row of a block: Q load, O store
+    memory_efficiency: float = Field(0.75, gt=0, le=1)      # Q, K, V, O streaming fraction of HBM bandwidth
+    launch_s: float = Field(5e-6, ge=0)
+
+
+class DecodeParams(_Params):
+    """Decode-attention kernels of one KV-cache format (bf16 and fp8 caches run different kernels): a
+    tensor-core grouped-query kernel (XQA) for 1 < g <= max_group query heads per KV head, and a multi-head
+    kernel on the CUDA cores (MMHA) with one CTA per query head for g = 1 and for groups too large for XQA."""
+    memory_efficiency: float = Field(0.75, gt=0, le=1)      # KV-cache streaming fraction of the serving level
+    split_tokens: float = Field(256.0, ge=16, le=8192)      # KV tokens per CTA in split-KV decode
+    cta_overhead_cycles: float = Field(2000.0, ge=0)        # XQA, per (sequence, KV head, split) CTA: setup, reduce
+    cta_dim_cycles: float = Field(5.0, ge=0)                # XQA, per head-dim element of a CTA's K/V tile staging
+    cta_row_cycles: float = Field(0.5, ge=0)                # XQA, per query row x head-dim element: Q load, O store
+    compute_efficiency: float = Field(0.60, gt=0, le=1)     # XQA score and value matmuls' fraction of matrix peak
+    max_group: float = Field(32.0, ge=1)                    # most query heads per KV head XQA takes (TensorRT-LLM)
+    mha_cta_overhead_cycles: float = Field(2500.0, ge=0)    # MMHA, per (sequence, query head, split) CTA
+    mha_efficiency: float = Field(0.10, gt=0, le=1)         # MMHA's fraction of the vector (CUDA-core) peak
     launch_s: float = Field(5e-6, ge=0)
 
 
@@ -59,18 +75,31 @@ class ElementwiseParams(_Params):
 class CostParams(_Params):
     gemm: dict[str, GemmParams] = {"default": GemmParams()}   # by GEMM format (bf16, fp8, fp8_block, ...)
     attention: AttentionParams = AttentionParams()
+    decode: dict[str, DecodeParams] = {"default": DecodeParams()}  # by KV-cache format (bf16, fp8, ...)
     moe: dict[str, MoEParams] = {"default": MoEParams()}    # by weight format (bf16, fp8, ...)
     comm: CommParams = CommParams()  # collectives, by implementation (nccl, pytorch, trtllm)
     elementwise: dict[str, ElementwiseParams] = {"default": ElementwiseParams()}  # by op kind (norm, add, ...)
 
     def gemm_for(self, fmt: str) -> GemmParams:
         """Parameters of the GEMM kernels of a format; bf16's (then the default) when not fitted."""
-        return self.gemm.get(fmt) or self.gemm.get("bf16") or self.gemm.get("default") or GemmParams()
+        return _family(self.gemm, (fmt, "bf16"), GemmParams)
 
     def elementwise_for(self, kind: str) -> ElementwiseParams:
         """Parameters of the kernels of an elementwise op kind; the default when not fitted."""
-        return self.elementwise.get(kind) or self.elementwise.get("default") or ElementwiseParams()
+        return _family(self.elementwise, (kind,), ElementwiseParams)
+
+    def decode_for(self, kv_fmt: str) -> DecodeParams:
+        """Parameters of the decode kernels of a KV-cache format; bf16's (then the default) when not fitted."""
+        return _family(self.decode, (kv_fmt, "bf16"), DecodeParams)
 
     def moe_for(self, fmt: str) -> MoEParams:
         """Parameters of the fused-MoE kernels of a format; bf16's (then the default) when not fitted."""
-        return self.moe.get(fmt) or self.moe.get("bf16") or self.moe.get("default") or MoEParams()
+        return _family(self.moe, (fmt, "bf16"), MoEParams)
+
+
+def _family(table: dict, keys: tuple[str, ...], cls):
+    """The first of `keys` (then "default") that `table` holds, else the class's priors."""
+    for key in (*keys, "default"):
+        if key in table:
+            return table[key]
+    return cls()
