@@ -18,7 +18,6 @@ from perfsim.calibrate.rows import ELEMENTWISE_KIND, FP8_FORMATS, predict_rows
 from perfsim.cost.params import CostParams
 from perfsim.hardware import Device
 
-
 PRIOR_WEIGHT = 0.3  # per parameter, against the data's one residual per row
 
 
