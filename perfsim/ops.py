@@ -6,6 +6,7 @@ on-chip memory is the cost model's business, not the operator's.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -254,17 +255,34 @@ class Embedding(Op):
         return self.bytes_read
 
 
-def routing_probabilities(top_k: float, experts_total: int, experts_local: int, distribution: str):
-    """Per-token probability that each expert on this device is chosen (the most loaded first):
-    balanced p_e = k / E; power law alpha p_e = min(1, k * e^-alpha / sum_j j^-alpha) (Zipf over rank e)."""
+@functools.lru_cache(maxsize=4096)
+def routing_probabilities(top_k: float, experts_total: int, experts_local: int, distribution: str,
+                          tokens: float = 1.0):
+    """Per-token probability p_e that each expert on this device is chosen (the most loaded first).
+
+    balanced: p_e = k / E. power_law_alpha (the skew of aiconfigurator's MoE collector): per-expert loads are
+    draws from a bounded Pareto(alpha) on [1, 0.8 T] (on [0.01, 2] when T k <= E), scaled to T k assignments,
+    and the device holds the busiest expert-parallel rank. Here the draws are their expected order statistics,
+    x_i = F^-1((i - 1/2) / E), the busiest rank holds the largest and E_l - 1 typical ones, and no expert
+    takes more than every token (p_e <= 1)."""
     import numpy as np
-    if distribution.startswith("power_law"):
-        alpha = float(distribution.rsplit("_", 1)[-1])
-        w = np.arange(1, experts_total + 1, dtype=float) ** -alpha
-        p = np.minimum(1.0, top_k * w / w.sum())
-    else:
-        p = np.full(experts_total, top_k / experts_total)
-    return p[:experts_local]
+    if not distribution.startswith("power_law"):
+        return _frozen(np.full(experts_local, top_k / experts_total))
+    alpha = float(distribution.rsplit("_", 1)[-1])
+    lo, hi = (1.0, 0.8 * tokens) if tokens * top_k > experts_total else (0.01, 2.0)
+    hi = max(hi, lo * (1 + 1e-9))
+    u = (np.arange(experts_total, 0, -1) - 0.5) / experts_total          # descending quantiles
+    # inverse CDF of the bounded Pareto distribution (alpha != 1)
+    a = 1.0 - alpha if abs(alpha - 1.0) > 1e-9 else 1e-9
+    x = ((hi ** a - lo ** a) * u + lo ** a) ** (1.0 / a)
+    p = np.minimum(1.0, top_k * x / x.sum())
+    typical = p[1:].mean() if experts_total > 1 else p[0]
+    return _frozen(np.concatenate([p[:1], np.full(experts_local - 1, typical)])[:experts_local])
+
+
+def _frozen(a):
+    a.flags.writeable = False  # cached: shared by every caller
+    return a
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +317,7 @@ class MoEExperts(Op):
 
     @property
     def routing(self):
-        return routing_probabilities(self.top_k, self.experts_total, self.num_experts, self.distribution)
+        return routing_probabilities(self.top_k, self.experts_total, self.num_experts, self.distribution, self.tokens)
 
     @property
     def local_assignments(self) -> float:

@@ -2,13 +2,14 @@
 
 Routing (T tokens, top-k of E experts; this device holds E_l = E / ep, the most loaded first):
   balanced       p_e = k / E                                   (round-robin assignment)
-  power law a    p_e = min(1, k * e^-a / sum_j j^-a)            (Zipf over expert rank e = 1..E)
+  power law a    p_e from bounded-Pareto(a) expert loads        (see perfsim.ops.routing_probabilities)
   load_e = T * p_e tokens;  hit_e = 1 - (1 - p_e)^T            (expected: expert e receives a token)
 Grouped GEMM per projection (up: N = 2I gated or I, K = h; down: N = h, K = I), tiles of Tm x Tn:
   tiles  = sum_e hit_e * ceil(load_e / hit_e / Tm) * ceil(N / Tn);  t_comp = ceil(tiles / units) * t_tile
   t_tile = 2 Tm Tn K / (P_peak / units * eta) + c_tile / f_clock
   t_mem  = (sum_e hit_e * N * K * w_bytes + activations) / (B * eta_m)
-  t = t_launch + smax(t_comp_up, t_mem_up) + smax(t_comp_down, t_mem_down)
+  t_route = A * h * r / (B * eta_m),  A = sum_e load_e                 (permute in, activation, finalize out)
+  t = t_launch + t_route + smax(t_comp_up, t_mem_up) + smax(t_comp_down, t_mem_down)
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def moe_time(tokens, hidden, inter, top_k, experts_total, experts_local, gated, 
     tokens, hidden, inter, gated, w_bytes, a_bytes, peak = (
         x[:, None] for x in np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, float)) for v in
                                                   (tokens, hidden, inter, gated, w_bytes, a_bytes, peak))))
-    prob = routing_probabilities(top_k, int(experts_total), int(experts_local), distribution)[None, :]
+    unique, index = np.unique(tokens[:, 0], return_inverse=True)
+    prob = np.stack([routing_probabilities(top_k, int(experts_total), int(experts_local), distribution, t)
+                     for t in unique])[index.reshape(-1)]
     if not distribution.startswith("power_law"):  # round-robin: exactly min(E, T*k) distinct experts
         hit = np.minimum(1.0, tokens * top_k / experts_total) * np.ones_like(prob)
     else:
@@ -38,7 +41,7 @@ def moe_time(tokens, hidden, inter, top_k, experts_total, experts_local, gated, 
     experts_hit = hit.sum(axis=1, keepdims=True)
     assignments = load.sum(axis=1, keepdims=True)
     per_unit = peak / roofs.units * p.compute_efficiency
-    total = np.full(tokens.shape, p.launch_s)
+    total = p.launch_s + assignments * hidden * p.route_bytes / (roofs.main_bw * p.memory_efficiency)
     n_up = inter * np.where(gated > 0, 2.0, 1.0)
     for n, k in ((n_up, hidden), (hidden, inter)):
         tiles = row_tiles * np.ceil(n / TILE_N)

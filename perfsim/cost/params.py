@@ -61,6 +61,8 @@ class MoEParams(_Params):
     compute_efficiency: float = Field(0.60, gt=0, le=1)     # grouped GEMM fraction of dense peak
     memory_efficiency: float = Field(0.75, gt=0, le=1)      # expert-weight streaming fraction of HBM bandwidth
     overlap: float = Field(4.0, ge=1, le=64)                # p of the smooth max of compute and memory time
+    route_bytes: float = Field(8.0, ge=0, le=64)            # bytes moved per (token-expert assignment x hidden
+    #                                                         element) outside the GEMMs: permute, activation, finalize
     launch_s: float = Field(30e-6, ge=0)                    # routing, permute, two GEMMs, finalize
 
 
