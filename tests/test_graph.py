@@ -92,3 +92,17 @@ def test_bad_requests_name_the_field(kwargs, field):
     with pytest.raises(PerfsimError) as exc:
         graph.build("llama-2-7b", **kwargs)
     assert str(exc.value).startswith(field) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("alpha", ["power_law_1.01", "power_law_1.2"])
+@pytest.mark.parametrize("tokens,experts,top_k", [(4096, 256, 8), (1024, 128, 8), (64, 8, 2)])
+def test_power_law_routing_skews_load_onto_the_busiest_rank(alpha, tokens, experts, top_k):
+    from perfsim.ops import routing_probabilities
+    whole = routing_probabilities(top_k, experts, experts, alpha, tokens)
+    assert (whole <= 1).all() and whole[0] == whole.max()
+    assert tokens * whole.sum() <= tokens * top_k * (1 + 1e-9)  # clipping at one token per expert loses load
+    balanced = MoEExperts(tokens=tokens, hidden=64, inter=64, top_k=top_k, num_experts=experts // 8,
+                          total_experts=experts)
+    skewed = MoEExperts(tokens=tokens, hidden=64, inter=64, top_k=top_k, num_experts=experts // 8,
+                        total_experts=experts, distribution=alpha)
+    assert skewed.local_assignments > balanced.local_assignments  # the busiest rank holds the heaviest expert

@@ -20,10 +20,10 @@ attentions = st.builds(
     st.sampled_from([64, 128]))
 elementwise = st.builds(lambda n, r: Elementwise(elements=n, reads=r), st.integers(1, 10**9), st.sampled_from([1, 2]))
 decodes = st.builds(
-    lambda b, kv, kvh, group, w: Attention(batch=b, q_len=1, kv_len=kv, num_heads=kvh * group, num_kv_heads=kvh,
-                                           head_dim=128, window=w),
-    st.integers(1, 512), st.integers(1, 131072), st.integers(1, 16), st.sampled_from([1, 4, 8]),
-    st.sampled_from([None, 128, 4096]))
+    lambda b, kv, kvh, group, w, d: Attention(batch=b, q_len=1, kv_len=kv, num_heads=kvh * group, num_kv_heads=kvh,
+                                           head_dim=d, window=w),
+    st.integers(1, 512), st.integers(1, 131072), st.integers(1, 16), st.sampled_from([1, 4, 8, 32, 64]),
+    st.sampled_from([None, 128, 4096]), st.sampled_from([64, 128, 256]))
 experts = st.builds(
     lambda t, e, k, ep, dist: MoEExperts(tokens=t, hidden=4096, inter=1536, top_k=k, num_experts=e // ep,
                                          total_experts=e, distribution=dist),

@@ -14,8 +14,10 @@ query head on the CUDA cores (MMHA, g = 1 and g > g_max). The KV is split only t
 (multi-block mode): splits = clip(ceil(units / (batch * heads_cta)), 1, ceil(kv / min_split)). Then
   t_mem  = bytes(KV) / (B_level * eta_d * a),  a = min(1, CTAs / units),  CTAs = batch * heads_cta * splits
   t_comp = FLOPs / (P_matrix * eta_xqa)  or  FLOPs / (P_vector * eta_mmha)
-  t_cta  = ceil(CTAs / units) * c / f_clock,  c = c_cta + c_dim * d + c_row * g * d  (XQA)  or  c_mmha  (MMHA)
-and t = t_launch + max(t_comp, t_mem) + t_cta (fixed work per CTA, in waves). Each KV-cache format has its
+  t_chain = ceil(CTAs / units) * ceil(kv / splits / T_kv) * c_tile / f_clock     (each CTA walks its KV tiles in turn)
+  t_cta  = (ceil(CTAs / units) - 1) * c / f_clock,  c = c_cta + c_dim * d + c_row * g * d  (XQA)  or  c_mmha  (MMHA)
+and t = t_launch + max(t_comp, t_mem, t_chain) + t_cta (fixed work per CTA in each wave after the first, whose
+fixed work the launch term holds). Each KV-cache format has its
 own kernels and parameters.
 """
 
@@ -29,6 +31,7 @@ from perfsim.cost.params import AttentionParams, DecodeParams
 BLOCK_Q = 128.0
 BLOCK_Q_SHORT = 64.0   # the smallest query tile of a Hopper warpgroup MMA (wgmma M = 64)
 BLOCK_K = 128.0
+KV_TILE = 64.0  # KV tokens a decode CTA loads per pipeline step
 
 
 def kv_block(head_dim):
@@ -85,9 +88,11 @@ def decode_time(batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_byt
     active = np.minimum(1.0, ctas / roofs.units)
     per_cta = np.where(xqa, p.cta_overhead_cycles + p.cta_dim_cycles * head_dim + p.cta_row_cycles * group * head_dim,
                        p.mha_cta_overhead_cycles)
-    t_cta = np.ceil(ctas / roofs.units) * per_cta / roofs.clock_hz
+    t_cta = (np.ceil(ctas / roofs.units) - 1.0) * per_cta / roofs.clock_hz
     resident = kv_bytes + other_bytes <= roofs.llc_bytes
     bw = np.where(resident, roofs.llc_bw, roofs.main_bw)
     t_mem = (kv_bytes + other_bytes) / (bw * p.memory_efficiency * active)
     t_comp = flops / np.where(xqa, peak * p.compute_efficiency, vector_peak * p.mha_efficiency)
-    return p.launch_s + np.maximum(t_comp, t_mem) + t_cta
+    # each CTA walks its share of the KV in tiles, one after another (a latency chain)
+    t_chain = np.ceil(ctas / roofs.units) * np.ceil(kv / splits / KV_TILE) * p.tile_cycles / roofs.clock_hz
+    return p.launch_s + np.maximum(np.maximum(t_comp, t_mem), t_chain) + t_cta
