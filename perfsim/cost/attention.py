@@ -10,15 +10,15 @@ visible KV tiles of Bk columns (causal: the diagonal and those before it; slidin
   t_mem   = bytes(Q, K, V, O) / (B * eta_m)
 Decode (FlashDecoding; TensorRT-LLM XQA and MMHA kernels): one CTA per (sequence, head, KV split), where the
 head is a KV head serving its g = heads / kv_heads query heads on tensor cores (XQA, 1 < g <= g_max) or one
-query head on the CUDA cores (MMHA, g = 1 and g > g_max). The KV is split only to fill idle units
-(multi-block mode): splits = clip(ceil(units / (batch * heads_cta)), 1, ceil(kv / min_split)). Then
+query head on the CUDA cores (MMHA, g = 1 and g > g_max). Long KV is split over several CTAs
+(multi-block mode, TensorRT-LLM's rule): m = floor(kv / 512), m = max(1, min(m, round(sqrt(8 m)))), cut to
+keep batch * heads_cta * m within 8 waves. Then
   t_mem  = bytes(KV) / (B_level * eta_d * a),  a = min(1, CTAs / units),  CTAs = batch * heads_cta * splits
   t_comp = FLOPs / (P_matrix * eta_xqa)  or  FLOPs / (P_vector * eta_mmha)
   t_chain = ceil(CTAs / units) * ceil(kv / splits / T_kv) * c_tile / f_clock     (each CTA walks its KV tiles in turn)
   t_cta  = (ceil(CTAs / units) - 1) * c / f_clock,  c = c_cta + c_dim * d + c_row * g * d  (XQA)  or  c_mmha  (MMHA)
 and t = t_launch + max(t_comp, t_mem, t_chain) + t_cta (fixed work per CTA in each wave after the first, whose
-fixed work the launch term holds). Each KV-cache format has its
-own kernels and parameters.
+fixed work the launch term holds). Each KV-cache format has its own kernels and parameters.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ BLOCK_Q = 128.0
 BLOCK_Q_SHORT = 64.0   # the smallest query tile of a Hopper warpgroup MMA (wgmma M = 64)
 BLOCK_K = 128.0
 KV_TILE = 64.0  # KV tokens a decode CTA loads per pipeline step
+# TensorRT-LLM decoder XQA constants (kernels/decoderMaskedMultiheadAttention/decoderXQAConstants.h):
+# cached tokens per multi-block split, and the waves of CTAs the split count is cut to
+MIN_HISTORY_PER_BLOCK = 512.0
+TARGET_WAVES = 8.0
 
 
 def kv_block(head_dim):
@@ -75,6 +79,15 @@ def prefill_time(batch, q, kv, heads, dqk, dv, bytes_io, window, peak, exp_rate,
     return p.launch_s + np.maximum(t_comp, t_mem)
 
 
+def multi_block_count(kv, groups, units):
+    """KV splits per (sequence, head) in multi-block decode (TensorRT-LLM computeMultiBlockCount): one per
+    512 cached tokens, at most round(sqrt(8 m)), then cut so the grid stays within 8 waves of the SMs."""
+    m = np.floor(np.asarray(kv, float) / MIN_HISTORY_PER_BLOCK)
+    m = np.maximum(np.minimum(m, np.round(np.sqrt(8.0 * m))), 1.0)
+    excess = groups * m / units / TARGET_WAVES
+    return np.maximum(np.where(excess > 1.0, np.floor(m / excess), m), 1.0)
+
+
 def decode_time(batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak, vector_peak,
                 roofs: DeviceRoofs, p: DecodeParams, tensor_core=None):
     """Decode attention time; `tensor_core` forces the kernel choice (MLA always runs on tensor cores)."""
@@ -83,7 +96,7 @@ def decode_time(batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_byt
           for x in (batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak)))
     xqa = (group > 1) & (group <= p.max_group) if tensor_core is None else np.full(batch.shape, bool(tensor_core))
     groups = batch * np.where(xqa, kv_heads, kv_heads * group)
-    splits = np.clip(np.ceil(roofs.units / groups), 1.0, np.ceil(kv / p.split_tokens))
+    splits = multi_block_count(kv, groups, roofs.units)
     ctas = groups * splits
     active = np.minimum(1.0, ctas / roofs.units)
     per_cta = np.where(xqa, p.cta_overhead_cycles + p.cta_dim_cycles * head_dim + p.cta_row_cycles * group * head_dim,

@@ -45,7 +45,6 @@ class DecodeParams(_Params):
     tensor-core grouped-query kernel (XQA) for 1 < g <= max_group query heads per KV head, and a multi-head
     kernel on the CUDA cores (MMHA) with one CTA per query head for g = 1 and for groups too large for XQA."""
     memory_efficiency: float = Field(0.75, gt=0, le=1)      # KV-cache streaming fraction of the serving level
-    split_tokens: float = Field(256.0, ge=16, le=8192)      # KV tokens per CTA in split-KV decode
     tile_cycles: float = Field(200.0, ge=0)                 # per KV tile a CTA walks: load latency, softmax update
     cta_overhead_cycles: float = Field(2000.0, ge=0)        # XQA, per (sequence, KV head, split) CTA: setup, reduce
     cta_dim_cycles: float = Field(5.0, ge=0)                # XQA, per head-dim element of a CTA's K/V tile staging
