@@ -181,7 +181,7 @@ class _Builder:
         m, w = self.m, self.w
         T, h = w.tokens, m.hidden_size
         self.add(norm(T, h, self.act_dtype, name="post_attn_norm"), i)
-        if m.moe and i >= m.moe.first_k_dense:
+        if m.is_moe_layer(i):
             self.moe_block(i)
         else:
             self.dense_mlp("mlp", m.intermediate_size // w.tp, i)

@@ -36,6 +36,7 @@ class MoE(_Spec):
     num_shared_experts: int = Field(default=0, ge=0)
     shared_intermediate_size: int | None = Field(default=None, gt=0)  # per shared expert; default: expert size
     first_k_dense: int = Field(default=0, ge=0)   # leading layers with a dense MLP of `intermediate_size`
+    layer_step: int = Field(default=1, ge=1)      # then every layer_step-th layer is MoE, the rest dense (Llama 4)
     router_bias: bool = False
     expert_bias: bool = False
 
@@ -136,9 +137,15 @@ class ModelSpec(_Spec):
     def is_moe(self) -> bool:
         return self.moe is not None
 
+    def is_moe_layer(self, index: int) -> bool:
+        """Layer `index` (from 0) has routed experts: after the first_k_dense dense layers, every layer_step-th
+        (Hugging Face Llama 4: (i + 1) % interleave_moe_layer_step == 0)."""
+        m = self.moe
+        return m is not None and index >= m.first_k_dense and (index - m.first_k_dense + 1) % m.layer_step == 0
+
     @property
     def num_moe_layers(self) -> int:
-        return self.num_layers - self.moe.first_k_dense if self.moe else 0
+        return sum(self.is_moe_layer(i) for i in range(self.num_layers))
 
     @property
     def num_dense_layers(self) -> int:

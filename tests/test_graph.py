@@ -106,3 +106,12 @@ def test_power_law_routing_skews_load_onto_the_busiest_rank(alpha, tokens, exper
     skewed = MoEExperts(tokens=tokens, hidden=64, inter=64, top_k=top_k, num_experts=experts // 8,
                         total_experts=experts, distribution=alpha)
     assert skewed.local_assignments > balanced.local_assignments  # the busiest rank holds the heaviest expert
+
+
+def test_interleaved_moe_layers_alternate_with_dense_ones():
+    m = load_model("llama-4-maverick")  # interleave_moe_layer_step 2: layers 1, 3, 5, ... carry the experts
+    assert [m.is_moe_layer(i) for i in range(4)] == [False, True, False, True]
+    g = graph.build(m, "decode", batch=1, context=100)
+    moe = [op for op in graph.ops_of(g) if isinstance(op, MoEExperts)]
+    assert len(moe) == m.num_moe_layers == m.num_layers // 2
+    assert 390e9 < m.params_total < 410e9 and 16e9 < m.params_active < 18e9  # Meta: 400B total, 17B active

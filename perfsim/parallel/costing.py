@@ -149,7 +149,7 @@ class Costing:
         if self._kinds is None:
             m, groups = self.model, {}
             for i in range(m.num_layers):
-                key = (i < m.sliding_layers, bool(m.moe) and i >= m.moe.first_k_dense)
+                key = (i < m.sliding_layers, m.is_moe_layer(i))
                 if key not in groups:
                     groups[key] = [i, 0]
                 groups[key][1] += 1
@@ -259,7 +259,7 @@ class Costing:
                     r[1] += tb / 4
                     r[2] += tb / 4
 
-        is_moe = bool(m.moe) and index >= m.moe.first_k_dense
+        is_moe = m.is_moe_layer(index)
         if tp > 1:
             S = s_loc * b * m.hidden_size * 2.0      # one activation tensor of the residual stream, bf16
             d = per_node(1, tp, self.dpn)
