@@ -6,7 +6,8 @@
 2. ML.ENERGY v3 LM-Arena chat: median inter-token latency (one decode step at the measured average batch)
    and energy per output token, the energy coefficients (static W per GPU, dynamic scale) fitted per GPU type
    on a random half (seed 0) and scored on the other half (target MAPE <= 20% each).
---write-fit stores those coefficients in perfsim/serving/energy_fit.yaml for `perfsim serve` to use.
+--write-fit stores those coefficients in perfsim/serving/energy_fit.yaml, and vLLM's host overhead per step and
+sequence in perfsim/serving/host_fit.yaml, for `perfsim serve` to use.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 
 import pandas as pd
 
-from perfsim.serving.validation import validate_mlenergy, validate_silicon, write_energy_fit
+from perfsim.serving.validation import validate_mlenergy, validate_silicon, write_energy_fit, write_host_fit
 
 
 def _pct(x) -> str:
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--profile", default="auto", help="cost-model profile: auto, prior, none or a YAML path")
     parser.add_argument("--ramp", default="0", help="closed-loop start ramp for silicon rows: seconds or auto")
     parser.add_argument("--max-requests", type=int, default=4000, help="requests per silicon row at most")
-    parser.add_argument("--write-fit", action="store_true", help="write perfsim/serving/energy_fit.yaml")
+    parser.add_argument("--write-fit", action="store_true", help="write perfsim/serving/energy_fit.yaml, host_fit.yaml")
     parser.add_argument("--json", help="also write the full report to this JSON file")
     args = parser.parse_args()
     pd.set_option("display.width", 220)
@@ -38,6 +39,11 @@ def main() -> None:
     start = time.perf_counter()
     ramp = args.ramp if args.ramp == "auto" else float(args.ramp)
 
+    mle, fits = validate_mlenergy(profile=args.profile)
+    if args.write_fit and fits:  # before the silicon rows, which use the host-overhead fit
+        write_energy_fit(fits)
+        write_host_fit(mle.scores["host"])
+        print("wrote perfsim/serving/energy_fit.yaml and perfsim/serving/host_fit.yaml\n")
     sil = validate_silicon(max_requests=args.max_requests, profile=args.profile, ramp=ramp)
     print("== aiconfigurator silicon_refs: simulated closed loop vs measured ==")
     if len(sil.rows):
@@ -52,7 +58,6 @@ def main() -> None:
     for reason, n in sil.skipped.items():
         print(f"  skipped {n}: {reason}")
 
-    mle, fits = validate_mlenergy(profile=args.profile)
     print("\n== ML.ENERGY lm-arena-chat: ITL and energy per token ==")
     m = mle.scores
     if len(mle.rows):
@@ -65,16 +70,17 @@ def main() -> None:
             print(f"  fit {gpu}: static {f['static_w']:.1f} W/GPU, dynamic scale {f['dynamic_scale']:.3f} "
                   f"({f['fit_rows']} fit rows) -> energy/token MAPE {_pct(f['energy_mape_test'])} on "
                   f"{f['test_rows']} held-out rows")
+        h = m["host"]
+        print(f"  fit vLLM host overhead: {1e3 * h['step_s']:.2f} ms per step + {1e6 * h['per_seq_s']:.1f} us per "
+              f"sequence ({h['fit_rows']} fit rows, all GPUs); GPU time alone: ITL MAPE "
+              f"{_pct(m.get('itl_gpu_only_mape_test'))} on the held-out half")
     print(f"\nITL MAPE {_pct(m.get('itl_mape_test'))} on the held-out half ({_pct(m.get('itl_mape_all'))} on all "
-          f"{m.get('rows', 0)} rows; not fitted); energy per token MAPE {_pct(m.get('energy_per_token_mape_test'))} "
+          f"{m.get('rows', 0)} rows); energy per token MAPE {_pct(m.get('energy_per_token_mape_test'))} "
           f"on the held-out half; target <= 20% each")
     for reason, n in mle.skipped.items():
         print(f"  skipped {n}: {reason}")
     for note in sil.notes + mle.notes:
         print(f"  note: {note}")
-    if args.write_fit and fits:
-        write_energy_fit(fits)
-        print("wrote perfsim/serving/energy_fit.yaml")
     print(f"\n({time.perf_counter() - start:.1f} s)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -89,6 +89,9 @@ def serve_command(
                                                          help="Token budget per step (default 8192)."),
     gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization",
                                                  help="Share of GPU memory for weights, activations and KV."),
+    engine: str = typer.Option("vllm", "--engine", help="Serving engine whose fitted host overhead per step and "
+                                                        "sequence applies: vllm, trtllm, sglang (none fitted yet: "
+                                                        "zero) or none (GPU time only)."),
     power_limit: str | None = typer.Option(None, "--power-limit", help="Per-GPU power cap, e.g. 330W "
                                                                           "(default: TDP)."),
     price_per_gpu_hour: float | None = typer.Option(None, "--price-per-gpu-hour",
@@ -131,7 +134,7 @@ def serve_command(
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
                    prefill=prefill or None, decode=decode or None, policy=policy, max_num_seqs=max_num_seqs,
                    max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,
-                   power_limit=power_limit, price_per_gpu_hour=price_per_gpu_hour,
+                   engine=engine, power_limit=power_limit, price_per_gpu_hour=price_per_gpu_hour,
                    grid_intensity=DEFAULT_GRID_KG_PER_KWH if grid_intensity is None else grid_intensity, pue=pue,
                    slo_ttft=slo_ttft, slo_tpot=slo_tpot, seed=seed, profile=profile)
     if requests_csv is not None:

@@ -4,9 +4,12 @@ Per GPU and per engine step of length t with dynamic (switching) energy E_dyn fr
 (perfsim.cost.energy: J per FLOP by dtype + J per byte of main memory):
 
   P = P_static + s * E_dyn / t                         (first-order CMOS power: static + switching)
-  power cap L (the device TDP, or --power-limit):  if P > L the clocks throttle until it fits, and with
-  the switching energy of the work unchanged the step stretches to  t' = s * E_dyn / (L - P_static)
-  run energy = sum over steps of (P_static * t' + s * E_dyn) + P_idle * (time the GPU has no work)
+  power cap L (the device TDP, or --power-limit):  if P > L the clocks throttle until it fits. The power
+  above idle, (P_static - P_idle) + s * E_dyn / t, scales with the clock (P ~ f at fixed voltage) while the
+  work's energy stays the same, so the step stretches to
+      t' = max(t, ((P_static - P_idle) * t + s * E_dyn) / (L - P_idle))
+  and costs P_idle * t' + (P_static - P_idle) * t + s * E_dyn;
+  run energy = sum over steps of that + P_idle * (time the GPU has no work)
 
 P_static (W per GPU while it works) and s (a scale on the cost model's switching energy) default to the
 device's idle power and 1; `fit_energy` in the validation module fits them per GPU type on measured
@@ -82,17 +85,30 @@ def energy_params(device: Device, power_limit_w: float | None = None, use_fit: b
     else:
         source = "device spec: idle power as static power, cost-model switching energy"
     cap = min(device.power.tdp, power_limit_w) if power_limit_w else device.power.tdp
-    if cap <= s_w:
-        raise InvalidInputError(f"power-limit: {cap:g} W leaves no headroom above the static power "
-                                f"{s_w:g} W of {device.name}")
+    if cap <= min(device.power.idle, s_w):
+        raise InvalidInputError(f"power-limit: {cap:g} W leaves no headroom above the idle power "
+                                f"{min(device.power.idle, s_w):g} W of {device.name}")
     return EnergyParams(static_w=float(s_w), idle_w=float(min(device.power.idle, s_w)), dynamic_scale=float(scale),
                         cap_w=float(cap), source=str(source))
 
 
+def throttle_coefficients(p: EnergyParams) -> tuple[float, float]:
+    """(a, b) with the capped step time t' = max(t, a * t + b * E_dyn): a = (P_static - P_idle) / (L - P_idle),
+    b = s / (L - P_idle)."""
+    head = p.cap_w - p.idle_w
+    return (p.static_w - p.idle_w) / head, p.dynamic_scale / head
+
+
 def throttle(t_s: float, e_dyn_gpu_j: float, p: EnergyParams) -> float:
-    """Step time under the power cap: t' = max(t, s * E_dyn / (cap - P_static))."""
-    need = p.dynamic_scale * e_dyn_gpu_j / (p.cap_w - p.static_w)
+    """Step time under the power cap (module docstring)."""
+    a, b = throttle_coefficients(p)
+    need = a * t_s + b * e_dyn_gpu_j
     return need if need > t_s else t_s
+
+
+def step_energy(t_s: float, t_capped_s: float, e_dyn_gpu_j: float, p: EnergyParams) -> float:
+    """Joules per GPU of a step that would take t_s unthrottled and took t_capped_s."""
+    return p.idle_w * t_capped_s + (p.static_w - p.idle_w) * t_s + p.dynamic_scale * e_dyn_gpu_j
 
 
 def footprint(energy_j: float, duration_s: float, gpus: int, price_per_gpu_hour: float | None,
@@ -123,7 +139,7 @@ def run_footprint(estimate, steps: int = 1, power_limit: str | float | None = No
     # estimate.energy_j = dynamic + idle * t (perfsim.cost.energy.run_energy); recover the switching part
     dyn_gpu = max(0.0, estimate.energy_j / gpus - device.power.idle * estimate.latency_s)
     t = throttle(estimate.latency_s, dyn_gpu, p)
-    step_j = gpus * (p.static_w * t + p.dynamic_scale * dyn_gpu)
+    step_j = gpus * step_energy(estimate.latency_s, t, dyn_gpu, p)
     step_j = min(step_j, gpus * p.cap_w * t)
     total_j = step_j * steps
     price = price_per_gpu_hour if price_per_gpu_hour is not None else (device.price.per_hour if device.price else None)

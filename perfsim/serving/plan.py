@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from perfsim.errors import InvalidInputError, PerfsimError
 from perfsim.hardware import System, load_hardware
 from perfsim.model import load_model
+from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
 
 OBJECTIVES = ("cost", "energy", "gpus")
 
@@ -105,7 +106,7 @@ def _capacity(dep, isl: int, osl: int, slo_tpot: float | None, max_seqs: int, pr
     cap = capacity_blocks(dep)
     kv_batch = max(1, int(cap["tokens"] // (isl + osl)))
     limit = max(1, min(max_seqs * dep.attn_dp, kv_batch))
-    sm = step_model(dep, DEFAULT_CHUNK_TOKENS * dep.attn_dp, limit, isl + osl, profile)
+    sm = step_model(dep, DEFAULT_CHUNK_TOKENS * dep.attn_dp, limit, isl + osl, profile, host_overhead(DEFAULT_ENGINE))
     ctx = isl + osl / 2.0
     b = limit
     if slo_tpot is not None:
@@ -233,7 +234,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
             p_dep, p_lay, _, _, t_pre = per_layout[pkey]
             d_dep, d_lay, _, d_batch, _ = per_layout[dkey]
             from perfsim.serving.simulate import step_model
-            sm = step_model(d_dep, 8192 * d_dep.attn_dp, d_batch, isl + osl, profile)
+            sm = step_model(d_dep, 8192 * d_dep.attn_dp, d_batch, isl + osl, profile, host_overhead(DEFAULT_ENGINE))
             t_dec = sm.decode(d_batch, isl + osl / 2.0)[0]
             nd = max(1, math.ceil(rate / (d_batch / (max(osl - 1, 1) * t_dec))))
             np_ = max(1, math.ceil(rate * t_pre / 0.7))    # prefill engines at <= 70% busy keep TTFT queueing low

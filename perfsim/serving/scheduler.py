@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-from perfsim.serving.energy import EnergyParams
+from perfsim.serving.energy import EnergyParams, throttle_coefficients
 from perfsim.serving.steptime import StepModel
 
 POLICIES = ("chunked", "continuous", "static")
@@ -34,7 +34,8 @@ POLICIES = ("chunked", "continuous", "static")
 class Engine:
     """State and step logic of one engine; the simulator owns the clock and the request table `R`."""
 
-    __slots__ = ("B", "D", "G", "P", "R", "_throttle", "budget", "busy", "busy_s", "cap", "chunks", "decode_tokens",
+    __slots__ = ("B", "D", "G", "P", "R", "_thr_e", "_thr_t", "budget", "busy", "busy_s", "cap", "chunks",
+                 "decode_tokens",
                  "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
                  "policy", "preemptions", "prefill_tokens", "records", "reserved", "role", "sm", "stack", "step_e",
                  "stall", "step_n", "step_t", "steps", "sumc", "t0", "unthrottled_s", "version", "waiting", "watermark")
@@ -74,7 +75,7 @@ class Engine:
         self.busy_s = 0.0
         self.unthrottled_s = 0.0
         self.dyn_raw = 0.0
-        self._throttle = energy.dynamic_scale / (energy.cap_w - energy.static_w)
+        self._thr_t, self._thr_e = throttle_coefficients(energy)
         self.decode_tokens = 0
         self.prefill_tokens = 0
         self.preemptions = 0
@@ -216,7 +217,7 @@ class Engine:
                 samples += 1
         ctx = (self.sumc / n + self.G) if n else 0.0
         t, e = self.sm.mixed(n, ctx, shapes, samples)
-        need = self._throttle * e   # power cap: the step stretches until its power fits (throttling)
+        need = self._thr_t * t + self._thr_e * e   # power cap: the step stretches until its power fits
         self.busy, self.kind, self.t0, self.k = True, "mixed", now, 1
         self.step_t, self.step_e, self.step_n = t, e, n
         self.dt = need if need > t else t
@@ -244,7 +245,7 @@ class Engine:
         if k_done < k:
             k = k_done
         t, e = self.sm.decode(n, self.sumc / n + G + (k - 1) / 2.0)
-        need = self._throttle * e
+        need = self._thr_t * t + self._thr_e * e
         self.busy, self.kind, self.t0, self.k = True, "decode", now, k
         self.step_t, self.step_e, self.step_n = t, e, n
         self.dt = need if need > t else t

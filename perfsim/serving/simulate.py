@@ -26,6 +26,7 @@ from perfsim.errors import InvalidInputError
 from perfsim.serving import arrivals as arr
 from perfsim.serving import metrics
 from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footprint, parse_power_limit
+from perfsim.serving.host import DEFAULT_ENGINE, HostOverhead, host_overhead
 from perfsim.serving.kvcache import capacity_blocks, check_fits, transfer_time
 from perfsim.serving.scheduler import POLICIES, Engine
 from perfsim.serving.steptime import Deployment, StepModel, make_deployment
@@ -42,7 +43,8 @@ class SchedulerConfig:
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
     watermark: float = 0.01
-    step_overhead_s: float = 0.0
+    step_overhead_s: float = 0.0   # added to the engine's host overhead per step
+    engine: str = DEFAULT_ENGINE   # whose fitted host overhead applies (perfsim.serving.host)
 
     def check(self) -> None:
         if self.policy not in POLICIES:
@@ -53,6 +55,11 @@ class SchedulerConfig:
             raise InvalidInputError(f"max-num-batched-tokens: must be >= 1, got {self.max_num_batched_tokens!r}")
         if self.step_overhead_s < 0:
             raise InvalidInputError(f"step-overhead: must be >= 0 s, got {self.step_overhead_s!r}")
+        host_overhead(self.engine)
+
+    @property
+    def host(self) -> HostOverhead:
+        return host_overhead(self.engine).plus(self.step_overhead_s)
 
 
 class Requests:
@@ -76,15 +83,15 @@ _STEP_CACHE: dict = {}
 
 
 def step_model(dep: Deployment, max_tokens: int, max_seqs: int, max_context: int, profile="auto",
-               overhead_s: float = 0.0, grid: int = 18) -> StepModel:
+               host: HostOverhead | None = None, grid: int = 18) -> StepModel:
     """A StepModel, cached per layout and table extent (plan searches build each one once)."""
     key = (dep.model.model_dump_json(), dep.hardware.model_dump_json(), dep.tp, dep.ep, dep.pp, dep.attn_dp,
-           dep.dtype, dep.weight_dtype, dep.kv_dtype, max_tokens, max_seqs, max_context, str(profile), overhead_s, grid)
+           dep.dtype, dep.weight_dtype, dep.kv_dtype, max_tokens, max_seqs, max_context, str(profile), host, grid)
     sm = _STEP_CACHE.get(key)
     if sm is None:
         if len(_STEP_CACHE) > 256:
             _STEP_CACHE.clear()
-        sm = _STEP_CACHE[key] = StepModel(dep, max_tokens, max_seqs, max_context, profile, overhead_s, grid)
+        sm = _STEP_CACHE[key] = StepModel(dep, max_tokens, max_seqs, max_context, profile, host or HostOverhead(), grid)
     return sm
 
 
@@ -121,7 +128,7 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     cap = capacity_blocks(dep, cfg.block_size, cfg.gpu_memory_utilization, act_tokens)
     check_fits(dep, cap, max_context if role != "prefill" else longest_prompt, flag)
     step_tokens = budget_engine if role != "decode" else max(seqs_engine, min(budget_engine, longest_prompt))
-    sm = step_model(dep, step_tokens, seqs_engine, max_context, profile, cfg.step_overhead_s)
+    sm = step_model(dep, step_tokens, seqs_engine, max_context, profile, cfg.host)
     kw = dict(energy_kw)
     kw["power_limit_w"] = parse_power_limit(kw.pop("power_limit", None), dep.device)
     energy = energy_params(dep.device, **kw)
@@ -275,7 +282,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           prefill: dict | None = None, decode: dict | None = None,
           policy: str = "chunked", max_num_seqs: int = DEFAULT_MAX_SEQS,
           max_num_batched_tokens: int | None = None, block_size: int = 16, gpu_memory_utilization: float = 0.9,
-          step_overhead_s: float = 0.0, power_limit: str | float | None = None,
+          step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE, power_limit: str | float | None = None,
           price_per_gpu_hour: float | None = None, grid_intensity: float = DEFAULT_GRID_KG_PER_KWH,
           pue: float = 1.0, slo_ttft: float | None = None, slo_tpot: float | None = None,
           slo_e2e: float | None = None, seed: int = 0, profile="auto", energy_fit: bool = True,
@@ -288,10 +295,11 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     once, as benchmark clients do; 'auto': one request's expected latency, the staggered steady state).
     disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
     and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs, max_num_batched_tokens, hardware} (a pool on
-    another system makes a mixed fleet; its KV crosses the NICs)."""
+    another system makes a mixed fleet; its KV crosses the NICs). `engine` picks the fitted host overhead per
+    step and sequence (perfsim.serving.host; 'none': GPU time only), `step_overhead_s` adds to it."""
     wall0 = time.perf_counter()
     cfg = SchedulerConfig(policy, max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization,
-                          step_overhead_s=step_overhead_s)
+                          step_overhead_s=step_overhead_s, engine=engine)
     cfg.check()
     modes = [x is not None for x in (concurrency, rate, trace)]
     if sum(modes) != 1:
@@ -402,13 +410,14 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
     summary.update(metrics.goodput(per, osl, makespan, slo_ttft, slo_tpot, slo_e2e))
     summary["goodput"] = summary["goodput_requests_per_s"]
     summary.update(metrics.itl(records))
-    # energy: static while busy + switching, idle power when an engine has no work
+    # energy: idle power all along, the static excess over idle for the unthrottled step time, switching
     total_j = 0.0
     busy = 0.0
     unthrottled = 0.0
     for e in engines:
         p = e.energy
-        total_j += p.static_w * e.gpus * e.busy_s + e.dyn_j + p.idle_w * e.gpus * max(0.0, makespan - e.busy_s)
+        total_j += p.idle_w * e.gpus * max(makespan, e.busy_s) + (p.static_w - p.idle_w) * e.gpus * e.unthrottled_s \
+            + e.dyn_j
         busy += e.busy_s
         unthrottled += e.unthrottled_s
     # price: the given one for every GPU, else each pool's device list price (None if a device has none)
@@ -440,6 +449,7 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
     config = {
         "model": pools[0].dep.model.name, "hardware": getattr(pools[0].dep.hardware, "name", ""),
         "num_gpus": num_gpus, "workload": w.kind, "concurrency": w.concurrency, "policy": cfg.policy,
+        "engine": cfg.engine, "host_overhead": {"step_s": cfg.host.step_s, "per_seq_s": cfg.host.per_seq_s},
         "max_num_seqs": cfg.max_num_seqs, "max_num_batched_tokens": engines[0].budget,
         "block_size": cfg.block_size, "gpu_memory_utilization": cfg.gpu_memory_utilization,
         "pools": [{"role": p.role, "layout": p.dep.label(), "gpus": p.gpus, "replicas": p.replicas,

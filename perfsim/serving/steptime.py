@@ -2,7 +2,7 @@
 
 One engine step (a forward pass of a continuous-batching server) on one GPU rank takes
 
-  t = lin(T) + head(S) + attn_dec(n, c) + sum_j attn_pre(q_j, kv_j) + t_p2p(T) + t_overhead
+  t = lin(T) + head(S) + attn_dec(n, c) + sum_j attn_pre(q_j, kv_j) + t_p2p(T) + t_host(n + prompts)
 
   lin(T)        every op whose size grows with the T tokens of the step (GEMMs, MoE experts, norms,
                 collectives), summed over the layers: from the operator graph of the model, costed by
@@ -11,6 +11,7 @@ One engine step (a forward pass of a continuous-batching server) on one GPU rank
   attn_dec      decode attention of n sequences at mean context c (2-D table over n and c)
   attn_pre      prefill attention of one chunk of q new tokens whose last key is kv (2-D table)
   t_p2p         pipeline parallel: (pp - 1) activation sends of T x hidden between stages
+  t_host        the engine's host overhead per step and per sequence in it (perfsim.serving.host)
 
 and the same sums of the ops' dynamic energy give the step's switching energy per GPU. Between grid
 points values are linear in the table's coordinates (op times are close to affine between them).
@@ -39,6 +40,7 @@ from perfsim.errors import InvalidInputError
 from perfsim.hardware import Device, Hardware, System, load_device, load_hardware
 from perfsim.model import ModelSpec, load_model
 from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op
+from perfsim.serving.host import HostOverhead
 
 # A prime that no model dimension equals: the graph is built once at this token count and each op's
 # token dimension is found by it and rescaled (no graph rebuild per grid point).
@@ -219,7 +221,7 @@ class StepModel:
     max_seqs: int
     max_context: int
     profile: object = "auto"
-    overhead_s: float = 0.0
+    host: HostOverhead = field(default_factory=HostOverhead)
     grid: int = 18
     tables: dict = field(default_factory=dict)
 
@@ -348,7 +350,7 @@ class StepModel:
     DIRECT_MAX = 16384  # token and sequence counts up to this are looked up in precomputed lists
 
     def _direct(self) -> None:
-        """Per-integer lookups: lin + head (+ overhead) of a decode step of n sequences, lin of T tokens."""
+        """Per-integer lookups: lin + head + host of a decode step of n sequences, lin + fixed host of T tokens."""
         n_seq = min(self.DIRECT_MAX, max(self.seq) + 1)
         n_tok = min(self.DIRECT_MAX, max(self.tok) + 1)
         seqs = np.arange(n_seq, dtype=float)
@@ -357,10 +359,10 @@ class StepModel:
         lin_de = np.interp(seqs, self.tok, self._lin_dec_e)
         head_t = np.interp(seqs, self.seq, self._head_t)
         head_e = np.interp(seqs, self.seq, self._head_e)
-        self._dec_base_t = (lin_dt + head_t + self.overhead_s).tolist()
+        self._dec_base_t = (lin_dt + head_t + self.host.step_s + self.host.per_seq_s * seqs).tolist()
         self._dec_base_e = (lin_de + head_e).tolist()
         self._head_t_n, self._head_e_n = head_t.tolist(), head_e.tolist()
-        self._pre_t_n = (np.interp(toks, self.tok, self._lin_pre_t) + self.overhead_s).tolist()
+        self._pre_t_n = (np.interp(toks, self.tok, self._lin_pre_t) + self.host.step_s).tolist()
         self._pre_e_n = np.interp(toks, self.tok, self._lin_pre_e).tolist()
         self._rows: dict[int, tuple[list[float], list[float]]] = {}
 
@@ -390,7 +392,7 @@ class StepModel:
         at, ae = self._attn_dec(nr, ctx_mean)
         if nr < len(self._dec_base_t):
             return self._dec_base_t[nr] + at, self._dec_base_e[nr] + ae
-        t = _interp1(self._tok, self._lin_dec_t, nr) + _interp1(self._seq, self._head_t, nr) + self.overhead_s
+        t = _interp1(self._tok, self._lin_dec_t, nr) + _interp1(self._seq, self._head_t, nr) + self.host.time(nr)
         e = _interp1(self._tok, self._lin_dec_e, nr) + _interp1(self._seq, self._head_e, nr)
         return t + at, e + ae
 
@@ -405,8 +407,10 @@ class StepModel:
         if tr < len(self._pre_t_n):
             t, e = self._pre_t_n[tr], self._pre_e_n[tr]
         else:
-            t = _interp1(self._tok, self._lin_pre_t, tr) + self.overhead_s
+            t = _interp1(self._tok, self._lin_pre_t, tr) + self.host.step_s
             e = _interp1(self._tok, self._lin_pre_e, tr)
+        seqs = n + len(chunks)
+        t += self.host.per_seq_s * (-(-seqs // adp) if adp > 1 else seqs)
         if samples:
             sr = -(-samples // adp) if adp > 1 else samples
             if sr < len(self._head_t_n):

@@ -8,9 +8,10 @@ simulated mean TTFT and TPOT are compared with the measured ones.
 
 ML.ENERGY v3 LM-Arena chat (vLLM on H100 and B200): per configuration the median inter-token latency
 (ITL) and energy per output token at the measured average batch. ITL is predicted as one decode step at
-the average batch and the mean context (an assumed prompt length plus half the average output);
-energy per token is (n_gpu * P_static * ITL + s * E_dyn) / batch with P_static and s fitted per GPU type
-on a random half of the rows (seed 0) and scored on the other half.
+the average batch and the mean context (an assumed prompt length plus half the average output), plus
+vLLM's host overhead per step and per sequence (perfsim.serving.host) fitted on a random half of the rows
+(seed 0); energy per token is (n_gpu * P_static * ITL + s * E_dyn) / batch with P_static and s fitted per
+GPU type on the same half. Both are scored on the other half.
 
 Rows whose model or system perfsim lacks are skipped and counted, with the reason.
 """
@@ -25,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from perfsim.errors import PerfsimError
+from perfsim.serving.host import FIT_FILE as HOST_FIT_FILE
+from perfsim.serving.host import HostOverhead, fitted_engines, reload_fits
 
 # Hugging Face model id -> perfsim model (same architecture; fine-tunes and re-releases map to their base)
 HF_MODELS = {
@@ -57,7 +60,8 @@ AIC_PRECISION = {"fp8": "fp8", "fp4": "fp4", "bf16": "bf16", "fp16": "fp16"}
 # LM-Arena chat prompts: the data set gives no input length; an assumed mean prompt (conversation) length.
 MLE_ASSUMED_ISL = 512
 TARGET_MAPE = 0.20
-SPLIT = "random half of the rows per GPU type (seed 0) to fit the energy coefficients, the other half scored"
+SPLIT = "random half of the rows (seed 0) to fit the energy coefficients (per GPU type) and vLLM's host " \
+        "overhead (all GPUs), the other half scored"
 
 
 def mape(pred, meas) -> float:
@@ -103,7 +107,9 @@ def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto", ramp=0.0
     from perfsim.model import load_model
     moe = load_model(model).moe is not None
     n_req = int(min(max_requests, max(10 * (conc or 1), 64)))
-    common = dict(dtype=dtype, isl=isl, osl=osl, num_requests=n_req, profile=profile, timeline_bins=1, ramp=ramp)
+    engine = str(r["backend"]).lower() if str(r["backend"]).lower() in fitted_engines() else "none"
+    common = dict(dtype=dtype, isl=isl, osl=osl, num_requests=n_req, profile=profile, timeline_bins=1, ramp=ramp,
+                  engine=engine)
     if r["mode"] == "disagg":
         def layout(prefix):
             tp = _int(r[f"{prefix}_tp_size"])
@@ -180,7 +186,9 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int = 4000
     return ServingReport(out, scores, skipped, [
         "closed loop at the row's concurrency, fixed input/output lengths, mean TTFT and TPOT over all requests",
         f"requests per row: 10 x concurrency, at most {max_requests}",
-        "precision fp8/fp4: weights and GEMMs in that format, KV cache in bf16"])
+        "precision fp8/fp4: weights and GEMMs in that format, KV cache in bf16",
+        f"host overhead: the fitted one for {', '.join(fitted_engines()) or 'no engine'} rows, none for other "
+        f"engines (no data to fit theirs)"])
 
 
 # ------------------------------------------------------------------------------ ML.ENERGY
@@ -197,8 +205,8 @@ def _mle_deployment(r: pd.Series):
 
 def mlenergy_predictions(frame: pd.DataFrame | None = None, profile="auto", isl: int = MLE_ASSUMED_ISL,
                          progress=None) -> tuple[pd.DataFrame, dict]:
-    """Per supported row: predicted ITL (one decode step at the average batch) and the step's switching
-    energy, beside the measurements."""
+    """Per supported row: predicted ITL (one decode step at the average batch; GPU time only, no host
+    overhead) and the step's switching energy, beside the measurements."""
     from perfsim import measured
     from perfsim.serving.simulate import step_model
     df = measured.load("mlenergy-lm-arena-chat") if frame is None else frame
@@ -231,18 +239,27 @@ def mlenergy_predictions(frame: pd.DataFrame | None = None, profile="auto", isl:
         if progress:
             progress(f"{r['model_id']} {r['gpu']} b={r['max_num_seqs']}")
         seqs = widest[(dep.model.name, dep.device.name, dep.label(), dep.dtype)]
-        sm = step_model(dep, max(seqs, 8192), seqs, isl + 4096, profile, 0.0, 14)
+        sm = step_model(dep, max(seqs, 8192), seqs, isl + 4096, profile, grid=14)
         b = max(1, int(round(float(r["avg_batch_size"]))))
         ctx = isl + float(r["avg_output_len"]) / 2.0
         t, e_gpu = sm.decode(b, ctx)
         rows.append({"config_index": int(r["config_index"]), "model": dep.model.name, "model_id": r["model_id"],
                      "gpu": r["gpu"], "num_gpus": dep.gpus, "layout": dep.label(), "dtype": dep.dtype,
-                     "max_num_seqs": int(r["max_num_seqs"]), "batch": b, "context": ctx,
-                     "itl_measured_s": float(r["median_itl_s"]), "itl_predicted_s": t,
+                     "max_num_seqs": int(r["max_num_seqs"]), "batch": b, "seqs_per_rank": -(-b // dep.attn_dp),
+                     "context": ctx, "itl_measured_s": float(r["median_itl_s"]), "itl_gpu_s": t, "itl_predicted_s": t,
                      "energy_per_token_measured_j": float(r["energy_per_token_j"]),
                      "avg_power_measured_w": float(r["avg_power_w"]),
                      "step_dynamic_j": e_gpu * dep.gpus})
     return pd.DataFrame(rows), skipped
+
+
+def fit_host(rows: pd.DataFrame) -> HostOverhead:
+    """Non-negative least squares on relative error: ITL ~ t_gpu + step_s + per_seq_s * n (n per rank)."""
+    from scipy.optimize import nnls
+    y = rows.itl_measured_s.to_numpy()
+    n = rows.seqs_per_rank.to_numpy(float)
+    coef, _ = nnls(np.column_stack([1.0 / y, n / y]), 1.0 - rows.itl_gpu_s.to_numpy() / y)
+    return HostOverhead(float(coef[0]), float(coef[1]))
 
 
 def fit_energy(rows: pd.DataFrame) -> tuple[float, float]:
@@ -257,12 +274,18 @@ def fit_energy(rows: pd.DataFrame) -> tuple[float, float]:
 
 def validate_mlenergy(frame: pd.DataFrame | None = None, profile="auto", seed: int = 0,
                       isl: int = MLE_ASSUMED_ISL, progress=None) -> tuple[ServingReport, dict]:
-    """Returns the report and the fitted coefficients per GPU {gpu: {static_w, dynamic_scale, ...}}."""
+    """Returns the report and the energy fits per GPU {gpu: {static_w, dynamic_scale, ...}}; the host-overhead
+    fit is in the report's scores ("host")."""
     rows, skipped = mlenergy_predictions(frame, profile, isl, progress)
     fits = {}
     if len(rows):
         rng = np.random.default_rng(seed)
         rows["split"] = np.where(rng.random(len(rows)) < 0.5, "fit", "test")
+        host = fit_host(rows[rows.split == "fit"])
+        rows["itl_predicted_s"] = rows.itl_gpu_s + host.step_s + host.per_seq_s * rows.seqs_per_rank
+        test = rows[rows.split == "test"]
+        host_fit = {"step_s": host.step_s, "per_seq_s": host.per_seq_s, "fit_rows": int((rows.split == "fit").sum()),
+                    "test_rows": int(len(test)), "itl_mape_test": mape(test.itl_predicted_s, test.itl_measured_s)}
         rows["energy_per_token_predicted_j"] = np.nan
         for gpu, g in rows.groupby("gpu"):
             train = g[g.split == "fit"]
@@ -286,23 +309,18 @@ def validate_mlenergy(frame: pd.DataFrame | None = None, profile="auto", seed: i
                   "itl_mape_all": mape(rows.itl_predicted_s, rows.itl_measured_s),
                   "energy_per_token_mape_test": mape(test.energy_per_token_predicted_j,
                                                      test.energy_per_token_measured_j),
+                  "itl_gpu_only_mape_test": mape(test.itl_gpu_s, test.itl_measured_s),
                   "avg_power_mape_test": mape(test.avg_power_predicted_w, test.avg_power_measured_w),
-                  "target_mape": TARGET_MAPE, "fits": fits}
+                  "target_mape": TARGET_MAPE, "fits": fits, "host": host_fit}
     notes = [f"ITL: one decode step at the measured average batch, context = {isl} (assumed prompt) + "
-             f"average output / 2", "energy: " + SPLIT, "avg power follows from energy per token x batch / ITL"]
+             f"average output / 2, plus vLLM's host overhead per step and sequence", "fits: " + SPLIT,
+             "avg power follows from energy per token x batch / ITL"]
     return ServingReport(rows, scores, skipped, notes), fits
 
 
 def write_energy_fit(fits: dict, path=None, source_note: str = "") -> None:
     """Write fitted (static_w, dynamic_scale) per device for serving runs to use (atomic replace)."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    import yaml
-
     from perfsim.serving.energy import FIT_FILE
-    path = Path(path or FIT_FILE)
     doc = {"about": "Energy coefficients per GPU for perfsim.serving, fitted by "
                     "perfsim.serving.validation.validate_mlenergy (benchmarks/serving_validation.py --write-fit). "
                     "P = static_w + dynamic_scale * E_dyn / t per GPU while it runs steps.",
@@ -311,6 +329,30 @@ def write_energy_fit(fits: dict, path=None, source_note: str = "") -> None:
                                        f"seed 0); energy/token MAPE {100 * f['energy_mape_test']:.1f}% on the "
                                        f"other {f['test_rows']}{source_note}"}
                        for gpu, f in sorted(fits.items())}}
+    _write_yaml(doc, path or FIT_FILE)
+
+
+def write_host_fit(host: dict, path=None) -> None:
+    """Write vLLM's fitted host overhead for serving runs to use (atomic replace)."""
+    doc = {"about": "Host overhead per engine step for perfsim.serving (perfsim/serving/host.py): t_host = step_s + "
+                    "per_seq_s * sequences in the step, fitted by perfsim.serving.validation.validate_mlenergy "
+                    "(benchmarks/serving_validation.py --write-fit).",
+           "engines": {"vllm": {"step_s": float(f"{host['step_s']:.4g}"),
+                                "per_seq_s": float(f"{host['per_seq_s']:.4g}"),
+                                "source": f"fitted on ML.ENERGY v3 lm-arena-chat, vLLM on H100 and B200 "
+                                          f"({host['fit_rows']} rows, random half, seed 0); ITL MAPE "
+                                          f"{100 * host['itl_mape_test']:.1f}% on the other {host['test_rows']}"}}}
+    _write_yaml(doc, path or HOST_FIT_FILE)
+    reload_fits()
+
+
+def _write_yaml(doc: dict, path) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(suffix=".yaml", dir=path.parent)
     with os.fdopen(fd, "w") as fh:
         yaml.safe_dump(doc, fh, sort_keys=False)
