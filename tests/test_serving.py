@@ -240,3 +240,83 @@ def test_validation_floors():
     assert sil.scores["rows"] >= 15 and sil.scores["tpot_mape"] < 0.6
     assert mle.scores["itl_mape_test"] < 0.6 and mle.scores["energy_per_token_mape_test"] < 0.6
     assert set(fits) == {"h100-sxm", "b200"}
+
+
+def test_host_overhead_adds_per_step_and_per_sequence():
+    from perfsim.serving.host import HostOverhead, host_overhead
+    dep = make_deployment("llama-3.1-8b", "h100-sxm")
+    bare = StepModel(dep, max_tokens=2048, max_seqs=128, max_context=2048, profile="none")
+    host = HostOverhead(step_s=1e-3, per_seq_s=50e-6)
+    loaded = StepModel(dep, max_tokens=2048, max_seqs=128, max_context=2048, profile="none", host=host)
+    for n in (1, 37, 128):
+        assert loaded.decode(n, 500)[0] - bare.decode(n, 500)[0] == pytest.approx(host.time(n), rel=1e-9)
+    mixed = loaded.mixed(10, 500, [(256, 256)], 11)[0] - bare.mixed(10, 500, [(256, 256)], 11)[0]
+    assert mixed == pytest.approx(host.time(11), rel=1e-9)
+    assert host_overhead("none") == HostOverhead()
+    with pytest.raises(InvalidInputError, match="engine"):
+        host_overhead("tgi")
+    with pytest.raises(InvalidInputError, match="host overhead"):
+        HostOverhead(per_seq_s=-1.0)
+
+
+def test_fit_host_recovers_known_coefficients():
+    import pandas as pd
+
+    from perfsim.serving.validation import fit_host
+    rng = np.random.default_rng(1)
+    n = rng.integers(1, 512, 60)
+    gpu = rng.uniform(5e-3, 50e-3, 60)
+    rows = pd.DataFrame({"seqs_per_rank": n, "itl_gpu_s": gpu, "itl_measured_s": gpu + 2e-3 + 30e-6 * n})
+    host = fit_host(rows)
+    assert host.step_s == pytest.approx(2e-3, rel=1e-6) and host.per_seq_s == pytest.approx(30e-6, rel=1e-6)
+
+
+def test_engine_none_is_gpu_time_only():
+    common = dict(**SMALL, isl=256, osl=64, concurrency=32, num_requests=64)
+    bare = serve(**common, engine="none").summary
+    vllm = serve(**common, engine="vllm").summary
+    assert vllm["tpot_s"] >= bare["tpot_s"]
+
+
+def test_power_cap_below_the_busy_static_power_still_throttles():
+    common = dict(**SMALL, isl=256, osl=64, concurrency=16, num_requests=48, energy_fit=False, dynamic_scale=1.0)
+    free = serve(**common, static_w=400.0).summary
+    capped = serve(**common, static_w=400.0, power_limit="300W").summary
+    assert capped["avg_power_per_gpu_w"] <= 300.0 + 1e-6
+    assert capped["tpot_s"] > free["tpot_s"]
+
+
+def test_speculation_expected_tokens_and_bad_rates():
+    from perfsim.serving.speculative import Speculation, speculation
+    assert Speculation().tokens_per_step == 1.0
+    assert speculation(2, "0.8,0.5").tokens_per_step == pytest.approx(1 + 0.8 + 0.8 * 0.5)
+    assert speculation(3, 0.5).acceptance == (0.5, 0.5, 0.5)
+    for k, rates, flag in ((1, "1.5", "spec-accept"), (2, "0.5,0.5,0.5", "spec-accept"), (99, None, "spec-tokens"),
+                           (1, "x", "spec-accept")):
+        with pytest.raises(InvalidInputError, match=flag):
+            speculation(k, rates)
+
+
+def test_speculative_decoding_speeds_up_small_batches_only_when_drafts_are_accepted():
+    common = dict(model="deepseek-v3", hardware="hgx-h200", num_gpus=8, tp=8, ep=8, dtype="fp8", isl=512, osl=256,
+                  concurrency=8, num_requests=16, engine="none")
+    plain = serve(**common)
+    good = serve(**common, spec_tokens=1, spec_accept=0.9)
+    useless = serve(**common, spec_tokens=1, spec_accept=0.0)
+    for res in (good, useless):
+        _check_invariants(res)
+    assert good.summary["tpot_s"] < plain.summary["tpot_s"]
+    assert useless.summary["tpot_s"] > plain.summary["tpot_s"]   # the drafts cost time and buy nothing
+    assert good.config["speculative"]["tokens_per_step"] == pytest.approx(1.9)
+
+
+def test_cli_engine_and_speculation_flags(capsys):
+    code, out, _ = _cli(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--isl", "128", "--osl", "16",
+                         "-c", "4", "-N", "8", "--engine", "none", "--spec-tokens", "2", "--spec-accept", "0.7,0.4",
+                         "--json"], capsys)
+    assert code == 0
+    cfg = json.loads(out)["config"]
+    assert cfg["engine"] == "none" and cfg["speculative"]["acceptance"] == [0.7, 0.4]
+    for argv, flag in ((["--engine", "tgi"], "engine"), (["--spec-tokens", "1", "--spec-accept", "2"], "spec-accept")):
+        code, _, err = _cli(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "-c", "1", *argv], capsys)
+        assert code == 2 and flag in err and "Traceback" not in err

@@ -92,6 +92,11 @@ def serve_command(
     engine: str = typer.Option("vllm", "--engine", help="Serving engine whose fitted host overhead per step and "
                                                         "sequence applies: vllm, trtllm, sglang (none fitted yet: "
                                                         "zero) or none (GPU time only)."),
+    spec_tokens: int = typer.Option(0, "--spec-tokens", help="Speculative decoding: draft tokens per step "
+                                                              "(MTP / draft heads; 0: off)."),
+    spec_accept: str | None = typer.Option(None, "--spec-accept",
+                                           help="Acceptance rate of each draft token given the ones before, e.g. "
+                                                "0.85,0.3 (one value: all; default 0.85, DeepSeek-V3's MTP)."),
     power_limit: str | None = typer.Option(None, "--power-limit", help="Per-GPU power cap, e.g. 330W "
                                                                           "(default: TDP)."),
     price_per_gpu_hour: float | None = typer.Option(None, "--price-per-gpu-hour",
@@ -134,7 +139,8 @@ def serve_command(
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
                    prefill=prefill or None, decode=decode or None, policy=policy, max_num_seqs=max_num_seqs,
                    max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,
-                   engine=engine, power_limit=power_limit, price_per_gpu_hour=price_per_gpu_hour,
+                   engine=engine, spec_tokens=spec_tokens, spec_accept=spec_accept, power_limit=power_limit,
+                   price_per_gpu_hour=price_per_gpu_hour,
                    grid_intensity=DEFAULT_GRID_KG_PER_KWH if grid_intensity is None else grid_intensity, pue=pue,
                    slo_ttft=slo_ttft, slo_tpot=slo_tpot, seed=seed, profile=profile)
     if requests_csv is not None:

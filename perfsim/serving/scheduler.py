@@ -17,7 +17,8 @@ to be prefilled again with the tokens it had generated).
 Decode-only steps are fast-forwarded: while nothing but decoding happens (no admission possible, no prompt
 in progress) k identical steps run as one event, k bounded by the next completion and by the KV cache; an
 arrival during such a run cuts it at the step boundary that follows. Sequences' contexts are kept as
-c_i + G (G counts the engine's decode steps), so a run costs O(1) whatever the batch.
+c_i + tau * G (G counts the engine's decode steps, tau the tokens a sequence gains per step: 1, or the expected
+accepted length with speculative decoding), so a run costs O(1) whatever the batch.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Engine:
                  "decode_tokens",
                  "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
                  "policy", "preemptions", "prefill_tokens", "records", "reserved", "role", "sm", "stack", "step_e",
-                 "stall", "step_n", "step_t", "steps", "sumc", "t0", "unthrottled_s", "version", "waiting", "watermark")
+                 "stall", "step_n", "step_t", "steps", "sumc", "t0", "tau", "unthrottled_s", "version", "waiting",
+                 "watermark")
 
     def __init__(self, idx: int, role: str, policy: str, sm: StepModel, capacity_blocks: int, block_size: int,
                  max_seqs: int, token_budget: int, energy: EnergyParams, gpus: int, req, watermark: float = 0.01):
@@ -54,12 +56,15 @@ class Engine:
         self.waiting: deque[int] = deque()
         self.P: list[int] = []            # prompts in progress (hold their prompt's blocks)
         self.reserved = 0                 # blocks held by P
-        self.D: dict[int, int] = {}       # decoding sequences: rid -> c (context = c + G)
+        self.D: dict[int, int] = {}       # decoding sequences: rid -> c (context = c + tau * G)
         self.done_at: dict[int, int] = {}
         self.heap: list[tuple[int, int]] = []
         self.stack: list[int] = []        # admission order (preemption victims from the top)
         self.G = 0
         self.sumc = 0
+        # tokens a decoding sequence gains per step: 1, or the expected accepted length with speculation;
+        # a sequence's context is c + tau * G
+        self.tau = sm.spec.tokens_per_step if sm.spec.active else 1
         # the step in flight
         self.busy = False
         self.kind = ""
@@ -90,12 +95,12 @@ class Engine:
         """An upper bound on the blocks held (exact for P; sum ceil(L/B) <= sum L/B + n for D)."""
         n = len(self.D)
         g = self.G if g is None else g
-        return int((self.sumc + n * g) // self.B) + n + self.reserved
+        return int((self.sumc + n * g * self.tau) // self.B) + n + self.reserved
 
     def blocks_exact(self, g: int | None = None) -> int:
-        g = self.G if g is None else g
+        g = (self.G if g is None else g) * self.tau
         B = self.B
-        return sum((c + g + B - 1) // B for c in self.D.values()) + self.reserved
+        return int(sum((c + g + B - 1) // B for c in self.D.values())) + self.reserved
 
     def load(self) -> int:
         return len(self.D) + len(self.P) + len(self.waiting)
@@ -108,7 +113,7 @@ class Engine:
                 c = self.D.pop(rid)
                 self.sumc -= c
                 del self.done_at[rid]
-                R.prompt[rid] = c + self.G       # recompute prompt + generated tokens
+                R.prompt[rid] = int(c + self.tau * self.G)  # recompute prompt + generated tokens
                 R.done_pf[rid] = 0
                 R.preempted[rid] += 1
                 self.preemptions += 1
@@ -153,10 +158,10 @@ class Engine:
 
     def _join(self, rid: int) -> None:
         R = self.R
-        c = R.prompt[rid] - self.G
+        c = R.prompt[rid] - self.tau * self.G
         self.D[rid] = c
         self.sumc += c
-        done = self.G + R.remaining[rid]
+        done = self.G + (R.remaining[rid] if self.tau == 1 else -int(-R.remaining[rid] // self.tau))
         self.done_at[rid] = done
         heapq.heappush(self.heap, (done, rid))
         self.stack.append(rid)
@@ -215,7 +220,7 @@ class Engine:
             shapes.append((q, end))
             if end >= R.prompt[rid]:
                 samples += 1
-        ctx = (self.sumc / n + self.G) if n else 0.0
+        ctx = (self.sumc / n + self.tau * self.G) if n else 0.0
         t, e = self.sm.mixed(n, ctx, shapes, samples)
         need = self._thr_t * t + self._thr_e * e   # power cap: the step stretches until its power fits
         self.busy, self.kind, self.t0, self.k = True, "mixed", now, 1
@@ -230,7 +235,7 @@ class Engine:
         n = len(D)
         G = self.G
         # KV: the largest run whose growth fits under the bound sum ceil(L/B) <= sum L/B + n
-        k = ((self.cap - n - self.reserved) * self.B - self.sumc - n * G) // n
+        k = int(((self.cap - n - self.reserved) * self.B - self.sumc - n * G * self.tau) // (n * self.tau))
         if k < 1:
             k = 1
             while D and self.blocks_exact(G + 1) > self.cap:
@@ -244,7 +249,7 @@ class Engine:
         k_done = heap[0][0] - G
         if k_done < k:
             k = k_done
-        t, e = self.sm.decode(n, self.sumc / n + G + (k - 1) / 2.0)
+        t, e = self.sm.decode(n, self.sumc / n + self.tau * (G + (k - 1) / 2.0))
         need = self._thr_t * t + self._thr_e * e
         self.busy, self.kind, self.t0, self.k = True, "decode", now, k
         self.step_t, self.step_e, self.step_n = t, e, n
@@ -310,7 +315,7 @@ class Engine:
             self.chunks = []
             self.prefill_tokens += pf_tokens
         nd = len(self.D)
-        used = int((self.sumc + nd * self.G) // self.B) + nd + self.reserved
+        used = int((self.sumc + nd * self.G * self.tau) // self.B) + nd + self.reserved
         if used > self.cap:  # the bound overshoots: count exactly
             used = self.blocks_exact()
         if used > self.peak_blocks:

@@ -29,6 +29,7 @@ from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footp
 from perfsim.serving.host import DEFAULT_ENGINE, HostOverhead, host_overhead
 from perfsim.serving.kvcache import capacity_blocks, check_fits, transfer_time
 from perfsim.serving.scheduler import POLICIES, Engine
+from perfsim.serving.speculative import Speculation, speculation
 from perfsim.serving.steptime import Deployment, StepModel, make_deployment
 
 DEFAULT_CHUNK_TOKENS = 8192   # vLLM V1 API server default max_num_batched_tokens
@@ -45,6 +46,7 @@ class SchedulerConfig:
     watermark: float = 0.01
     step_overhead_s: float = 0.0   # added to the engine's host overhead per step
     engine: str = DEFAULT_ENGINE   # whose fitted host overhead applies (perfsim.serving.host)
+    spec: Speculation = field(default_factory=Speculation)  # speculative decoding (draft tokens, acceptance)
 
     def check(self) -> None:
         if self.policy not in POLICIES:
@@ -83,15 +85,16 @@ _STEP_CACHE: dict = {}
 
 
 def step_model(dep: Deployment, max_tokens: int, max_seqs: int, max_context: int, profile="auto",
-               host: HostOverhead | None = None, grid: int = 18) -> StepModel:
+               host: HostOverhead | None = None, grid: int = 18, spec: Speculation | None = None) -> StepModel:
     """A StepModel, cached per layout and table extent (plan searches build each one once)."""
     key = (dep.model.model_dump_json(), dep.hardware.model_dump_json(), dep.tp, dep.ep, dep.pp, dep.attn_dp,
-           dep.dtype, dep.weight_dtype, dep.kv_dtype, max_tokens, max_seqs, max_context, str(profile), host, grid)
+           dep.dtype, dep.weight_dtype, dep.kv_dtype, max_tokens, max_seqs, max_context, str(profile), host, grid, spec)
     sm = _STEP_CACHE.get(key)
     if sm is None:
         if len(_STEP_CACHE) > 256:
             _STEP_CACHE.clear()
-        sm = _STEP_CACHE[key] = StepModel(dep, max_tokens, max_seqs, max_context, profile, host or HostOverhead(), grid)
+        sm = _STEP_CACHE[key] = StepModel(dep, max_tokens, max_seqs, max_context, profile, host or HostOverhead(), grid,
+                                          spec or Speculation())
     return sm
 
 
@@ -128,7 +131,8 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     cap = capacity_blocks(dep, cfg.block_size, cfg.gpu_memory_utilization, act_tokens)
     check_fits(dep, cap, max_context if role != "prefill" else longest_prompt, flag)
     step_tokens = budget_engine if role != "decode" else max(seqs_engine, min(budget_engine, longest_prompt))
-    sm = step_model(dep, step_tokens, seqs_engine, max_context, profile, cfg.host)
+    step_tokens = max(step_tokens, seqs_engine * (1 + cfg.spec.draft_tokens))
+    sm = step_model(dep, step_tokens, seqs_engine, max_context, profile, cfg.host, spec=cfg.spec)
     kw = dict(energy_kw)
     kw["power_limit_w"] = parse_power_limit(kw.pop("power_limit", None), dep.device)
     energy = energy_params(dep.device, **kw)
@@ -282,7 +286,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           prefill: dict | None = None, decode: dict | None = None,
           policy: str = "chunked", max_num_seqs: int = DEFAULT_MAX_SEQS,
           max_num_batched_tokens: int | None = None, block_size: int = 16, gpu_memory_utilization: float = 0.9,
-          step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE, power_limit: str | float | None = None,
+          step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE,
+          spec_tokens: int = 0, spec_accept: str | float | list | None = None, power_limit: str | float | None = None,
           price_per_gpu_hour: float | None = None, grid_intensity: float = DEFAULT_GRID_KG_PER_KWH,
           pue: float = 1.0, slo_ttft: float | None = None, slo_tpot: float | None = None,
           slo_e2e: float | None = None, seed: int = 0, profile="auto", energy_fit: bool = True,
@@ -296,10 +301,13 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
     and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs, max_num_batched_tokens, hardware} (a pool on
     another system makes a mixed fleet; its KV crosses the NICs). `engine` picks the fitted host overhead per
-    step and sequence (perfsim.serving.host; 'none': GPU time only), `step_overhead_s` adds to it."""
+    step and sequence (perfsim.serving.host; 'none': GPU time only), `step_overhead_s` adds to it.
+    spec_tokens > 0 turns on speculative decoding with that many draft tokens per step, accepted at the rates
+    `spec_accept` ('0.85,0.3' or one rate for all; perfsim.serving.speculative)."""
     wall0 = time.perf_counter()
     cfg = SchedulerConfig(policy, max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization,
-                          step_overhead_s=step_overhead_s, engine=engine)
+                          step_overhead_s=step_overhead_s, engine=engine,
+                          spec=speculation(spec_tokens, spec_accept))
     cfg.check()
     modes = [x is not None for x in (concurrency, rate, trace)]
     if sum(modes) != 1:
@@ -450,6 +458,8 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
         "model": pools[0].dep.model.name, "hardware": getattr(pools[0].dep.hardware, "name", ""),
         "num_gpus": num_gpus, "workload": w.kind, "concurrency": w.concurrency, "policy": cfg.policy,
         "engine": cfg.engine, "host_overhead": {"step_s": cfg.host.step_s, "per_seq_s": cfg.host.per_seq_s},
+        "speculative": {"draft_tokens": cfg.spec.draft_tokens, "acceptance": list(cfg.spec.acceptance),
+                        "tokens_per_step": cfg.spec.tokens_per_step},
         "max_num_seqs": cfg.max_num_seqs, "max_num_batched_tokens": engines[0].budget,
         "block_size": cfg.block_size, "gpu_memory_utilization": cfg.gpu_memory_utilization,
         "pools": [{"role": p.role, "layout": p.dep.label(), "gpus": p.gpus, "replicas": p.replicas,

@@ -13,6 +13,11 @@ One engine step (a forward pass of a continuous-batching server) on one GPU rank
   t_p2p         pipeline parallel: (pp - 1) activation sends of T x hidden between stages
   t_host        the engine's host overhead per step and per sequence in it (perfsim.serving.host)
 
+With speculative decoding (perfsim.serving.speculative, k draft tokens) each decoding sequence puts 1 + k
+tokens through lin and head, and the draft module adds k x (lin(n) / layers + attn_dec(n, c) / layers +
+head(n)); attention verifies the 1 + k queries in one pass over the KV cache (costed as one query: the pass
+is bound by reading the cache).
+
 and the same sums of the ops' dynamic energy give the step's switching energy per GPU. Between grid
 points values are linear in the table's coordinates (op times are close to affine between them).
 
@@ -41,6 +46,7 @@ from perfsim.hardware import Device, Hardware, System, load_device, load_hardwar
 from perfsim.model import ModelSpec, load_model
 from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op
 from perfsim.serving.host import HostOverhead
+from perfsim.serving.speculative import Speculation
 
 # A prime that no model dimension equals: the graph is built once at this token count and each op's
 # token dimension is found by it and rescaled (no graph rebuild per grid point).
@@ -223,6 +229,7 @@ class StepModel:
     profile: object = "auto"
     host: HostOverhead = field(default_factory=HostOverhead)
     grid: int = 18
+    spec: Speculation = field(default_factory=Speculation)
     tables: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -390,17 +397,31 @@ class StepModel:
         adp = self.adp
         nr = -(-n // adp) if adp > 1 else n
         at, ae = self._attn_dec(nr, ctx_mean)
+        if self.spec.active:
+            k = self.spec.draft_tokens
+            tokens = nr * (1 + k)
+            t = _interp1(self._tok, self._lin_dec_t, tokens) + _interp1(self._seq, self._head_t, tokens)
+            e = _interp1(self._tok, self._lin_dec_e, tokens) + _interp1(self._seq, self._head_e, tokens)
+            dt, de = self._draft(nr, at, ae)
+            return t + at + dt + self.host.time(nr), e + ae + de
         if nr < len(self._dec_base_t):
             return self._dec_base_t[nr] + at, self._dec_base_e[nr] + ae
         t = _interp1(self._tok, self._lin_dec_t, nr) + _interp1(self._seq, self._head_t, nr) + self.host.time(nr)
         e = _interp1(self._tok, self._lin_dec_e, nr) + _interp1(self._seq, self._head_e, nr)
         return t + at, e + ae
 
+    def _draft(self, nr: int, attn_t: float, attn_e: float) -> tuple[float, float]:
+        """The draft module's k passes of one decoder layer and the LM head over nr sequences."""
+        k, layers = self.spec.draft_tokens, self.dep.model.num_layers
+        t = _interp1(self._tok, self._lin_dec_t, nr) / layers + attn_t / layers + _interp1(self._seq, self._head_t, nr)
+        e = _interp1(self._tok, self._lin_dec_e, nr) / layers + attn_e / layers + _interp1(self._seq, self._head_e, nr)
+        return k * t, k * e
+
     def mixed(self, n: int, ctx_mean: float, chunks: list[tuple[int, int]], samples: int) -> tuple[float, float]:
         """A step with n decode sequences and prefill chunks [(q new tokens, last key position)];
         `samples` sequences sample a token (decodes plus prefills that finish)."""
         adp = self.adp
-        tokens = n
+        tokens = n * (1 + self.spec.draft_tokens)
         for q, _ in chunks:
             tokens += q
         tr = -(-tokens // adp) if adp > 1 else tokens
@@ -411,6 +432,7 @@ class StepModel:
             e = _interp1(self._tok, self._lin_pre_e, tr)
         seqs = n + len(chunks)
         t += self.host.per_seq_s * (-(-seqs // adp) if adp > 1 else seqs)
+        samples += n * self.spec.draft_tokens  # verified positions also go through the LM head
         if samples:
             sr = -(-samples // adp) if adp > 1 else samples
             if sr < len(self._head_t_n):
@@ -420,9 +442,14 @@ class StepModel:
                 t += _interp1(self._seq, self._head_t, sr)
                 e += _interp1(self._seq, self._head_e, sr)
         if n:
-            at, ae = self._attn_dec(-(-n // adp) if adp > 1 else n, ctx_mean)
+            nr = -(-n // adp) if adp > 1 else n
+            at, ae = self._attn_dec(nr, ctx_mean)
             t += at
             e += ae
+            if self.spec.active:
+                dt, de = self._draft(nr, at, ae)
+                t += dt
+                e += de
         if chunks:
             at = ae = 0.0
             q_, c_, zt, ze = self._q, self._ctx, self._ap_t, self._ap_e

@@ -60,6 +60,10 @@ AIC_PRECISION = {"fp8": "fp8", "fp4": "fp4", "bf16": "bf16", "fp16": "fp16"}
 # LM-Arena chat prompts: the data set gives no input length; an assumed mean prompt (conversation) length.
 MLE_ASSUMED_ISL = 512
 TARGET_MAPE = 0.20
+# Models whose silicon rows are simulated with multi-token prediction: DeepSeek-V3/R1 ship one MTP module and
+# the engines' DeepSeek recipes decode with it (aiconfigurator's default for the architecture, nextn = 1);
+# accepted at DeepSeek's measured rate (perfsim.serving.speculative).
+MTP_DRAFT_TOKENS = {"deepseek-v3": 1}
 SPLIT = "random half of the rows (seed 0) to fit the energy coefficients (per GPU type) and vLLM's host " \
         "overhead (all GPUs), the other half scored"
 
@@ -109,7 +113,7 @@ def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto", ramp=0.0
     n_req = int(min(max_requests, max(10 * (conc or 1), 64)))
     engine = str(r["backend"]).lower() if str(r["backend"]).lower() in fitted_engines() else "none"
     common = dict(dtype=dtype, isl=isl, osl=osl, num_requests=n_req, profile=profile, timeline_bins=1, ramp=ramp,
-                  engine=engine)
+                  engine=engine, spec_tokens=MTP_DRAFT_TOKENS.get(model, 0))
     if r["mode"] == "disagg":
         def layout(prefix):
             tp = _int(r[f"{prefix}_tp_size"])
