@@ -204,6 +204,32 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
     }
 
 
+def _llama4(c: _Config) -> dict[str, Any]:
+    """Llama 4 (text_config): routed experts of `intermediate_size` plus one shared expert of the same size on
+    every interleave_moe_layer_step-th layer, dense layers of `intermediate_size_mlp`; the rotary layers use
+    chunked attention (attention_chunk_size), modelled as a sliding window of that size, which never attends
+    to fewer keys; the NoPE layers (no_rope_layers[i] == 0) attend globally."""
+    text = c.data.get("text_config")
+    if isinstance(text, dict):    # Llama4ForConditionalGeneration: the language model's fields
+        c = _Config(text, c.path, c.arch)
+    layers = c.integer("num_hidden_layers")
+    spec = _llama_like(c, qk_norm=c.flag("use_qk_norm", True))
+    spec["intermediate_size"] = c.integer("intermediate_size_mlp")
+    chunk = c.integer("attention_chunk_size", default=None)
+    rope_layers = c.int_list("no_rope_layers") or [0 if (i + 1) % 4 == 0 else 1 for i in range(layers)]
+    if len(rope_layers) != layers:
+        raise c._fail("no_rope_layers", f"has {len(rope_layers)} entries for {layers} layers")
+    if chunk is not None and sum(rope_layers):
+        spec.update(sliding_window=chunk, num_sliding_layers=sum(1 for r in rope_layers if r))
+    step = c.integer("interleave_moe_layer_step", default=1)
+    if step < 1:
+        raise c._fail("interleave_moe_layer_step", f"must be >= 1, got {step}")
+    spec["moe"] = {"num_experts": c.integer("num_local_experts"), "top_k": c.integer("num_experts_per_tok"),
+                   "expert_intermediate_size": c.integer("intermediate_size"), "num_shared_experts": 1,
+                   "layer_step": step}
+    return spec
+
+
 def _gpt_oss(c: _Config) -> dict[str, Any]:
     spec = _llama_like(c, qkv_bias=c.flag("attention_bias", True), out_bias=c.flag("attention_bias", True))
     spec.update(activation="swiglu_clamped", attention_sinks=True)
@@ -296,6 +322,8 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "Qwen3ForCausalLM": ("qwen3", _qwen3),
     "Qwen3MoeForCausalLM": ("qwen3-moe", _qwen3_moe),
     "DeepseekV3ForCausalLM": ("deepseek-v3", _deepseek_v3),
+    "Llama4ForConditionalGeneration": ("llama4", _llama4),
+    "Llama4ForCausalLM": ("llama4", _llama4),
     "GptOssForCausalLM": ("gpt-oss", _gpt_oss),
     "GPT2LMHeadModel": ("gpt2", _gpt2),
     "GPTNeoXForCausalLM": ("gpt-neox", _gpt_neox),

@@ -225,6 +225,7 @@ FIXTURE_TWINS = {
     "Qwen3ForCausalLM": "qwen3-8b",
     "Qwen3MoeForCausalLM": "qwen3-30b-a3b",
     "DeepseekV3ForCausalLM": "deepseek-v3",
+    "Llama4ForConditionalGeneration": "llama-4-scout",
     "GptOssForCausalLM": "gpt-oss-120b",
     "PhiForCausalLM": "phi-2",
     "QWenLMHeadModel": "qwen-72b",
@@ -361,3 +362,17 @@ def test_hf_malformed_json(tmp_path):
 def test_hf_missing_file(tmp_path):
     with pytest.raises(SpecError, match="no such file"):
         from_hf_config(tmp_path / "nowhere" / "config.json")
+
+
+def test_hf_llama4_maverick_interleaved_moe(tmp_path):
+    cfg = json.loads((FIXTURES / "Llama4ForConditionalGeneration" / "config.json").read_text())
+    cfg["_name_or_path"] = "meta-llama/Llama-4-Maverick-17B-128E-Instruct"
+    cfg["text_config"].update(num_local_experts=128, interleave_moe_layer_step=2, max_position_embeddings=1048576)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    hf, shipped = from_hf_config(tmp_path), load_model("llama-4-maverick")
+    ignore = {"name", "source", "family"}
+    assert hf.model_dump(exclude=ignore) == shipped.model_dump(exclude=ignore)
+    cfg["text_config"]["no_rope_layers"] = [1, 0]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SpecError, match="no_rope_layers"):
+        from_hf_config(tmp_path)
