@@ -120,6 +120,25 @@ def test_cross_node_ring_is_paced_by_the_node_nics():
     assert collective_time("all_reduce", S, 16, H100, prm) == pytest.approx(expected, rel=1e-9)
 
 
+def test_cross_node_send_bursts_one_window_then_paces():
+    # no latencies, Simple only: the first W bytes at k x the sustained rate, the rest at the sustained rate
+    W, k, eff = 1e6, 4.0, 0.5
+    base = dict(launch_s=0.0, p2p_base_s=0.0, ll_base_s=2e-4, p2p_ll_bw_fraction=1e-3, net_alpha_s=0.0,
+                net_bw_efficiency=eff)
+    topo = topology(A100, 2, 1)
+    rate = topo.nic_single_Bps * eff
+    plain = CollectiveParams(**base)
+    burst = CollectiveParams(**base, net_window_bytes=W, net_burst_factor=k)
+    small, big = np.array([0.5 * W]), np.array([100 * W])
+    assert nccl_time("send_recv", small, topo, burst)[0] == pytest.approx(0.5 * W / (k * rate), rel=1e-9)
+    assert nccl_time("send_recv", big, topo, burst)[0] == pytest.approx(99 * W / rate, rel=1e-9)
+    assert nccl_time("send_recv", big, topo, plain)[0] == pytest.approx(100 * W / rate, rel=1e-9)
+    # the prior (no burst) leaves every size as the plain protocol lines give it
+    sizes = np.geomspace(1e3, 1e9, 50)
+    lines = nccl_time("send_recv", sizes, topo, CollectiveParams(net_window_bytes=2**30))
+    assert np.allclose(nccl_time("send_recv", sizes, topo, CollectiveParams()), lines, rtol=1e-12)
+
+
 def test_rails_follow_devices_per_node():
     topo1, topo4 = topology(A100, 2, 1), topology(A100, 8, 4)
     assert topo1.nodes == 2 and topo1.nic_Bps == A100.nic.bandwidth
@@ -269,6 +288,7 @@ def test_validation_floor_aic_nccl():
 
 def test_validation_floor_custom_allreduce_and_vidur_h100():
     _measured_or_skip()
-    for name in ("aic-h100-custom-allreduce", "vidur-net-h100_dgx-all_reduce"):
+    for name in ("aic-h100-custom-allreduce", "vidur-net-h100_dgx-all_reduce",
+                 "vidur-net-a100_pairwise_nvlink-send_recv"):
         overall = score_dataset(name, max_rows=400)[0]
         assert overall.mape_calibrated < 0.35, (name, overall.mape_calibrated)

@@ -126,6 +126,9 @@ def comm_free(df: pd.DataFrame, prefix: str = "comm.") -> list[Free]:
         if cross and rows.crosses_nodes.any():
             free += [_free(f"{g}.net_alpha_s", 0.0, 100 * us, us), _free(f"{g}.net_bw_efficiency", 0.005, 1.0)]
             cross_rows = rows[rows.crosses_nodes]
+            if (cross_rows.op == "send_recv").any():
+                free += [_free(f"{g}.net_window_bytes", 64 * 2**10, 2**30, 2**20),
+                         _free(f"{g}.net_burst_factor", 1.0, 16.0)]
             if cross_rows.devices_per_node.nunique() > 1:   # rails vary: how many NICs are driven shows
                 nics = max(load_system(perfsim_system(s)).nics_per_node for s in cross_rows.system.unique())
                 free.append(_free(f"{g}.net_max_rails", 1.0, float(max(nics, 2))))

@@ -38,6 +38,10 @@ input for reduce-scatter), B a link's bandwidth per device per direction (datash
                       B_net = nic_bandwidth * min(nics_per_node * d / devices_per_node, max_rails)
                       (d = group devices per node; max_rails, fitted, is how many NICs the library's
                       channels actually drive, all of them on a well-configured DGX).
+   A point-to-point transfer across nodes moves its first W bytes (the flow-control window: socket/TCP
+   window, NCCL's proxy staging buffer) at a burst rate k times the sustained one, and the rest at the
+   sustained rate (a window-limited flow, W / RTT):
+     t = max(t_lines(S; k B_nic e_net), base + alpha_net + (S - W) / (B_nic e_net) if S > W)
    A flat ring is paced by its slowest crossing: busBw = min(B_domain e, B_pcie e, B_net e_net). Of the ring's
    steps, 2(N-1) cross nodes for all-reduce (N-1 otherwise), each with the NIC latency (NCCL's
    nInterSteps). Across nodes all-reduce may also run NCCL's double binary tree (Sanders, Speck & Traff,
@@ -260,7 +264,11 @@ def nccl_time(collective: str, size_bytes, topo: Topology, prm: CollectiveParams
     if collective == "send_recv":
         if N > 1:
             lat, bw = a_net, topo.nic_single_Bps * prm.net_bw_efficiency
-        elif topo.in_domain > 1:
+            burst = _lines(base + lat, S, bw * prm.net_burst_factor, frac)
+            beyond = S - prm.net_window_bytes
+            paced = np.where(beyond > 0, base[2] + lat[2] + np.maximum(beyond, 0.0) / bw, 0.0)
+            return np.maximum(burst, paced)
+        if topo.in_domain > 1:
             lat, bw = a_dom, topo.domain_Bps(1) * prm.bw_efficiency
         else:
             lat, bw = a_br, topo.bridge.bandwidth * prm.bw_efficiency

@@ -59,6 +59,14 @@ class CollectiveParams(_Params):
                                            "LL128 and Simple scale by NCCL's 4.0/2.7 and 9.6/2.7)")
     net_bw_efficiency: float = Field(0.80, gt=0, le=1,
                                      description="sustained fraction of the NIC bandwidth a device's rail delivers")
+    net_window_bytes: float = Field(4 * 2**20, ge=64 * 2**10, le=2**30,
+                                    description="bytes a point-to-point transfer over the network moves at the "
+                                                "burst rate before flow control paces it to the sustained rate "
+                                                "(socket/TCP window, NCCL's proxy staging buffer: NCCL_BUFFSIZE, "
+                                                "4 MiB by default)")
+    net_burst_factor: float = Field(1.0, ge=1.0, le=16.0,
+                                    description="how much faster than the sustained NIC rate the first window of a "
+                                                "point-to-point transfer goes (1: no burst)")
     net_max_rails: float = Field(64.0, ge=1, le=1024,
                                  description="most NICs of a node one collective's channels drive at once "
                                              "(NCCL spreads channels over every rail of a DGX: no limit)")
