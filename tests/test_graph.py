@@ -115,3 +115,20 @@ def test_interleaved_moe_layers_alternate_with_dense_ones():
     moe = [op for op in graph.ops_of(g) if isinstance(op, MoEExperts)]
     assert len(moe) == m.num_moe_layers == m.num_layers // 2
     assert 390e9 < m.params_total < 410e9 and 16e9 < m.params_active < 18e9  # Meta: 400B total, 17B active
+
+
+def test_moe_per_token_passes_do_not_shrink_with_expert_parallelism():
+    """Routing and the finalize's T output rows cost T x hidden x token_bytes on every EP rank."""
+    from perfsim.cost.gemm import DeviceRoofs
+    from perfsim.cost.moe import moe_time
+    from perfsim.cost.params import MoEParams
+    from perfsim.hardware import load_device
+    dev = load_device("h100-sxm")
+    roofs, peak = DeviceRoofs.of(dev), dev.peak_flops(dev.compute_dtype("bf16"))
+    tokens, hidden = 4096.0, 4096.0
+    for ep in (1, 8, 64):
+        args = (tokens, hidden, 1536.0, 8, 128, 128 // ep, 1.0, 2.0, 2.0, peak, roofs)
+        without = moe_time(*args, MoEParams(token_bytes=0.0))[0]
+        with_ = moe_time(*args, MoEParams(token_bytes=2.0))[0]
+        expected = tokens * hidden * 2.0 / (roofs.main_bw * MoEParams().memory_efficiency)
+        assert with_ - without == pytest.approx(expected, rel=1e-9)

@@ -8,7 +8,10 @@ Grouped GEMM per projection (up: N = 2I gated or I, K = h; down: N = h, K = I), 
   tiles  = sum_e hit_e * ceil(load_e / hit_e / Tm) * ceil(N / Tn);  t_comp = ceil(tiles / units) * t_tile
   t_tile = 2 Tm Tn K / (P_peak / units * eta) + c_tile / f_clock
   t_mem  = (sum_e hit_e * N * K * w_bytes + activations) / (B * eta_m)
-  t_route = A * h * r / (B * eta_m),  A = sum_e load_e                 (permute in, activation, finalize out)
+  t_route = (A r + T r_T) h / (B * eta_m),  A = sum_e load_e           (permute in, activation, finalize out
+                                                                        per local assignment; routing and the
+                                                                        finalize's T output rows per token,
+                                                                        whatever the expert parallelism)
   t = t_launch + t_route + smax(t_comp_up, t_mem_up) + smax(t_comp_down, t_mem_down)
 """
 
@@ -41,7 +44,8 @@ def moe_time(tokens, hidden, inter, top_k, experts_total, experts_local, gated, 
     experts_hit = hit.sum(axis=1, keepdims=True)
     assignments = load.sum(axis=1, keepdims=True)
     per_unit = peak / roofs.units * p.compute_efficiency
-    total = p.launch_s + assignments * hidden * p.route_bytes / (roofs.main_bw * p.memory_efficiency)
+    total = p.launch_s + (assignments * p.route_bytes + tokens * p.token_bytes) * hidden / (
+        roofs.main_bw * p.memory_efficiency)
     n_up = inter * np.where(gated > 0, 2.0, 1.0)
     for n, k in ((n_up, hidden), (hidden, inter)):
         tiles = row_tiles * np.ceil(n / TILE_N)

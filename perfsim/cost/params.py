@@ -63,6 +63,9 @@ class MoEParams(_Params):
     overlap: float = Field(4.0, ge=1, le=64)                # p of the smooth max of compute and memory time
     route_bytes: float = Field(8.0, ge=0, le=64)            # bytes moved per (token-expert assignment x hidden
     #                                                         element) outside the GEMMs: permute, activation, finalize
+    token_bytes: float = Field(2.0, ge=0, le=64)            # bytes per (token x hidden element) of the passes over
+    #                                                         every token whatever the expert parallelism: routing,
+    #                                                         the finalize writing all T output rows (2 B: bf16 out)
     launch_s: float = Field(30e-6, ge=0)                    # routing, permute, two GEMMs, finalize
 
 
