@@ -36,9 +36,8 @@ class Engine:
     """State and step logic of one engine; the simulator owns the clock and the request table `R`."""
 
     __slots__ = ("B", "D", "G", "P", "R", "_thr_e", "_thr_t", "budget", "busy", "busy_s", "cap", "chunks",
-                 "decode_tokens",
                  "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
-                 "policy", "preemptions", "prefill_tokens", "records", "reserved", "role", "sm", "stack", "step_e",
+                 "policy", "preemptions", "records", "reserved", "role", "sm", "stack", "step_e",
                  "stall", "step_n", "step_t", "steps", "sumc", "t0", "tau", "unthrottled_s", "version", "waiting",
                  "watermark")
 
@@ -81,8 +80,6 @@ class Engine:
         self.unthrottled_s = 0.0
         self.dyn_raw = 0.0
         self._thr_t, self._thr_e = throttle_coefficients(energy)
-        self.decode_tokens = 0
-        self.prefill_tokens = 0
         self.preemptions = 0
         self.steps = 0
         self.peak_blocks = 0
@@ -290,7 +287,6 @@ class Engine:
         pf_tokens = 0
         if n:
             self.G += k
-            self.decode_tokens += n * k
             heap = self.heap
             if heap and heap[0][0] <= self.G:
                 self._complete(now, out)
@@ -313,7 +309,6 @@ class Engine:
                     else:
                         self._join(rid)
             self.chunks = []
-            self.prefill_tokens += pf_tokens
         nd = len(self.D)
         used = int((self.sumc + nd * self.G * self.tau) // self.B) + nd + self.reserved
         if used > self.cap:  # the bound overshoots: count exactly
