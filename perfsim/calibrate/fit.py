@@ -34,12 +34,23 @@ def _gemm_free(fmt: str) -> list[Free]:
     g = f"gemm.{fmt}"
     return [Free(f"{g}.compute_efficiency", 0.05, 1.0), Free(f"{g}.memory_efficiency", 0.05, 1.0),
             Free(f"{g}.l2_efficiency", 0.05, 1.0), Free(f"{g}.tile_overhead_cycles", 0.0, 20000.0, 1000.0),
+            Free(f"{g}.k_step_cycles", 0.0, 2000.0, 100.0), Free(f"{g}.split_k_s", 0.0, 20e-6, 1e-6),
             Free(f"{g}.bandwidth_saturation", 0.05, 1.0), Free(f"{g}.overlap", 1.0, 64.0, 10.0),
             Free(f"{g}.launch_s", 0.0, 50e-6, 1e-6)]
 
 
-def _elementwise_free(kinds) -> list[Free]:
-    return [f for k in kinds for f in (Free(f"elementwise.{k}.memory_efficiency", 0.02, 1.0),
+# One device-wide streaming efficiency for the elementwise kernels fitted together: the share of DRAM bandwidth
+# a streaming kernel reaches is a property of the memory system; what differs between kernels is their issue
+# cost per element (and how it overlaps the memory stream). A per-kernel efficiency cannot be told apart from
+# issue cost on one GPU, and the wrong split does not carry over to GPUs with other bytes per cycle.
+SHARED_STREAMING = "elementwise.memory_efficiency"
+
+
+def _elementwise_free(kinds, shared: bool = True) -> list[Free]:
+    """`shared`: the kinds' memory efficiency is the one device-wide SHARED_STREAMING parameter."""
+    streaming = [Free(SHARED_STREAMING, 0.02, 1.0)] if shared and kinds else []
+    return streaming + [f for k in kinds for f in (
+                                       *(() if shared else (Free(f"elementwise.{k}.memory_efficiency", 0.02, 1.0),)),
                                        Free(f"elementwise.{k}.cache_hit", 0.0, 1.0),
                                        Free(f"elementwise.{k}.cycles_per_element", 0.0, 64.0),
                                        Free(f"elementwise.{k}.overlap", 1.0, 64.0, 10.0),
@@ -84,7 +95,8 @@ def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:
     gemms = [f for fmt in sorted(df.dtype.unique()) for f in _gemm_free(fmt)]
     kinds = sorted(set(df.op.map(ELEMENTWISE_KIND).dropna())) if "op" in df else []
     if family == "gemm":
-        return gemms + (_elementwise_free(["quantize"]) if set(df.dtype) & set(FP8_FORMATS) else [])
+        # the fp8 linear's input quantization is timed only inside the GEMM: its kernel keeps its own efficiency
+        return gemms + (_elementwise_free(["quantize"], shared=False) if set(df.dtype) & set(FP8_FORMATS) else [])
     if family == "layer_ops":
         return gemms + _elementwise_free(kinds)
     return _elementwise_free(kinds)
@@ -94,6 +106,8 @@ def get(params: CostParams, path: str) -> float:
     parts = path.split(".")
     if parts[0] == "gemm":  # unfitted formats start from the bf16 (or default) kernel family
         return float(getattr(params.gemm_for(parts[1]), parts[2]))
+    if path == SHARED_STREAMING:
+        return float(params.elementwise_for("default").memory_efficiency)
     if parts[0] == "elementwise":
         return float(getattr(params.elementwise_for(parts[1]), parts[2]))
     if parts[0] == "moe":
@@ -110,6 +124,8 @@ def with_values(params: CostParams, free: list[Free], values) -> CostParams:
     data = params.model_dump()
     for f in free:
         parts = f.path.split(".")
+        if f.path == SHARED_STREAMING:
+            continue
         if parts[0] == "gemm" and parts[1] not in data["gemm"]:
             data["gemm"][parts[1]] = params.gemm_for(parts[1]).model_dump()
         if parts[0] == "moe" and parts[1] not in data["moe"]:
@@ -119,12 +135,23 @@ def with_values(params: CostParams, free: list[Free], values) -> CostParams:
         if parts[0] == "elementwise" and parts[1] not in data["elementwise"]:
             data["elementwise"][parts[1]] = params.elementwise_for(parts[1]).model_dump()
     for f, v in zip(free, values, strict=True):
-        node = data
-        parts = f.path.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = float(v)
+        for path in _targets(f.path, free):
+            node = data
+            parts = path.split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = float(v)
     return CostParams.model_validate(data)
+
+
+def _targets(path: str, free: list[Free]) -> list[str]:
+    """The parameter paths a fitted value is written to: SHARED_STREAMING goes to every elementwise kind
+    in `free` that has no memory efficiency of its own."""
+    if path != SHARED_STREAMING:
+        return [path]
+    paths = [f.path.split(".") for f in free if f.path.startswith("elementwise.") and f.path != SHARED_STREAMING]
+    own = {p[1] for p in paths if p[2] == "memory_efficiency"}
+    return [f"elementwise.{k}.memory_efficiency" for k in sorted({p[1] for p in paths} - own)]
 
 
 def fit(df: pd.DataFrame, family: str, device: Device, start: CostParams | None = None,

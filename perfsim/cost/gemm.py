@@ -2,14 +2,16 @@
 
 For each candidate tile (Tm x Tn) and split-K factor s (what a cuBLAS/CUTLASS heuristic picks from):
   tiles    = ceil(m/Tm) * ceil(n/Tn);  CTAs = tiles * s;  waves = ceil(CTAs / units)   (wave quantization)
-  t_tile   = 2*Tm*Tn*ceil(k/s) / (P_peak/units * eta_c) + c_tile / f_clock             (MACs + fixed per tile)
+  t_tile   = max(2*Tm*Tn*ceil(k/s) / (P_peak/units * eta_c),                         (MACs, or
+                 ceil(ceil(k/s) / 64) * L_step / f_clock) + c_tile / f_clock          serial k-step latency) + fixed
   t_comp   = waves * t_tile
   t_mem    = max(bytes_main / (B_main * eta_m * a), bytes_llc / (B_llc * eta_l2 * a)),
              bytes_main: weights, plus activations that do not fit the LLC; bytes_llc: resident activations
              and split-K partial sums (operand re-reads inside a wave are shared via L2/multicast)
              a = min(1, min(CTAs, units) / (units * sat))                               (too few CTAs to saturate)
   stream-K: t_comp = max(1, tiles/units) * t_work + 2 c_tile / f_clock                 (no wave quantization)
-  t        = t_launch + (t_comp^p + t_mem^p)^(1/p)                                      (smooth max, p >= 1)
+  t        = t_launch + (t_comp^p + t_mem^p)^(1/p) + [s > 1] t_split                   (smooth max, p >= 1;
+             t_split: split-K's reduction pass over the partial tiles)
 and the fastest candidate wins. Every term is >= its roofline counterpart, so t >= roofline.
 Inputs are numpy arrays (one row per GEMM) so that fitting and validation run vectorised.
 """
@@ -27,6 +29,7 @@ TILES = np.array([(256, 128), (128, 256), (128, 128), (128, 64), (64, 128), (64,
 # CPU BLAS blocks for registers and caches rather than for warps: much smaller tiles per core
 CPU_TILES = np.array([(128, 128), (64, 64), (32, 32), (16, 16), (8, 8)], dtype=float)
 SPLITS = np.array([1, 2, 4, 8, 16], dtype=float)
+K_STEP = 64.0  # k per mainloop step (one pipeline stage of a bf16 tile)
 PARTIAL_BYTES = 4.0  # split-K partial sums are accumulated in fp32
 
 
@@ -67,7 +70,10 @@ def gemm_time(m, n, k, batch, a_bytes, w_bytes, o_bytes, peak, roofs: DeviceRoof
     tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
     ctas = tiles * s
     waves = np.ceil(ctas / roofs.units)
-    t_tile = 2.0 * tm * tn * np.ceil(k / s) / (peak / roofs.units * eff) + p.tile_overhead_cycles / roofs.clock_hz
+    # a CTA's mainloop is bound by its MACs or by the latency of its serial k steps (Little's law)
+    t_macs = 2.0 * tm * tn * np.ceil(k / s) / (peak / roofs.units * eff)
+    t_steps = np.ceil(np.ceil(k / s) / K_STEP) * p.k_step_cycles / roofs.clock_hz
+    t_tile = np.maximum(t_macs, t_steps) + p.tile_overhead_cycles / roofs.clock_hz
     t_comp = waves * t_tile
     # stream-K (persistent CTAs share the last partial wave along k): fractional waves plus one fix-up tile
     stream_k = np.maximum(1.0, tiles / roofs.units) * (t_tile - p.tile_overhead_cycles / roofs.clock_hz) \
@@ -83,5 +89,5 @@ def gemm_time(m, n, k, batch, a_bytes, w_bytes, o_bytes, peak, roofs: DeviceRoof
     active = np.minimum(1.0, np.minimum(ctas, roofs.units) / (roofs.units * p.bandwidth_saturation))
     t_mem = np.maximum(main_bytes / (roofs.main_bw * p.memory_efficiency * active),
                        llc_bytes / (roofs.llc_bw * p.l2_efficiency * active))
-    t = p.launch_s + smooth_max(t_comp, t_mem, p.overlap)
+    t = p.launch_s + smooth_max(t_comp, t_mem, p.overlap) + np.where(s > 1, p.split_k_s, 0.0)
     return t.reshape(t.shape[0], -1).min(axis=1)

@@ -23,6 +23,8 @@ class GemmParams(_Params):
     memory_efficiency: float = Field(0.85, gt=0, le=1)      # sustained fraction of HBM bandwidth
     l2_efficiency: float = Field(0.70, gt=0, le=1)          # sustained fraction of L2 bandwidth
     tile_overhead_cycles: float = Field(1500.0, ge=0)       # per-tile prologue/epilogue/pipeline fill
+    k_step_cycles: float = Field(100.0, ge=0)               # latency of one mainloop step (64 of k) of a lone CTA
+    split_k_s: float = Field(2e-6, ge=0)                    # split-K's reduction pass over the partial tiles
     bandwidth_saturation: float = Field(0.5, gt=0, le=1)    # fraction of compute units that saturates HBM
     overlap: float = Field(4.0, ge=1, le=64)                # p of the smooth max (c^p + m^p)^(1/p)
     launch_s: float = Field(3e-6, ge=0)                     # kernel launch and dispatch
