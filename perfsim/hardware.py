@@ -48,6 +48,7 @@ class Compute(_Spec):
     peak: dict[str, Flops]
     vector: dict[str, Flops] = {}
     transcendental: Flops | None = None  # special-function (exp, rsqrt) results per second
+    architecture: str = ""  # instruction-set generation kernels are built for (NVIDIA: sm + compute capability)
     source: Source
 
     @field_validator("peak", "vector")

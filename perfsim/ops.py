@@ -122,6 +122,7 @@ class Attention(Op):
     dtype: str = "bf16"
     kv_dtype: str | None = None
     kv_shared_by_heads: bool = False  # MLA absorbed decode: one latent KV (K and V are the same tensor)
+    rotary_dim: int | None = None     # head elements RoPE rotates (None: the whole head)
 
     kind = "attention"
     matrix = True

@@ -72,7 +72,8 @@ def _decode_free(fmt: str) -> list[Free]:
     return [Free(f"{g}.memory_efficiency", 0.05, 1.0), Free(f"{g}.tile_cycles", 0.0, 5000.0, 100.0),
             Free(f"{g}.cta_overhead_cycles", 0.0, 50000.0, 1000.0), Free(f"{g}.cta_dim_cycles", 0.0, 200.0, 10.0),
             Free(f"{g}.cta_row_cycles", 0.0, 20.0), Free(f"{g}.mha_cta_overhead_cycles", 0.0, 50000.0, 1000.0),
-            Free(f"{g}.mha_efficiency", 0.005, 1.0), Free(f"{g}.launch_s", 0.0, 100e-6, 1e-6)]
+            Free(f"{g}.mha_efficiency", 0.005, 1.0), Free(f"{g}.launch_s", 0.0, 100e-6, 1e-6),
+            Free(f"{g}.preprocess_s", 0.0, 50e-6, 1e-6), Free(f"{g}.mha_launch_s", 0.0, 100e-6, 1e-6)]
 
 
 def _moe_free(fmt: str) -> list[Free]:

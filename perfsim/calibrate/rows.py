@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from perfsim.calibrate.comm_rows import collective_rows_for
-from perfsim.cost.attention import decode_time, prefill_time
+from perfsim.cost.attention import decode_time, prefill_time, xqa_fuses_rope
 from perfsim.cost.elementwise import elementwise_time
 from perfsim.cost.gemm import DeviceRoofs, gemm_time
 from perfsim.cost.moe import moe_time
@@ -105,11 +105,13 @@ def generation_attention_rows(df: pd.DataFrame, device: Device, params: CostPara
     kv_bytes = b * kv_read * nkv * 2 * d * kv_elem
     other = b * nh * d * 2 * 2.0
     flops = 2.0 * b * nh * kv_read * 2 * d
+    rotary = df.rotary_dim.fillna(0).to_numpy(float) if "rotary_dim" in df else d   # none given: the whole head
     out = np.empty(len(df))
     for fmt, idx in df.kv_dtype.fillna("bf16").groupby(df.kv_dtype.fillna("bf16").to_numpy()).indices.items():
+        fused = xqa_fuses_rope(device.compute.architecture, fmt, d[idx], rotary[idx])
         out[idx] = decode_time(b[idx], kv_read[idx], nkv[idx], nh[idx] / nkv[idx], d[idx], flops[idx],
                                kv_bytes[idx], other[idx], device.peak_flops("bf16"), device.vector_flops("fp32"),
-                               roofs, params.decode_for(fmt))
+                               roofs, params.decode_for(fmt), fused_rope=fused)
     return out
 
 

@@ -16,9 +16,14 @@ keep batch * heads_cta * m within 8 waves. Then
   t_mem  = bytes(KV) / (B_level * eta_d * a),  a = min(1, CTAs / units),  CTAs = batch * heads_cta * splits
   t_comp = FLOPs / (P_matrix * eta_xqa)  or  FLOPs / (P_vector * eta_mmha)
   t_chain = ceil(CTAs / units) * ceil(kv / splits / T_kv) * c_tile / f_clock     (each CTA walks its KV tiles in turn)
-  t_cta  = (ceil(CTAs / units) - 1) * c / f_clock,  c = c_cta + c_dim * d + c_row * g * d  (XQA)  or  c_mmha  (MMHA)
-and t = t_launch + max(t_comp, t_mem, t_chain) + t_cta (fixed work per CTA in each wave after the first, whose
-fixed work the launch term holds). Each KV-cache format has its own kernels and parameters.
+  t_cta  = (ceil(CTAs / units) - 1) * c / f_clock + ceil(CTAs / units) * c_row * g * d / f_clock,
+           c = c_cta + c_dim * d  (XQA)  or  c_mmha, c_row = 0  (MMHA)
+and t = t_fixed + max(t_comp, t_mem, t_chain) + t_cta: a CTA's fixed work in each wave after the first (the
+first wave's is in t_fixed), and its per-query-row work (Q load and rotation, O store) in every wave.
+t_fixed counts kernels: MMHA applies RoPE and appends the new token's K/V itself (one kernel, t_mmha); XQA
+runs after a separate QKV-preprocessing kernel (t_xqa + t_pre) except where it applies RoPE itself:
+TensorRT-LLM's Hopper XQA (QGMMA, sm90) on an FP8 cache, when the rotary span is a multiple of 16 no wider
+than the head (decoderXQAImplJIT). Each KV-cache format has its own kernels and parameters.
 """
 
 from __future__ import annotations
@@ -79,6 +84,26 @@ def prefill_time(batch, q, kv, heads, dqk, dv, bytes_io, window, peak, exp_rate,
     return p.launch_s + np.maximum(t_comp, t_mem)
 
 
+def xqa_fuses_rope(architecture: str, kv_format: str, head_dim, rotary_dim) -> np.ndarray:
+    """Whether the XQA decode kernel applies RoPE itself (no separate preprocessing kernel): TensorRT-LLM's
+    Hopper QGMMA kernel, which serves FP8 KV caches on sm90, for a rotary span of 16k <= head_dim elements."""
+    head_dim, rotary_dim = np.broadcast_arrays(np.asarray(head_dim, float), np.asarray(rotary_dim, float))
+    if architecture != "sm90" or kv_format != "fp8":
+        return np.zeros(head_dim.shape, bool)
+    return (rotary_dim > 0) & (rotary_dim <= head_dim) & (rotary_dim % 16 == 0)
+
+
+def decode_fixed_s(p: DecodeParams, xqa, fused_rope) -> np.ndarray:
+    """Launch and first-wave fixed work of the decode kernels: MMHA alone, or XQA after its preprocessing."""
+    return np.where(xqa, p.launch_s + np.where(fused_rope, 0.0, p.preprocess_s), p.mha_launch_s)
+
+
+def uses_xqa(group, p: DecodeParams, tensor_core=None) -> np.ndarray:
+    """XQA (tensor cores) for 1 < g <= g_max query heads per KV head, else MMHA; `tensor_core` forces it."""
+    group = np.asarray(group, float)
+    return (group > 1) & (group <= p.max_group) if tensor_core is None else np.full(group.shape, bool(tensor_core))
+
+
 def multi_block_count(kv, groups, units):
     """KV splits per (sequence, head) in multi-block decode (TensorRT-LLM computeMultiBlockCount): one per
     512 cached tokens, at most round(sqrt(8 m)), then cut so the grid stays within 8 waves of the SMs."""
@@ -89,23 +114,25 @@ def multi_block_count(kv, groups, units):
 
 
 def decode_time(batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak, vector_peak,
-                roofs: DeviceRoofs, p: DecodeParams, tensor_core=None):
-    """Decode attention time; `tensor_core` forces the kernel choice (MLA always runs on tensor cores)."""
-    batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak = np.broadcast_arrays(
+                roofs: DeviceRoofs, p: DecodeParams, tensor_core=None, fused_rope=False):
+    """Decode attention time; `tensor_core` forces the kernel choice (MLA always runs on tensor cores),
+    `fused_rope` (see xqa_fuses_rope) drops the preprocessing kernel before XQA."""
+    batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak, fused_rope = np.broadcast_arrays(
         *(np.atleast_1d(np.asarray(x, float))
-          for x in (batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak)))
-    xqa = (group > 1) & (group <= p.max_group) if tensor_core is None else np.full(batch.shape, bool(tensor_core))
+          for x in (batch, kv, kv_heads, group, head_dim, flops, kv_bytes, other_bytes, peak, fused_rope)))
+    xqa = uses_xqa(group, p, tensor_core)
     groups = batch * np.where(xqa, kv_heads, kv_heads * group)
     splits = multi_block_count(kv, groups, roofs.units)
     ctas = groups * splits
     active = np.minimum(1.0, ctas / roofs.units)
-    per_cta = np.where(xqa, p.cta_overhead_cycles + p.cta_dim_cycles * head_dim + p.cta_row_cycles * group * head_dim,
-                       p.mha_cta_overhead_cycles)
-    t_cta = (np.ceil(ctas / roofs.units) - 1.0) * per_cta / roofs.clock_hz
+    waves = np.ceil(ctas / roofs.units)
+    per_cta = np.where(xqa, p.cta_overhead_cycles + p.cta_dim_cycles * head_dim, p.mha_cta_overhead_cycles)
+    per_row = np.where(xqa, p.cta_row_cycles * group * head_dim, 0.0)
+    t_cta = ((waves - 1.0) * per_cta + waves * per_row) / roofs.clock_hz
     resident = kv_bytes + other_bytes <= roofs.llc_bytes
     bw = np.where(resident, roofs.llc_bw, roofs.main_bw)
     t_mem = (kv_bytes + other_bytes) / (bw * p.memory_efficiency * active)
     t_comp = flops / np.where(xqa, peak * p.compute_efficiency, vector_peak * p.mha_efficiency)
     # each CTA walks its share of the KV in tiles, one after another (a latency chain)
-    t_chain = np.ceil(ctas / roofs.units) * np.ceil(kv / splits / KV_TILE) * p.tile_cycles / roofs.clock_hz
-    return p.launch_s + np.maximum(np.maximum(t_comp, t_mem), t_chain) + t_cta
+    t_chain = waves * np.ceil(kv / splits / KV_TILE) * p.tile_cycles / roofs.clock_hz
+    return decode_fixed_s(p, xqa, fused_rope > 0) + np.maximum(np.maximum(t_comp, t_mem), t_chain) + t_cta

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perfsim.cost.attention import decode_time, prefill_time
+from perfsim.cost.attention import decode_fixed_s, decode_time, prefill_time, uses_xqa, xqa_fuses_rope
 from perfsim.cost.elementwise import elementwise_time
 from perfsim.cost.energy import dynamic_energy
 from perfsim.cost.gemm import DeviceRoofs, gemm_time
@@ -35,13 +35,19 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
             t = prefill_time(op.batch, op.q_len, op.kv_len, op.num_heads, op.head_dim, op.dv, op.bytes,
                              op.window or 0, peak, device.compute.transcendental, roofs, p, causal=op.causal)[0]
         else:
-            p = params.decode_for(op.kv_dtype or op.dtype)
+            kv_fmt = op.kv_dtype or op.dtype
+            p = params.decode_for(kv_fmt)
             group = op.num_heads / op.num_kv_heads
             if op.kv_shared_by_heads:  # MLA: every head reads one latent, in tensor-core tiles of g_max heads
                 group = min(group, p.max_group)
+            tensor_core = op.kv_shared_by_heads or None
+            # MLA decode applies its RoPE outside the attention kernel
+            fused = not op.kv_shared_by_heads and xqa_fuses_rope(device.compute.architecture, kv_fmt, op.head_dim,
+                                                                 op.rotary_dim or op.head_dim)
             t = decode_time(op.batch, op.kv_tokens_read, op.num_kv_heads, group, op.head_dim, op.flops,
                             op.cold_bytes, op.bytes - op.cold_bytes, peak, device.vector_flops("fp32"), roofs, p,
-                            tensor_core=op.kv_shared_by_heads or None)[0]
+                            tensor_core=tensor_core, fused_rope=fused)[0]
+            return float(t), float(decode_fixed_s(p, uses_xqa(group, p, tensor_core), fused))
         return float(t), p.launch_s
     if isinstance(op, MoEExperts):
         fmt = op.weight_dtype or op.dtype

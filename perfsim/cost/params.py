@@ -55,7 +55,10 @@ class DecodeParams(_Params):
     max_group: float = Field(32.0, ge=1)                    # most query heads per KV head XQA takes (TensorRT-LLM)
     mha_cta_overhead_cycles: float = Field(2500.0, ge=0)    # MMHA, per (sequence, query head, split) CTA
     mha_efficiency: float = Field(0.10, gt=0, le=1)         # MMHA's fraction of the vector (CUDA-core) peak
-    launch_s: float = Field(5e-6, ge=0)
+    launch_s: float = Field(5e-6, ge=0)                     # XQA kernel: launch and its first wave's fixed work
+    preprocess_s: float = Field(2e-6, ge=0)                 # separate QKV-preprocessing kernel (RoPE, KV append)
+    #                                                         before an XQA kernel that does not apply RoPE itself
+    mha_launch_s: float = Field(5e-6, ge=0)                 # MMHA kernel (RoPE and KV append inside): launch, fixed
 
 
 class MoEParams(_Params):

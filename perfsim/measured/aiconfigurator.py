@@ -77,7 +77,11 @@ CONTEXT_CSV = (*_ATTN_COMMON[:1], "isl", *_ATTN_COMMON[1:], "latency_ms")
 GENERATION_PARQUET = (*_ATTN_COMMON, "step", "attn_dtype", "kv_cache_dtype", "latency")
 GENERATION_CSV = (*_ATTN_COMMON, "kv_len_step", "latency_ms")
 CONTEXT_COLUMNS = ["batch", "isl", "num_heads", "num_kv_heads", "head_dim", "window", "dtype", "kv_dtype"]
-GENERATION_COLUMNS = ["batch", "kv_len", "num_heads", "num_kv_heads", "head_dim", "window", "dtype", "kv_dtype"]
+GENERATION_COLUMNS = ["batch", "kv_len", "num_heads", "num_kv_heads", "head_dim", "window", "dtype", "kv_dtype",
+                      "rotary_dim"]
+# aiconfigurator's collector (collector/trtllm/collect_attn.py) builds every attention layer with GPT-NeoX RoPE
+# over 128 dimensions, whatever the head size
+COLLECTOR_ROTARY_DIM = 128
 _ATTN_RENAME = {"batch_size": "batch", "num_key_value_heads": "num_kv_heads", "window_size": "window",
                 "step": "kv_len", "kv_len_step": "kv_len"}
 
@@ -103,6 +107,7 @@ def _attention(path: Path, dataset: str, hardware: str | None, generation: bool)
     # The derived CSVs hold only the bf16/bf16 rows.
     raw["dtype"] = dtype_name(raw["attn_dtype"], path) if "attn_dtype" in raw else "bf16"
     raw["kv_dtype"] = dtype_name(raw["kv_cache_dtype"], path) if "kv_cache_dtype" in raw else "bf16"
+    raw["rotary_dim"] = COLLECTOR_ROTARY_DIM
     columns = GENERATION_COLUMNS if generation else CONTEXT_COLUMNS
     return finish(raw, path, dataset, hardware or _hardware(raw, path), SOURCE, columns)
 
