@@ -256,29 +256,45 @@ class Embedding(Op):
         return self.bytes_read
 
 
-@functools.lru_cache(maxsize=4096)
-def routing_probabilities(top_k: float, experts_total: int, experts_local: int, distribution: str,
-                          tokens: float = 1.0):
-    """Per-token probability p_e that each expert on this device is chosen (the most loaded first).
+POWER_LAW_DRAWS = 64  # seeded draws of the collector's power-law expert loads, averaged per shape
 
-    balanced: p_e = k / E. power_law_alpha (the skew of aiconfigurator's MoE collector): per-expert loads are
-    draws from a bounded Pareto(alpha) on [1, 0.8 T] (on [0.01, 2] when T k <= E), scaled to T k assignments,
-    and the device holds the busiest expert-parallel rank. Here the draws are their expected order statistics,
-    x_i = F^-1((i - 1/2) / E), the busiest rank holds the largest and E_l - 1 typical ones, and no expert
-    takes more than every token (p_e <= 1)."""
+
+@functools.lru_cache(maxsize=4096)
+def routing_loads(top_k: float, experts_total: int, experts_local: int, distribution: str, tokens: float = 1.0):
+    """Token-expert assignments of each expert on this device, most loaded first: an array (draws, experts_local).
+
+    balanced: T k / E each (one draw). power_law_alpha (aiconfigurator's MoE collector, helper.py
+    power_law_logits_v3): per-expert loads are draws from a bounded Pareto(alpha) on [1, 0.8 T] (on [0.01, 2]
+    when T k <= E), scaled to T k assignments and rounded (the rounding error to the largest draws); experts sit
+    on the expert-parallel ranks in index order and the device is the busiest rank. POWER_LAW_DRAWS seeded
+    draws stand for the distribution; no expert takes a token twice (load <= T)."""
     import numpy as np
     if not distribution.startswith("power_law"):
-        return _frozen(np.full(experts_local, top_k / experts_total))
+        return _frozen(np.full((1, experts_local), tokens * top_k / experts_total))
     alpha = float(distribution.rsplit("_", 1)[-1])
     lo, hi = (1.0, 0.8 * tokens) if tokens * top_k > experts_total else (0.01, 2.0)
     hi = max(hi, lo * (1 + 1e-9))
-    u = (np.arange(experts_total, 0, -1) - 0.5) / experts_total          # descending quantiles
-    # inverse CDF of the bounded Pareto distribution (alpha != 1)
     a = 1.0 - alpha if abs(alpha - 1.0) > 1e-9 else 1e-9
-    x = ((hi ** a - lo ** a) * u + lo ** a) ** (1.0 / a)
-    p = np.minimum(1.0, top_k * x / x.sum())
-    typical = p[1:].mean() if experts_total > 1 else p[0]
-    return _frozen(np.concatenate([p[:1], np.full(experts_local - 1, typical)])[:experts_local])
+    u = np.random.default_rng(0).random((POWER_LAW_DRAWS, experts_total))
+    x = ((hi ** a - lo ** a) * u + lo ** a) ** (1.0 / a)          # inverse CDF of the bounded Pareto
+    loads = np.round(x / x.sum(axis=1, keepdims=True) * tokens * top_k)
+    delta = np.round(tokens * top_k - loads.sum(axis=1, keepdims=True))
+    largest_first = np.argsort(np.argsort(-x, axis=1), axis=1)                 # rank of each draw, largest 0
+    loads += np.maximum(delta, 0) // experts_total + (largest_first < np.maximum(delta, 0) % experts_total)
+    filled = loads > 0
+    smallest_filled_first = np.argsort(np.argsort(np.where(filled, x, np.inf), axis=1), axis=1)
+    loads -= filled & (smallest_filled_first < np.maximum(-delta, 0))
+    ranks = experts_total // experts_local
+    by_rank = loads[:, :ranks * experts_local].reshape(POWER_LAW_DRAWS, ranks, experts_local)
+    busiest = by_rank[np.arange(POWER_LAW_DRAWS), by_rank.sum(axis=2).argmax(axis=1)]
+    return _frozen(np.minimum(tokens, -np.sort(-busiest, axis=1)))
+
+
+def routing_probabilities(top_k: float, experts_total: int, experts_local: int, distribution: str,
+                          tokens: float = 1.0):
+    """Per-token probability p_e that each expert on this device is chosen (the most loaded first): the mean
+    load of routing_loads over T."""
+    return routing_loads(top_k, experts_total, experts_local, distribution, tokens).mean(axis=0) / max(tokens, 1e-12)
 
 
 def _frozen(a):

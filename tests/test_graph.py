@@ -1,4 +1,5 @@
 import networkx as nx
+import numpy as np
 import pytest
 
 from perfsim import graph, load_model
@@ -106,6 +107,19 @@ def test_power_law_routing_skews_load_onto_the_busiest_rank(alpha, tokens, exper
     skewed = MoEExperts(tokens=tokens, hidden=64, inter=64, top_k=top_k, num_experts=experts // 8,
                         total_experts=experts, distribution=alpha)
     assert skewed.local_assignments > balanced.local_assignments  # the busiest rank holds the heaviest expert
+
+
+@pytest.mark.parametrize("tokens", [1, 64, 4096])
+def test_power_law_draws_keep_every_assignment_and_measure_the_busiest_rank(tokens):
+    """As aiconfigurator's collector: each draw routes exactly T k assignments, and the device is the rank
+    that received the most, so it holds more than an average rank."""
+    from perfsim.ops import routing_loads
+    whole = routing_loads(8, 256, 256, "power_law_1.01", tokens)
+    assert np.allclose(whole.sum(axis=1), tokens * 8) and (whole >= 0).all()
+    assert (np.diff(whole, axis=1) <= 0).all()                    # most loaded first
+    rank = routing_loads(8, 256, 32, "power_law_1.01", tokens)    # ep = 8
+    assert rank.sum(axis=1).mean() >= tokens * 8 / 8
+    assert (rank <= tokens).all()
 
 
 def test_interleaved_moe_layers_alternate_with_dense_ones():

@@ -80,7 +80,8 @@ def _moe_free(fmt: str) -> list[Free]:
     g = f"moe.{fmt}"
     return [Free(f"{g}.compute_efficiency", 0.05, 1.0), Free(f"{g}.memory_efficiency", 0.05, 1.0),
             Free(f"{g}.overlap", 1.0, 64.0, 10.0), Free(f"{g}.route_bytes", 0.0, 64.0),
-            Free(f"{g}.token_bytes", 0.0, 64.0), Free(f"{g}.launch_s", 0.0, 300e-6, 1e-6)]
+            Free(f"{g}.token_bytes", 0.0, 64.0), Free(f"{g}.launch_s", 0.0, 300e-6, 1e-6),
+            Free(f"{g}.expert_s", 0.0, 5e-6, 1e-6)]
 
 
 def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:

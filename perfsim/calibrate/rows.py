@@ -123,17 +123,16 @@ def moe_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray
     roofs = DeviceRoofs.of(device)
     out = np.empty(len(df))
     gated = ~df.kernel_source.fillna("").str.contains("nongated") if "kernel_source" in df else True
-    df = df.assign(_gated=gated)
+    gated = np.broadcast_to(np.asarray(gated, float), len(df))
+    tokens, hidden = df.num_tokens.to_numpy(float), df.hidden.to_numpy(float)
+    inter = (df.inter / df.tp).to_numpy(float)
     keys = ["dtype", "topk", "num_experts", "ep", "distribution"]
     for (dtype, topk, experts, ep, dist), idx in df.groupby(keys).indices.items():
-        rows = df.iloc[idx]
         compute, w_bytes = MOE_FORMATS.get(dtype, ("bf16", 2.0))
         p = params.moe_for(dtype)
         tile_s = params.gemm_for(compute).tile_overhead_cycles / roofs.clock_hz
-        out[idx] = moe_time(rows.num_tokens.to_numpy(float), rows.hidden.to_numpy(float),
-                            (rows.inter / rows.tp).to_numpy(float), topk, experts, experts // ep,
-                            rows._gated.to_numpy(float), w_bytes, 2.0, device.peak_flops(compute), roofs, p,
-                            dist, tile_s)
+        out[idx] = moe_time(tokens[idx], hidden[idx], inter[idx], topk, experts, experts // ep, gated[idx], w_bytes,
+                            2.0, device.peak_flops(compute), roofs, p, dist, tile_s)
     return out
 
 

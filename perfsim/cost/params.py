@@ -72,6 +72,8 @@ class MoEParams(_Params):
     #                                                         every token whatever the expert parallelism: routing,
     #                                                         the finalize writing all T output rows (2 B: bf16 out)
     launch_s: float = Field(30e-6, ge=0)                    # routing, permute, two GEMMs, finalize
+    expert_s: float = Field(0.1e-6, ge=0)                   # per local expert, with or without tokens: its
+    #                                                         grouped-GEMM problem setup (offsets, descriptors, scales)
 
 
 class ElementwiseParams(_Params):
