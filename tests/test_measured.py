@@ -56,6 +56,8 @@ def test_registry_names_and_metadata():
         "vidur-net-a100_pairwise_nvlink-send_recv", "vidur-net-h100_pairwise_nvlink-all_reduce",
         "vidur-net-a40_pairwise_nvlink-send_recv",
         "mlenergy-lm-arena-chat", "aic-silicon-refs",
+        "perfsim-h200-gemm", "perfsim-h200-context-attention", "perfsim-h200-generation-attention",
+        "perfsim-h200-elementwise",
     }
     assert set(measured.DATASETS) == expected
     for name, ds in measured.DATASETS.items():
@@ -64,7 +66,7 @@ def test_registry_names_and_metadata():
         assert ds.description and "\n" not in ds.description
         assert ds.source and ds.files and ds.hardware
         assert set(ds.hardware) <= HARDWARE_NAMES
-    assert measured.names("gemm") == ["llmcompass-a100-matmul", "aic-h100-gemm"]
+    assert measured.names("gemm") == ["llmcompass-a100-matmul", "aic-h100-gemm", "perfsim-h200-gemm"]
     assert len(measured.describe().splitlines()) == len(expected)
 
 

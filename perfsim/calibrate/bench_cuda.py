@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from perfsim.calibrate import bench_power
+
 Progress = Callable[[str, float], None]
 
 NEEDS = "device: cuda needs torch with a CUDA GPU; install perfsim[gpu]"
@@ -327,6 +329,7 @@ class CudaMeasurements:
     elementwise: list[dict] = field(default_factory=list)
     bandwidth: list[dict] = field(default_factory=list)
     overhead: list[dict] = field(default_factory=list)
+    power: list[dict] = field(default_factory=list)
     skipped: dict = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -597,6 +600,11 @@ def run_cuda(quick: bool = False, progress: Progress | None = None, plan: CudaPl
     meas.generation_attention = bench_attention(torch, generation_cases(quick, min(8e9, free / 4)), True, plan,
                                                 sweep, (0.72, 0.85))
     meas.elementwise = bench_elementwise(torch, elementwise_cases(quick), plan, sweep, (0.85, 0.95))
+    if not quick:
+        sweep.report("power under sustained copy and GEMM", 0.95)
+        meas.power, why = bench_power.measure_power(torch)
+        if why:
+            sweep.skip("power", why)
     meas.wall_s = time.perf_counter() - t0
     sweep.report("measurements done", 0.95)
     return meas

@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from perfsim.calibrate import bench_cpu, bench_cuda
+from perfsim.calibrate import bench_cpu, bench_cuda, bench_power
 from perfsim.calibrate.fit import fit
 from perfsim.calibrate.profile import Profile, save_profile
 from perfsim.calibrate.rows import predict_rows
@@ -82,7 +82,8 @@ def tidy_frame(rows: list[dict], family: str, hardware: str, dataset: str, sourc
 def extra_frame(rows: list[dict], hardware: str, dataset: str, source: str) -> pd.DataFrame:
     """Bandwidth / overhead rows (no perfsim.measured family): identity columns first, measured_s last."""
     frame = pd.DataFrame(rows)
-    frame = frame[[c for c in frame.columns if c != TARGET] + [TARGET]]
+    if TARGET in frame:
+        frame = frame[[c for c in frame.columns if c != TARGET] + [TARGET]]
     frame.insert(0, "source", source)
     frame.insert(0, "hardware", hardware)
     frame.insert(0, "dataset", dataset)
@@ -217,6 +218,24 @@ def _start_params(family_launch: dict[str, float], gemm_dtypes, elementwise: boo
     return CostParams.model_validate(data)
 
 
+def _energy(power_rows: list[dict], spec: dict, date: str, skipped: dict) -> dict | None:
+    """Fit the energy coefficients from the power rows into spec['energy']; None (noted) if they cannot be."""
+    if not power_rows:
+        return None
+    try:
+        fitted = bench_power.fit_energy(power_rows)
+    except ValueError as exc:
+        skipped[f"energy: {exc}"] = 1
+        return None
+    spec["energy"] = bench_power.energy_section(fitted, spec["memory"][-1]["name"], date)
+    spec["power"] = {**spec["power"], "idle": f"{fitted['idle_w']:.0f} W",
+                     "source": f"{spec['power']['source']}; idle: NVML energy counter over an idle interval"}
+    checks = [{"what": f"{r['dtype']} GEMM {r['flops_per_s'] / 1e12:.0f} TFLOP/s {r['bytes_per_s'] / 1e12:.2f} TB/s",
+               "measured_w": round(r["power_w"], 1), "predicted_w": round(bench_power.predict_power(fitted, r), 1)}
+              for r in power_rows if r["workload"] == "check"]
+    return {"idle_w": fitted["idle_w"], **spec["energy"], "held_out_checks": checks}
+
+
 def calibrate_device(kind: str, out_dir: Path, progress: Progress | None = None, quick: bool = False) -> dict:
     """Measure this machine's CPU ('cpu', numpy) or first NVIDIA GPU ('cuda', torch), write its hardware spec,
     raw measurements and a fitted profile under out_dir, and return their paths with the held-out scores.
@@ -257,6 +276,7 @@ def calibrate_device(kind: str, out_dir: Path, progress: Progress | None = None,
         bandwidth = {"ddr": summary["ddr_bandwidth_Bps"], "llc": summary["llc_bandwidth_Bps"],
                      "ddr_1thread": summary["ddr_bandwidth_1thread_Bps"]}
         launch_s = summary.get("call_overhead_s")
+        energy = None
     else:
         meas = bench_cuda.run_cuda(quick, progress)
         try:
@@ -271,6 +291,7 @@ def calibrate_device(kind: str, out_dir: Path, progress: Progress | None = None,
         peaks = summary["peak_flops"]
         bandwidth = {"hbm": summary["main_bandwidth_Bps"], "l2": summary["l2_bandwidth_Bps"]}
         launch_s = summary.get("launch_s")
+        energy = _energy(meas.power, spec, date, meas.skipped)
 
     hw_path = out_dir / "hardware.yaml"
     device = write_hardware(spec, hw_path)
@@ -282,6 +303,9 @@ def calibrate_device(kind: str, out_dir: Path, progress: Progress | None = None,
                        meas_dir / f"{kind}_bandwidth.csv"),
              write_csv(extra_frame(meas.overhead, name, f"calibrate-{name}-overhead", source),
                        meas_dir / f"{kind}_overhead.csv")]
+    if getattr(meas, "power", None):
+        other.append(write_csv(extra_frame(meas.power, name, f"calibrate-{name}-power", source),
+                               meas_dir / f"{kind}_power.csv"))
 
     gemm_dtypes = sorted(frames["gemm"].dtype.unique()) if "gemm" in frames else []
     start = _start_params(launch, gemm_dtypes, "elementwise" in frames)
@@ -295,7 +319,7 @@ def calibrate_device(kind: str, out_dir: Path, progress: Progress | None = None,
         "device": name, "kind": kind, "quick": quick, "date": date,
         "wall_s": round((_now() - started).total_seconds(), 2),
         "measure_s": round(meas.wall_s, 2),
-        "peak_flops": peaks, "bandwidth_Bps": bandwidth, "launch_s": launch_s,
+        "peak_flops": peaks, "bandwidth_Bps": bandwidth, "launch_s": launch_s, "energy": energy,
         "rows": {fam: len(df) for fam, df in frames.items()},
         "scores": scores, "skipped": meas.skipped, "warnings": _warnings(prov, meas.skipped),
     }

@@ -84,6 +84,10 @@ class ElementwiseParams(_Params):
     launch_s: float = Field(4e-6, ge=0)
 
 
+# elementwise kind -> the fitted kinds whose kernels are most alike, nearest first
+NEAREST_ELEMENTWISE = {"gelu": ("activation",), "layernorm": ("norm",), "softmax": ("norm",)}
+
+
 class CostParams(_Params):
     gemm: dict[str, GemmParams] = {"default": GemmParams()}   # by GEMM format (bf16, fp8, fp8_block, ...)
     attention: AttentionParams = AttentionParams()
@@ -97,8 +101,9 @@ class CostParams(_Params):
         return _family(self.gemm, (fmt, "bf16"), GemmParams)
 
     def elementwise_for(self, kind: str) -> ElementwiseParams:
-        """Parameters of the kernels of an elementwise op kind; the default when not fitted."""
-        return _family(self.elementwise, (kind,), ElementwiseParams)
+        """Parameters of the kernels of an elementwise op kind; its nearest fitted kind's when not fitted
+        (a GELU is an activation; layernorm and softmax are row reductions like a norm), then the default."""
+        return _family(self.elementwise, (kind, *NEAREST_ELEMENTWISE.get(kind, ())), ElementwiseParams)
 
     def decode_for(self, kv_fmt: str) -> DecodeParams:
         """Parameters of the decode kernels of a KV-cache format; bf16's (then the default) when not fitted."""

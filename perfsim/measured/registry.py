@@ -39,10 +39,11 @@ class Dataset:
     source: str
     files: tuple[str, ...]
     loader: Callable[[Path], pd.DataFrame] = field(repr=False, compare=False)
+    root: Path | None = None  # where `files` live when they ship with perfsim; else the shared data root
 
     def paths(self, root: Path | None = None) -> list[Path]:
         """The files read (`files` are paths or glob patterns relative to the data root)."""
-        root = data_root() if root is None else root
+        root = self.root or (data_root() if root is None else root)
         return [p for f in self.files for p in (sorted(root.glob(f)) if "*" in f else [root / f])]
 
 
@@ -65,6 +66,24 @@ def _one(name, description, family, hardware, source, rel, reader, **kwargs) -> 
     def load(root: Path) -> pd.DataFrame:
         return reader(root / rel, name, **kwargs)
     return Dataset(name, description, family, tuple(hardware), source, (rel,), load)
+
+
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+H200_RUN = "h200-2026-11-29"
+H200_SOURCE = (f"perfsim calibrate --device cuda on one NVIDIA H200 SXM, 2026-11-29 (driver 580.159.04, torch "
+               f"2.11.0+cu130, CUDA 13.0); raw files and provenance in perfsim/measured/shipped/{H200_RUN}")
+
+
+def _h200(family: str, description: str) -> Dataset:
+    """A table of perfsim's own H200 calibration run, scored against the shipped h200-sxm spec."""
+    rel = f"{H200_RUN}/cuda_{family}.csv"
+
+    def load(root: Path) -> pd.DataFrame:
+        frame = _tidy(root / rel, name)
+        frame[["dataset", "hardware", "source"]] = [name, "h200-sxm", H200_SOURCE]
+        return frame
+    name = f"perfsim-h200-{family.replace('_', '-')}"
+    return Dataset(name, description, family, ("h200-sxm",), H200_SOURCE, (rel,), load, root=SHIPPED)
 
 
 def _aic_nccl(root: Path) -> pd.DataFrame:
@@ -119,6 +138,12 @@ def _build() -> dict[str, Dataset]:
         _one("aic-silicon-refs", "35 end-to-end serving runs (TRT-LLM/SGLang/vLLM; H100..GB300): TTFT, TPOT",
              "serving", ("h100-sxm", "h200-sxm", "b200", "b300", "gb200", "gb300"), aic.SILICON_SOURCE,
              "aiconfigurator/silicon_refs.csv", aic.silicon_refs),
+    ]
+    sets += [
+        _h200("gemm", "torch.mm bf16/fp16/fp32 and torch._scaled_mm fp8 on one H200 SXM (perfsim calibrate)"),
+        _h200("context_attention", "torch SDPA causal prefill (fused kernels), bf16/fp16, on one H200 SXM"),
+        _h200("generation_attention", "torch SDPA decode (fused kernels), bf16/fp16, on one H200 SXM"),
+        _h200("elementwise", "bf16 add, tanh-GELU, softmax, layernorm on one H200 SXM (perfsim calibrate)"),
     ]
     return {d.name: d for d in sets}
 
@@ -274,7 +299,7 @@ def load(name_or_path: str | Path, **filters) -> pd.DataFrame:
         stat = path.stat()
         frame = _load_path_cached(str(path), stat.st_mtime_ns, stat.st_size)
     elif key in DATASETS:
-        frame = _load_named(key, str(data_root().resolve()))
+        frame = _load_named(key, str((DATASETS[key].root or data_root()).resolve()))
     else:
         raise UnknownNameError(one_line(f"unknown measured dataset {key!r}; known: {', '.join(DATASETS)}"))
     # A deep copy: callers may edit their frame in place without touching the cached one.
