@@ -165,3 +165,26 @@ def validate(datasets: list[str] | None = None, progress: Callable[[str], None] 
         report.scores.extend(score_dataset(name, transfer, max_rows=max_rows, seed=seed,
                                            max_test_rows=max_test_rows))
     return report
+
+
+def model_steps(profile: str = "auto") -> pd.DataFrame:
+    """Whole-model prefill and decode steps measured on an H200 (benchmarks/gpu_model_steps.py: time, board
+    power, energy per step), each with perfsim's prediction under `profile` ('auto' or 'none'): predicted_s,
+    predicted_power_w, predicted_energy_j. Nothing is fitted on them; rows beyond a model's maximum
+    sequence length, which perfsim refuses, are left out."""
+    from perfsim.errors import InvalidInputError
+    from perfsim.measured.registry import H200_RUN, SHIPPED
+    from perfsim.predict import predict
+    files = sorted((SHIPPED / H200_RUN).glob("steps_*.csv"))
+    out = []
+    for r in pd.concat([pd.read_csv(f) for f in files], ignore_index=True).itertuples():
+        tokens = {"context": r.tokens} if r.task == "decode" else {"seq": r.tokens}
+        try:
+            est = predict(r.model, "h200-sxm", task=r.task, batch=r.batch, dtype=r.dtype, profile=profile, **tokens)
+        except InvalidInputError:
+            continue
+        out.append({"model": r.model, "task": r.task, "batch": r.batch, "tokens": r.tokens,
+                    "measured_s": r.measured_s, "predicted_s": est.latency_s, "power_w": r.power_w,
+                    "predicted_power_w": est.avg_power_w, "energy_j": r.energy_per_step_j,
+                    "predicted_energy_j": est.energy_j})
+    return pd.DataFrame(out)

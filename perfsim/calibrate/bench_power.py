@@ -62,7 +62,7 @@ def energy_section(fitted: dict, memory_level: str, date: str) -> dict:
 
 # ------------------------------------------------------------------------------------ GPU section
 
-def _nvml():
+def nvml_handle():
     try:
         import pynvml
         pynvml.nvmlInit()
@@ -96,7 +96,7 @@ class _Sampler:
         self._thread.join()
 
 
-def _sustain(torch, nvml, handle, fn: Callable[[], object], seconds: float) -> dict:
+def sustain(torch, nvml, handle, fn: Callable[[], object], seconds: float) -> dict:
     """Run fn back to back: one second to settle, then `seconds` measured. Returns calls, wall s, joules."""
     t_end = time.perf_counter() + 1.0
     while time.perf_counter() < t_end:
@@ -124,7 +124,7 @@ def _sustain(torch, nvml, handle, fn: Callable[[], object], seconds: float) -> d
 
 def measure_power(torch, dtypes=("bf16", "fp8"), seconds: float = 4.0) -> tuple[list[dict], str | None]:
     """Sustained idle, copy and GEMM workloads on GPU 0 -> (rows for fit_energy, None) or ([], why skipped)."""
-    nvml, handle = _nvml()
+    nvml, handle = nvml_handle()
     if nvml is None:
         return [], "nvidia-ml-py (pynvml) not importable or NVML not available"
     try:
@@ -143,7 +143,7 @@ def measure_power(torch, dtypes=("bf16", "fp8"), seconds: float = 4.0) -> tuple[
 
     src = torch.empty(COPY_BYTES, device="cuda", dtype=torch.uint8).random_(0, 255)
     dst = torch.empty_like(src)
-    run = _sustain(torch, nvml, handle, lambda: dst.copy_(src), seconds)
+    run = sustain(torch, nvml, handle, lambda: dst.copy_(src), seconds)
     rows.append(_row("copy", "", 0.0, 2.0 * COPY_BYTES, run, limit_w))
     src = dst = None
     torch.cuda.empty_cache()
@@ -155,7 +155,7 @@ def measure_power(torch, dtypes=("bf16", "fp8"), seconds: float = 4.0) -> tuple[
             fn, elem = _gemm(torch, dtype, m, n)
         except Exception:
             continue
-        run = _sustain(torch, nvml, handle, fn, seconds)
+        run = sustain(torch, nvml, handle, fn, seconds)
         rows.append(_row(workload, dtype, 2.0 * m * n * n, elem * (2 * m * n + n * n), run, limit_w))
         fn = None
         torch.cuda.empty_cache()
