@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from perfsim.calibrate.bench_cuda import time_cuda
 
 DECODE = ((1, 512), (1, 8192), (8, 2048), (32, 2048), (32, 8192), (128, 512), (128, 2048))  # (batch, context)
 PREFILL = ((1, 512), (1, 2048), (1, 8192), (4, 2048))                                          # (batch, seq)
@@ -91,23 +92,7 @@ def time_graph(torch, fn, repeats: int = 5, min_time: float = 0.05):
         run = graph.replay
     except Exception as exc:
         how, run = f"eager ({type(exc).__name__} in capture)", fn
-    run()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    run()
-    end.record()
-    end.synchronize()
-    calls = max(1, int(min_time / repeats / max(start.elapsed_time(end) * 1e-3, 1e-6)))
-    samples = []
-    for _ in range(repeats):
-        start.record()
-        for _ in range(calls):
-            run()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) * 1e-3 / calls)
-    return statistics.median(samples), how, run
+    return time_cuda(torch, run, min_time, repeats, warmup=1), how, run
 
 
 def board_power(torch, run, seconds: float) -> dict:

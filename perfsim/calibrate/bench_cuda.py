@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from perfsim.calibrate import bench_power
-
 Progress = Callable[[str, float], None]
 
 NEEDS = "device: cuda needs torch with a CUDA GPU; install perfsim[gpu]"
@@ -294,18 +292,23 @@ def _dt(torch, name: str):
     return getattr(torch, TORCH_DTYPES[name])
 
 
-def time_cuda(torch, fn: Callable[[], object], min_time: float, repeats: int, warmup: int = 3) -> float:
-    """Median seconds per call over `repeats` batches of back-to-back calls, timed with CUDA events."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
+def time_once(torch, fn: Callable[[], object]) -> float:
+    """Seconds of one call of fn, timed with CUDA events."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     fn()
     end.record()
     end.synchronize()
-    once = max(start.elapsed_time(end) * 1e-3, 1e-7)
-    calls = max(1, min(10_000, math.ceil(min_time / repeats / once)))
+    return start.elapsed_time(end) * 1e-3
+
+
+def time_cuda(torch, fn: Callable[[], object], min_time: float, repeats: int, warmup: int = 3) -> float:
+    """Median seconds per call over `repeats` batches of back-to-back calls, timed with CUDA events."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    calls = max(1, min(10_000, math.ceil(min_time / repeats / max(time_once(torch, fn), 1e-7))))
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     samples = []
     for _ in range(repeats):
         start.record()
@@ -601,6 +604,7 @@ def run_cuda(quick: bool = False, progress: Progress | None = None, plan: CudaPl
                                                 sweep, (0.72, 0.85))
     meas.elementwise = bench_elementwise(torch, elementwise_cases(quick), plan, sweep, (0.85, 0.95))
     if not quick:
+        from perfsim.calibrate import bench_power
         sweep.report("power under sustained copy and GEMM", 0.95)
         meas.power, why = bench_power.measure_power(torch)
         if why:

@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from perfsim.calibrate.bench_cuda import time_once
+
 PJ = 1e-12
 GEMM_SIZE = 8192           # m = n = k of the compute-bound GEMM per dtype
 COPY_BYTES = 1 << 30       # bytes per copy of the memory-bound workload (read + write = twice this)
@@ -103,12 +105,7 @@ def sustain(torch, nvml, handle, fn: Callable[[], object], seconds: float) -> di
         for _ in range(4):
             fn()
         torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    calls = max(1, int(seconds / max(start.elapsed_time(end) * 1e-3, 1e-6)))
+    calls = max(1, int(seconds / max(time_once(torch, fn), 1e-6)))
     with _Sampler(nvml, handle) as sampler:
         e0, t0 = nvml.nvmlDeviceGetTotalEnergyConsumption(handle), time.perf_counter()
         for _ in range(calls):
