@@ -19,6 +19,10 @@ from perfsim.model import ModelSpec, load_model
 from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op, norm, softmax
 
 TASKS = ("prefill", "decode", "train")
+# Routing of real traffic: each token picks its top-k experts independently and uniformly (a load-balanced
+# router), so a small batch reaches only E (1 - (1 - k/E)^T) experts; the calibration tables' round-robin
+# "balanced" case reaches min(E, T k) of them (perfsim.cost.moe).
+SERVED_ROUTING = "uniform"
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,7 @@ class _Builder:
         self.add(MoEExperts(tokens=T, hidden=h, inter=moe.expert_intermediate_size // w.tp, top_k=moe.top_k,
                             num_experts=moe.num_experts // w.ep, total_experts=moe.num_experts,
                             gated=m.mlp == "gated", dtype=w.dtype, weight_dtype=w.weight_dtype,
-                            name="moe_experts"), i)
+                            distribution=SERVED_ROUTING, name="moe_experts"), i)
         if w.ep > 1:
             self.add(Collective(collective="all_to_all", size_bytes=T * moe.top_k * h * 2, group=w.ep,
                                 name="moe_combine"), i)

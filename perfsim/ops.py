@@ -263,7 +263,7 @@ POWER_LAW_DRAWS = 64  # seeded draws of the collector's power-law expert loads, 
 def routing_loads(top_k: float, experts_total: int, experts_local: int, distribution: str, tokens: float = 1.0):
     """Token-expert assignments of each expert on this device, most loaded first: an array (draws, experts_local).
 
-    balanced: T k / E each (one draw). power_law_alpha (aiconfigurator's MoE collector, helper.py
+    balanced, uniform: T k / E each (one draw). power_law_alpha (aiconfigurator's MoE collector, helper.py
     power_law_logits_v3): per-expert loads are draws from a bounded Pareto(alpha) on [1, 0.8 T] (on [0.01, 2]
     when T k <= E), scaled to T k assignments and rounded (the rounding error to the largest draws); experts sit
     on the expert-parallel ranks in index order and the device is the busiest rank. POWER_LAW_DRAWS seeded

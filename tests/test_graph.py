@@ -146,3 +146,17 @@ def test_moe_per_token_passes_do_not_shrink_with_expert_parallelism():
         with_ = moe_time(*args, MoEParams(token_bytes=2.0))[0]
         expected = tokens * hidden * 2.0 / (roofs.main_bw * MoEParams().memory_efficiency)
         assert with_ - without == pytest.approx(expected, rel=1e-9)
+
+
+def test_served_moe_routing_reaches_the_expected_experts():
+    """Graphs cost MoE under uniform random routing: a small batch reads the E (1 - (1 - k/E)^T) experts it is
+    expected to reach (63% of them when T k = E), where the collector's round-robin 'balanced' rows read
+    min(E, T k); a large batch reaches them all either way, so prefill and training do not change."""
+    from perfsim.cost.moe import _routed
+    op = next(d["op"] for _, d in graph.build(load_model("deepseek-v3"), "decode", 32, context=100).nodes(data=True)
+              if isinstance(d["op"], MoEExperts))
+    assert op.distribution == graph.SERVED_ROUTING == "uniform"
+    hit = float(_routed(32.0, 8, 256, 32, "uniform")[1][0, 0])
+    assert hit == pytest.approx(32 * (1 - (1 - 8 / 256) ** 32))
+    assert 0.62 < hit / 32 < 0.65 and float(_routed(32.0, 8, 256, 32, "balanced")[1][0, 0]) == 32
+    assert float(_routed(4096.0, 8, 256, 32, "uniform")[1][0, 0]) == pytest.approx(32)

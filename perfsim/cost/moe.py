@@ -2,6 +2,9 @@
 
 Routing (T tokens, top-k of E experts; this device holds E_l = E / ep, the most loaded first):
   balanced       load_e = T k / E,  hit_e = min(1, T k / E)                (round-robin assignment)
+  uniform        load_e = T k / E,  hit_e = 1 - (1 - k / E)^T             (each token picks its k experts
+                                                                        independently and uniformly at random:
+                                                                        the expected share of experts hit)
   power law a    load_e per draw of bounded-Pareto(a) expert loads on the busiest rank, hit_e = [load_e > 0]
                  (see perfsim.ops.routing_loads); the time is the mean over the draws
 Grouped GEMM per projection (up: N = 2I gated or I, K = h; down: N = h, K = I), tiles of Tm x Tn:
@@ -57,6 +60,8 @@ def _routed(tokens, top_k, experts_total, experts_local, distribution):
     load = routing_loads(top_k, int(experts_total), int(experts_local), distribution, tokens)
     if distribution.startswith("power_law"):
         hit = (load > 0).astype(float)
+    elif distribution == "uniform":  # P(expert hit by at least one of T tokens) = 1 - (1 - k/E)^T
+        hit = np.full(load.shape, 1.0 - (1.0 - min(1.0, top_k / experts_total)) ** tokens)
     else:  # round-robin: exactly min(E, T*k) distinct experts
         hit = np.full(load.shape, min(1.0, tokens * top_k / experts_total))
     row_tiles = (hit * np.ceil(load / np.maximum(hit, 1e-12) / TILE_M)).sum(axis=1, keepdims=True)
