@@ -297,6 +297,16 @@ def routing_probabilities(top_k: float, experts_total: int, experts_local: int, 
     return routing_loads(top_k, experts_total, experts_local, distribution, tokens).mean(axis=0) / max(tokens, 1e-12)
 
 
+def ranks_reached(top_k: int, experts_total: int, ep: int) -> float:
+    """Expected distinct expert-parallel ranks among one token's top-k experts under uniform routing:
+    ep * (1 - C(E - E/ep, k) / C(E, k)) (each rank holds E/ep experts; hypergeometric miss probability)."""
+    if ep <= 1:
+        return 1.0
+    k = min(int(top_k), experts_total)
+    miss = math.comb(experts_total - experts_total // ep, k) / math.comb(experts_total, k)
+    return ep * (1.0 - miss)
+
+
 def _frozen(a):
     a.flags.writeable = False  # cached: shared by every caller
     return a

@@ -160,3 +160,16 @@ def test_served_moe_routing_reaches_the_expected_experts():
     assert hit == pytest.approx(32 * (1 - (1 - 8 / 256) ** 32))
     assert 0.62 < hit / 32 < 0.65 and float(_routed(32.0, 8, 256, 32, "balanced")[1][0, 0]) == 32
     assert float(_routed(4096.0, 8, 256, 32, "uniform")[1][0, 0]) == pytest.approx(32)
+
+
+@pytest.mark.parametrize("top_k,experts,ep", [(8, 256, 4), (8, 256, 8), (2, 8, 4), (4, 128, 16)])
+def test_all_to_all_reaches_each_rank_once(top_k, experts, ep):
+    """Serving's MoE dispatch sends a token once per rank holding any of its experts: the expected count of
+    such ranks under uniform routing matches a direct draw of top-k experts per token."""
+    from perfsim.ops import ranks_reached
+    rng = np.random.default_rng(0)
+    picks = np.argsort(rng.random((20000, experts)), axis=1)[:, :top_k]
+    drawn = np.mean([len(set(row)) for row in picks // (experts // ep)])
+    assert ranks_reached(top_k, experts, ep) == pytest.approx(drawn, rel=0.02)
+    assert 1.0 <= ranks_reached(top_k, experts, ep) <= min(top_k, ep)
+    assert ranks_reached(top_k, experts, 1) == 1.0
