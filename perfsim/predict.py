@@ -88,9 +88,11 @@ def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task
         if op not in cache:
             cache[op] = op_time(op, hw, prof)
         costs.append(cache[op])
-    latency = sum(c.time_s for c in costs)  # one stream: ops run back to back
     dynamic_j = sum(c.energy_j for c in costs) * gpus
-    energy_j, power_w = run_energy(dynamic_j, latency, device, gpus)
+    # one stream: ops run back to back; a calibrated run stretches where its power would pass the TDP (clock
+    # throttling), the pure roofline (no profile) stays the ideal bound
+    energy_j, power_w, latency = run_energy(dynamic_j, sum(c.time_s for c in costs), device, gpus,
+                                            throttle=prof is not None)
 
     mem = _memory(spec, w, task, dtype, weight_dtype, kv_dtype)
     total_mem = sum(mem.values())

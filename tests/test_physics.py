@@ -85,3 +85,19 @@ def test_predict_never_slower_with_more_bandwidth(batch, context, bw):
     base = perfsim.predict("llama-2-7b", H100, task="decode", batch=batch, context=context).latency_s
     faster = perfsim.predict("llama-2-7b", _faster(H100, bw=bw), task="decode", batch=batch, context=context)
     assert faster.latency_s <= base * (1 + 1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(dyn=st.floats(0.0, 5e3), t=st.floats(1e-4, 10.0), more=st.floats(0.0, 5e3), gpus=st.integers(1, 8))
+def test_power_cap_stretches_a_run_and_conserves_energy(dyn, t, more, gpus):
+    """Under the TDP the run keeps its time; above it the clocks throttle: the run stretches until its
+    power fits, its switching energy unchanged, and more switching energy never makes it shorter."""
+    from perfsim.cost.energy import run_energy
+    from perfsim.hardware import load_device
+    dev = load_device("h200-sxm")
+    energy, power, t2 = run_energy(dyn, t, dev, gpus)
+    assert t2 >= t and power <= dev.power.tdp * gpus * (1 + 1e-9)
+    assert energy == pytest.approx(dyn + dev.power.idle * t2 * gpus)
+    assert run_energy(dyn + more, t, dev, gpus)[2] >= t2
+    ideal = run_energy(dyn, t, dev, gpus, throttle=False)
+    assert ideal[2] == t and ideal[0] == pytest.approx(dyn + dev.power.idle * t * gpus)

@@ -37,10 +37,15 @@ def dynamic_energy(op: Op, device: Device) -> float:
     return flop_j + op.bytes * joules_per_byte(device)
 
 
-def run_energy(dynamic_j: float, time_s: float, device: Device, devices: int = 1) -> tuple[float, float]:
-    """Total energy and average power of a run, power capped at TDP per device (P = min(E/t, TDP))."""
+def run_energy(dynamic_j: float, time_s: float, device: Device, devices: int = 1,
+               throttle: bool = True) -> tuple[float, float, float]:
+    """(energy J, average power W, time s) of a run. With `throttle`, under the TDP cap: above it the clocks
+    throttle and the run stretches until its power fits, its switching energy unchanged,
+    t' = max(t, E_dyn / (TDP - P_idle)) per device (perfsim.serving.energy.throttle with static = idle power).
+    Without (the ideal roofline), the run keeps its time and the power it would draw. E = E_dyn + P_idle * t'."""
     if time_s <= 0:
-        return 0.0, 0.0
-    idle_j = device.power.idle * time_s * devices
-    power = min((dynamic_j + idle_j) / time_s, device.power.tdp * devices)
-    return power * time_s, power
+        return 0.0, 0.0, 0.0
+    headroom = device.power.tdp - device.power.idle
+    stretched = max(time_s, dynamic_j / devices / headroom) if throttle and headroom > 0 else time_s
+    energy = dynamic_j + device.power.idle * stretched * devices
+    return energy, energy / stretched, stretched
