@@ -333,3 +333,26 @@ def test_cuda_calibration_on_gpu(tmp_path):
     assert {"gemm", "context_attention", "generation_attention"} <= set(prof.scores)
     assert prof.scores["gemm"]["mape_pct"] < 100.0
     assert all(p.is_file() for p in result["measurements"])
+
+
+def test_cuda_power_rows_become_a_sourced_energy_section(tmp_path):
+    """Power rows -> fitted coefficients in the written hardware YAML (idle power too), read back through the
+    Device schema; without a copy row the section is left out and the reason recorded."""
+    from perfsim.calibrate.device import _energy
+    from perfsim.cost.energy import joules_per_byte, joules_per_flop
+    rows = [{"workload": "idle", "dtype": "", "flops_per_s": 0.0, "bytes_per_s": 0.0, "power_w": 100.0},
+            {"workload": "copy", "dtype": "", "flops_per_s": 0.0, "bytes_per_s": 4e12, "power_w": 500.0},
+            {"workload": "gemm", "dtype": "bf16", "flops_per_s": 7e14, "bytes_per_s": 0.0, "power_w": 660.0}]
+    summary = bench_cuda.summarize([{"op": "gemm", "m": 8192, "n": 8192, "k": 8192, "dtype": "bf16",
+                                     "measured_s": 2 * 8192**3 / 7e14}],
+                                   [{"op": "copy", "array_bytes": 1 << 30, "bytes_moved": 2 << 30,
+                                     "measured_s": (2 << 30) / 4e12, "bandwidth_Bps": 4e12}],
+                                   [{"op": "eager_tiny_add", "measured_s": 5e-6}], FAKE_PROPS["l2_cache_size"])
+    spec = bench_cuda.hardware_spec("fake", FAKE_PROPS, FAKE_SMI, summary, "2025-01-01")
+    skipped = {}
+    assert _energy(rows, spec, "2025-01-01", skipped)["pj_per_byte"] == {"hbm": 100.0}
+    dev = write_hardware(spec, tmp_path / "hardware.yaml")
+    assert dev.power.idle == 100 and "NVML" in dev.energy.source
+    assert joules_per_byte(dev) == pytest.approx(100e-12) and joules_per_flop(dev, "bf16") == pytest.approx(0.8e-12)
+    assert _energy(rows[:1] + rows[2:], dict(spec), "2025-01-01", skipped) is None
+    assert any("idle and a copy" in k for k in skipped)
