@@ -16,7 +16,18 @@ import networkx as nx
 from perfsim.dtypes import check
 from perfsim.errors import InvalidInputError
 from perfsim.model import ModelSpec, load_model
-from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op, norm, softmax
+from perfsim.ops import (
+    Attention,
+    Collective,
+    Elementwise,
+    Embedding,
+    Gemm,
+    MoEExperts,
+    Op,
+    norm,
+    ranks_reached,
+    softmax,
+)
 
 TASKS = ("prefill", "decode", "train")
 # Routing of real traffic: each token picks its top-k experts independently and uniformly (a load-balanced
@@ -205,15 +216,18 @@ class _Builder:
         moe, T, h = m.moe, w.tokens, m.hidden_size
         self.gemm("router", T, moe.num_experts, h, i, weight=False)
         self.add(softmax(T, moe.num_experts, self.act_dtype, name="router_topk"), i)
+        # inference all-to-all kernels (DeepEP, TensorRT-LLM) send a token once per rank holding any of its
+        # experts; training's dispatcher (Megatron's all-to-all) sends one copy per routed expert
+        per_token = moe.top_k if w.task == "train" else ranks_reached(moe.top_k, moe.num_experts, w.ep)
         if w.ep > 1:
-            self.add(Collective(collective="all_to_all", size_bytes=T * moe.top_k * h * 2, group=w.ep,
+            self.add(Collective(collective="all_to_all", size_bytes=T * per_token * h * 2, group=w.ep,
                                 name="moe_dispatch"), i)
         self.add(MoEExperts(tokens=T, hidden=h, inter=moe.expert_intermediate_size // w.tp, top_k=moe.top_k,
                             num_experts=moe.num_experts // w.ep, total_experts=moe.num_experts,
                             gated=m.mlp == "gated", dtype=w.dtype, weight_dtype=w.weight_dtype,
                             distribution=SERVED_ROUTING, name="moe_experts"), i)
         if w.ep > 1:
-            self.add(Collective(collective="all_to_all", size_bytes=T * moe.top_k * h * 2, group=w.ep,
+            self.add(Collective(collective="all_to_all", size_bytes=T * per_token * h * 2, group=w.ep,
                                 name="moe_combine"), i)
         if moe.num_shared_experts:
             self.dense_mlp("shared_expert", moe.num_shared_experts * moe.shared_size // w.tp, i)

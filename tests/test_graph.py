@@ -173,3 +173,17 @@ def test_all_to_all_reaches_each_rank_once(top_k, experts, ep):
     assert ranks_reached(top_k, experts, ep) == pytest.approx(drawn, rel=0.02)
     assert 1.0 <= ranks_reached(top_k, experts, ep) <= min(top_k, ep)
     assert ranks_reached(top_k, experts, 1) == 1.0
+
+
+def test_inference_dispatch_sends_a_token_once_per_rank_training_once_per_expert():
+    from perfsim.ops import Collective, ranks_reached
+    spec = load_model("deepseek-v3")
+
+    def dispatch(task, **kw):
+        g = graph.build(spec, task, 4, ep=8, **kw)
+        return next(d["op"] for _, d in g.nodes(data=True)
+                    if isinstance(d["op"], Collective) and d["op"].name == "moe_dispatch")
+    decode = dispatch("decode", context=100)
+    assert decode.size_bytes == pytest.approx(4 * ranks_reached(8, 256, 8) * spec.hidden_size * 2)
+    train = dispatch("train", seq=16)
+    assert train.size_bytes == pytest.approx(4 * 16 * 8 * spec.hidden_size * 2)
