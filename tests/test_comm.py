@@ -114,17 +114,28 @@ def test_custom_all_reduce_one_and_two_shot_by_hand():
 def test_cross_node_ring_is_paced_by_the_node_nics():
     # 16 GPUs on two DGX H100: busBw = min(NVLink 450 GB/s * e, 8 NICs x 50 GB/s * e_net)
     S, alpha = 1e9, 0.0
-    prm = _ring_only(alpha, 1.0, net_alpha_s=0.0, net_bw_efficiency=1.0)
+    prm = _ring_only(alpha, 1.0, net_alpha_s=0.0, net_simple_alpha_s=0.0, net_bw_efficiency=1.0)
     nic_node = H100.nic.bandwidth * H100.nics_per_node
     expected = 2 * 15 / 16 * S / min(H100.intra_link.bandwidth, nic_node)
     assert collective_time("all_reduce", S, 16, H100, prm) == pytest.approx(expected, rel=1e-9)
+
+
+def test_cross_node_simple_steps_pay_their_own_net_latency():
+    # 2 GPUs on two nodes, Simple ring only: t = 2 net steps of Simple's NIC latency + S / B_net, whatever LL's is
+    a_simple, S = 7e-6, 4096.0
+    prm = _ring_only(0.0, 1.0, net_alpha_s=90e-6, net_simple_alpha_s=a_simple, net_bw_efficiency=1.0)
+    expected = 2 * a_simple + S / A100.nic.bandwidth
+    got = collective_time("all_reduce", S, 2, A100, prm, devices_per_node=1)
+    assert got == pytest.approx(expected, rel=1e-9)
+    slower = prm.nccl.model_copy(update={"net_simple_alpha_s": 2 * a_simple})
+    assert collective_time("all_reduce", S, 2, A100, CommParams(nccl=slower), devices_per_node=1) > got
 
 
 def test_cross_node_send_bursts_one_window_then_paces():
     # no latencies, Simple only: the first W bytes at k x the sustained rate, the rest at the sustained rate
     W, k, eff = 1e6, 4.0, 0.5
     base = dict(launch_s=0.0, p2p_base_s=0.0, ll_base_s=2e-4, p2p_ll_bw_fraction=1e-3, net_alpha_s=0.0,
-                net_bw_efficiency=eff)
+                net_simple_alpha_s=0.0, net_bw_efficiency=eff)
     topo = topology(A100, 2, 1)
     rate = topo.nic_single_Bps * eff
     plain = CollectiveParams(**base)
@@ -292,3 +303,12 @@ def test_validation_floor_custom_allreduce_and_vidur_h100():
                  "vidur-net-a100_pairwise_nvlink-send_recv"):
         overall = score_dataset(name, max_rows=400)[0]
         assert overall.mape_calibrated < 0.35, (name, overall.mape_calibrated)
+
+
+def test_validation_floor_cross_node_vidur_a100():
+    """Two DGX A100 nodes over InfiniBand, 2-16 GPUs, 1-8 per node: the NIC model holds on held-out rows."""
+    _measured_or_skip()
+    for name in ("vidur-net-a100_dgx-all_reduce", "vidur-net-a100_dgx-send_recv"):
+        overall = score_dataset(name, max_rows=600)[0]
+        assert overall.mape_calibrated < 0.25, (name, overall.mape_calibrated)
+        assert overall.mape_calibrated < overall.mape_uncalibrated

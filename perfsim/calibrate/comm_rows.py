@@ -93,8 +93,8 @@ def comm_free(df: pd.DataFrame, prefix: str = "comm.") -> list[Free]:
 
     NCCL-style sets free the host overhead, the LL per-step latency and bandwidth share, the LL128 and
     Simple latencies, the bulk link efficiency, NVLS where NVSwitch all-reduces appear, and the NIC
-    latency and efficiency where rows cross nodes. LL's fixed latency stays at NCCL's prior: it and the
-    host overhead only show up as their sum.
+    latencies (LL's and Simple's) and efficiency where rows cross nodes. LL's fixed latency stays at NCCL's
+    prior: it and the host overhead only show up as their sum.
     """
     us = 1e-6
     free = []
@@ -124,7 +124,8 @@ def comm_free(df: pd.DataFrame, prefix: str = "comm.") -> list[Free]:
         if nvls and (rows.op == "all_reduce").any():
             free += [_free(f"{g}.nvls_base_s", 0.0, 200 * us, us), _free(f"{g}.nvls_efficiency", 0.02, 1.0)]
         if cross and rows.crosses_nodes.any():
-            free += [_free(f"{g}.net_alpha_s", 0.0, 100 * us, us), _free(f"{g}.net_bw_efficiency", 0.005, 1.0)]
+            free += [_free(f"{g}.net_alpha_s", 0.0, 100 * us, us), _free(f"{g}.net_bw_efficiency", 0.005, 1.0),
+                     _free(f"{g}.net_simple_alpha_s", 0.0, 300 * us, us)]
             cross_rows = rows[rows.crosses_nodes]
             if (cross_rows.op == "send_recv").any():
                 free += [_free(f"{g}.net_window_bytes", 64 * 2**10, 2**30, 2**20),

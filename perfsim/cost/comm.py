@@ -43,9 +43,11 @@ input for reduce-scatter), B a link's bandwidth per device per direction (datash
    sustained rate (a window-limited flow, W / RTT):
      t = max(t_lines(S; k B_nic e_net), base + alpha_net + (S - W) / (B_nic e_net) if S > W)
    A flat ring is paced by its slowest crossing: busBw = min(B_domain e, B_pcie e, B_net e_net). Of the ring's
-   steps, 2(N-1) cross nodes for all-reduce (N-1 otherwise), each with the NIC latency (NCCL's
-   nInterSteps). Across nodes all-reduce may also run NCCL's double binary tree (Sanders, Speck & Traff,
-   Parallel Computing 2009): latency 2((d-1) alpha + log2(N) alpha_net), bandwidth S / (busBw / 2).
+   steps, 2(N-1) cross nodes for all-reduce (N-1 otherwise), each with the NIC latency of its protocol
+   (NCCL's nInterSteps; LL and LL128 poll flags in the receive buffer, Simple waits on a proxy round
+   trip per chunk, so Simple's NET latency is a parameter of its own). Across nodes all-reduce may also
+   run NCCL's double binary tree (Sanders, Speck & Traff, Parallel Computing 2009): latency
+   2((d-1) alpha + log2(N) alpha_net), bandwidth S / (busBw / 2).
 
 4. NVLink SHARP (NVLS, Hopper/Blackwell NVSwitch): the switch reduces and multicasts, each GPU sends and
    receives S once: t = base_nvls + S / (B * e_nvls) (NVIDIA, "NVLink SHARP", Hopper whitepaper 2022).
@@ -74,8 +76,8 @@ COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broa
 
 # NCCL hwLat: PCIe per-step latency relative to NVLink, per protocol (LL, LL128, Simple): 1.0/.47, 2.5/1.9, 5.7/3.4
 _PCIE_LATENCY_RATIO = (1.0 / 0.47, 2.5 / 1.9, 5.7 / 3.4)
-# NCCL hwLat NET row relative to its LL entry: 2.7, 4.0, 9.6 us
-_NET_LATENCY_RATIO = (1.0, 4.0 / 2.7, 9.6 / 2.7)
+# NCCL hwLat NET: LL128 per-step latency relative to LL's, 4.0 / 2.7 us
+_NET_LL128_RATIO = 4.0 / 2.7
 # NVLink generations whose switched systems support NVLS (NVSwitch gen3+ with SHARP)
 _NVLS_LINKS = ("nvlink4", "nvlink5", "nvswitch-gen3", "nvswitch-gen4")
 # Systems whose devices pair up over an NVLink bridge inside a PCIe node: system -> (devices per bridge, link).
@@ -258,7 +260,7 @@ def nccl_time(collective: str, size_bytes, topo: Topology, prm: CollectiveParams
     base, frac = _protocols(prm, topo, p2p=collective in ("send_recv", "all_to_all"))
     a_dom = _alpha(prm, topo.link)
     a_br = _alpha(prm, topo.bridge) if topo.bridge is not None else a_dom
-    a_net = prm.net_alpha_s * np.array(_NET_LATENCY_RATIO)
+    a_net = np.array([prm.net_alpha_s, prm.net_alpha_s * _NET_LL128_RATIO, prm.net_simple_alpha_s])
     n_dom = topo.domains_per_node
 
     if collective == "send_recv":

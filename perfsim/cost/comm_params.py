@@ -56,7 +56,10 @@ class CollectiveParams(_Params):
     # scale-out (NICs)
     net_alpha_s: float = Field(2.7e-6, ge=0, le=100e-6,
                                description="LL latency per inter-node step (NCCL hwLat NET 2.7 us; "
-                                           "LL128 and Simple scale by NCCL's 4.0/2.7 and 9.6/2.7)")
+                                           "LL128 scales it by NCCL's 4.0/2.7)")
+    net_simple_alpha_s: float = Field(9.6e-6, ge=0, le=300e-6,
+                                      description="Simple latency per inter-node step (NCCL hwLat NET 9.6 us): "
+                                                  "a proxy round trip per chunk, apart from LL's flag polling")
     net_bw_efficiency: float = Field(0.80, gt=0, le=1,
                                      description="sustained fraction of the NIC bandwidth a device's rail delivers")
     net_window_bytes: float = Field(4 * 2**20, ge=64 * 2**10, le=2**30,
