@@ -29,7 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="auto", help="cost-model profile: auto, prior, none or a YAML path")
     parser.add_argument("--ramp", default="0", help="closed-loop start ramp for silicon rows: seconds or auto")
-    parser.add_argument("--max-requests", type=int, default=4000, help="requests per silicon row at most")
+    parser.add_argument("--max-requests", type=int, default=None,
+                        help="requests per silicon row at most (default: 10 per client, uncapped)")
     parser.add_argument("--write-fit", action="store_true", help="write perfsim/serving/energy_fit.yaml, host_fit.yaml")
     parser.add_argument("--json", help="also write the full report to this JSON file")
     args = parser.parse_args()

@@ -100,8 +100,20 @@ def _skip(skipped: dict, reason: str) -> None:
 
 
 # ------------------------------------------------------------------------------ silicon refs
-def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto", ramp=0.0) -> dict:
-    """Simulate one silicon_refs row; returns predicted TTFT/TPOT beside the measured ones."""
+REQUESTS_PER_CLIENT = 10   # closed-loop requests simulated per client of a silicon row (at least 64 in all)
+
+
+def _num_requests(concurrency: int, max_requests: int | None) -> int:
+    n = max(REQUESTS_PER_CLIENT * concurrency, 64)
+    return int(min(n, max_requests) if max_requests else n)
+
+
+def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", ramp=0.0) -> dict:
+    """Simulate one silicon_refs row; returns predicted TTFT/TPOT beside the measured ones.
+
+    The closed loop issues REQUESTS_PER_CLIENT requests per client (capped at `max_requests` only when given, for
+    quick checks): fewer, and the start burst, not the steady state, sets a high-concurrency row's TTFT.
+    """
     from perfsim.serving.simulate import serve
     model = HF_MODELS[r["model"]]
     system = AIC_SYSTEMS[r["system"]]
@@ -110,9 +122,8 @@ def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto", ramp=0.0
     isl, osl = int(r["isl"]), int(r["osl"])
     from perfsim.model import load_model
     moe = load_model(model).moe is not None
-    n_req = int(min(max_requests, max(10 * (conc or 1), 64)))
     engine = str(r["backend"]).lower() if str(r["backend"]).lower() in fitted_engines() else "none"
-    common = dict(dtype=dtype, isl=isl, osl=osl, num_requests=n_req, profile=profile, timeline_bins=1, ramp=ramp,
+    common = dict(dtype=dtype, isl=isl, osl=osl, profile=profile, timeline_bins=1, ramp=ramp,
                   engine=engine, spec_tokens=MTP_DRAFT_TOKENS.get(model, 0))
     if r["mode"] == "disagg":
         def layout(prefix):
@@ -129,18 +140,19 @@ def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto", ramp=0.0
         pre["max_num_seqs"] = max(1, _int(r["prefill_batch_size"]))
         if conc is None:  # no client concurrency recorded: the decode pool full
             conc = _int(r["decode_batch_size"]) * dec["attn_dp"] * _int(r["decode_num_workers"])
-            common["num_requests"] = int(min(max_requests, max(10 * conc, 64)))
         res = serve(model, system, num_gpus=p_gpus + d_gpus, tp=pre["tp"], ep=pre["ep"], pp=pre["pp"],
                     attn_dp=pre["attn_dp"], concurrency=conc, disagg=f"{p_gpus}:{d_gpus}",
+                    num_requests=_num_requests(conc, max_requests),
                     prefill=pre, decode=dec, **common)
         layout_txt = f"P {p_gpus}x[tp{pre['tp']} adp{pre['attn_dp']} ep{pre['ep']}] D {d_gpus}x[tp{dec['tp']} " \
                      f"adp{dec['attn_dp']} ep{dec['ep']}]"
     else:
         tp, adp, pp = _int(r["tp_size"]), _int(r["attention_dp_size"]), _int(r["pp_size"])
         ep = max(_int(r["moe_ep_size"]), 1) if moe else 1
-        seqs = max(1, math.ceil((conc or _int(r["batch_size"])) / adp))
+        clients = conc or _int(r["batch_size"])   # no client concurrency recorded: the batch full
         res = serve(model, system, num_gpus=tp * adp * pp, tp=tp, ep=ep, pp=pp, attn_dp=adp,
-                    concurrency=conc or _int(r["batch_size"]), max_num_seqs=seqs, **common)
+                    concurrency=clients, max_num_seqs=max(1, math.ceil(clients / adp)),
+                    num_requests=_num_requests(clients, max_requests), **common)
         layout_txt = f"tp{tp} adp{adp} ep{ep} pp{pp}"
     s = res.summary
     recorded = re.search(r"_c\d+", str(r["id"])) is not None
@@ -154,7 +166,7 @@ def silicon_row(r: pd.Series, max_requests: int = 4000, profile="auto", ramp=0.0
             "preemptions": s["preemptions"], "sim_wall_s": s["sim_wall_s"]}
 
 
-def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int = 4000, profile="auto",
+def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int | None = None, profile="auto",
                      progress=None, ramp=0.0) -> ServingReport:
     from perfsim import measured
     df = measured.load("aic-silicon-refs") if frame is None else frame
@@ -189,7 +201,8 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int = 4000
                   "target_mape": TARGET_MAPE}
     return ServingReport(out, scores, skipped, [
         "closed loop at the row's concurrency, fixed input/output lengths, mean TTFT and TPOT over all requests",
-        f"requests per row: 10 x concurrency, at most {max_requests}",
+        f"requests per row: {REQUESTS_PER_CLIENT} x concurrency"
+        + (f", at most {max_requests}" if max_requests else ""),
         "precision fp8/fp4: weights and GEMMs in that format, KV cache in bf16",
         f"host overhead: the fitted one for {', '.join(fitted_engines()) or 'no engine'} rows, none for other "
         f"engines (no data to fit theirs)"])
@@ -367,7 +380,7 @@ def _write_yaml(doc: dict, path) -> None:
 SERVING_DATASETS = {"aic-silicon-refs": "serving", "mlenergy-lm-arena-chat": "serving_energy"}
 
 
-def validate_scores(name: str, seed: int = 0, progress=None, max_requests: int = 2000) -> list:
+def validate_scores(name: str, seed: int = 0, progress=None, max_requests: int | None = None) -> list:
     """perfsim.validate.Score rows for a serving data set, for `perfsim validate`:
     aic-silicon-refs -> groups ttft, tpot: 'uncalibrated' = the efficiency model with prior parameters,
     'calibrated' = the shipped calibration profiles ('auto'; the same as prior where none is shipped);
