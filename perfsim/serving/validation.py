@@ -100,7 +100,11 @@ def _skip(skipped: dict, reason: str) -> None:
 
 
 # ------------------------------------------------------------------------------ silicon refs
-REQUESTS_PER_CLIENT = 10   # closed-loop requests simulated per client of a silicon row (at least 64 in all)
+# Closed-loop requests per client, as aiconfigurator's silicon benchmarks run aiperf: --num-requests concurrency x 20
+# (BENCH_MULTI_ROUND), profiled after 2 x concurrency warm-up requests that aiperf lets finish first, so the
+# profiled phase starts from an idle server with every client at once (ai-dynamo/aiconfigurator,
+# tests/baseline/*/bench_run.sh; aiperf docs/tutorials/warmup.md). At least 64 requests in all.
+REQUESTS_PER_CLIENT = 20
 
 
 def _num_requests(concurrency: int, max_requests: int | None) -> int:
