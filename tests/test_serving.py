@@ -228,6 +228,19 @@ def test_plan_serve_finds_cheapest_deployment_meeting_slos():
     assert costs == sorted(costs)
 
 
+def test_plan_serve_ties_on_price_go_to_the_faster_decode():
+    """1 x tp4 and 2 x tp2 cost the same per hour (their float sums differ in the last bit): lower TPOT first."""
+    from perfsim.serving.plan import plan_serving
+    res = plan_serving("llama-3.1-70b", "dgx-b200", isl=1024, osl=256, rate=10.0, slo_ttft=0.2, slo_tpot=0.05,
+                       disagg=False)
+    tied = 0
+    for a, b in zip(res.plans, res.plans[1:]):
+        if abs(a.cost_per_hour_usd - b.cost_per_hour_usd) < 0.005:
+            tied += 1
+            assert a.tpot_p90_s <= b.tpot_p90_s, (a.fleet, b.fleet)
+    assert tied
+
+
 def test_validation_floors():
     """Generous floors on the measured serving data (skipped where the data is not present)."""
     from perfsim.errors import DataError

@@ -267,15 +267,19 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
                                              kwargs, _priced(systems[pkey[0]]) and _priced(systems[dkey[0]]),
                                              attainment))
     _mark_pareto(candidates)
-    key = {"cost": lambda p: (p.cost_per_hour_usd if p.cost_per_hour_usd is not None else math.inf,
-                              p.tpot_p90_s),
+    key = {"cost": lambda p: (_cents(p.cost_per_hour_usd), p.tpot_p90_s),
            "energy": lambda p: (p.energy_per_token_j, p.num_gpus),
-           "gpus": lambda p: (p.num_gpus, p.cost_per_hour_usd or math.inf, p.tpot_p90_s)}[objective]
+           "gpus": lambda p: (p.num_gpus, _cents(p.cost_per_hour_usd), p.tpot_p90_s)}[objective]
     feasible = sorted([p for p in candidates if p.meets_slo], key=key)
     for i, p in enumerate(feasible, 1):
         p.rank = i
     return ServePlanResult(spec.name, feasible[:top], candidates, evaluated, len(feasible),
                            time.perf_counter() - t0, skipped)
+
+
+def _cents(usd: float | None) -> float:
+    """A fleet price rounded to the cent, so equal fleets tie whatever the float order of their sums."""
+    return round(usd, 2) if usd is not None else math.inf
 
 
 def _priced(system) -> bool:
