@@ -97,6 +97,26 @@ def test_chunked_prefill_smooths_token_gaps():
     assert chunked["tpot_p99_s"] < whole["tpot_p99_s"]
 
 
+def test_engines_batch_their_own_way_unless_told():
+    """SGLang runs a waiting prefill batch before any decode, up to 16384 prompt tokens; vLLM chunks at 8192."""
+    from perfsim.serving.simulate import SchedulerConfig
+    assert (SchedulerConfig(engine="sglang").policy, SchedulerConfig(engine="sglang").token_budget) == \
+        ("continuous", 16384)
+    assert (SchedulerConfig().policy, SchedulerConfig().token_budget) == ("chunked", 8192)
+    told = SchedulerConfig(policy="static", max_num_batched_tokens=1024, engine="sglang")
+    assert (told.policy, told.token_budget) == ("static", 1024)
+    common = dict(**SMALL, isl=1024, osl=32, concurrency=32, num_requests=128)
+    sgl = serve(**common, engine="sglang")
+    assert (sgl.config["policy"], sgl.config["max_num_batched_tokens"]) == ("continuous", 16384)
+    # 32 prompts arrive at once: two prefill batches of 16 run back to back before the first decode step
+    per = sgl.per_request
+    first = np.sort(per["first_token_s"][per["arrival_s"] == 0.0])
+    assert len(first) == 32 and np.isclose(first[0], first[15]) and first[16] > first[15]
+    second_batch = first[16] - first[15]
+    assert np.all(np.diff(np.sort(per["first_token_s"]))[:31] <= second_batch + 1e-9)  # no decode in between
+    assert serve(**common, engine="vllm").config["policy"] == "chunked"
+
+
 def test_static_batching_waits_for_the_batch():
     common = dict(**SMALL, isl=256, osl=128, rate=30.0, num_requests=200)
     static = serve(**common, policy="static").summary

@@ -82,16 +82,19 @@ def serve_command(
     prefill_ep: int | None = typer.Option(None, "--prefill-ep", help="Disagg: prefill instances' ep."),
     decode_tp: int | None = typer.Option(None, "--decode-tp", help="Disagg: decode instances' tp."),
     decode_ep: int | None = typer.Option(None, "--decode-ep", help="Disagg: decode instances' ep."),
-    policy: str = typer.Option("chunked", "--policy", help="Batching: chunked (Sarathi / vLLM V1), continuous "
-                                                           "(vLLM V0, prefill first) or static."),
+    policy: str | None = typer.Option(None, "--policy", help="Batching: chunked (Sarathi / vLLM V1), "
+                                                                "continuous (prefill first: vLLM V0, SGLang) or "
+                                                                "static (default: the engine's)."),
     max_num_seqs: int = typer.Option(256, "--max-num-seqs", help="Sequences per engine (per attention-DP rank)."),
     max_num_batched_tokens: int | None = typer.Option(None, "--max-num-batched-tokens",
-                                                         help="Token budget per step (default 8192)."),
+                                                         help="Token budget per step (default: the engine's, "
+                                                              "8192; sglang 16384)."),
     gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization",
                                                  help="Share of GPU memory for weights, activations and KV."),
-    engine: str = typer.Option("vllm", "--engine", help="Serving engine whose fitted host overhead per step and "
-                                                        "sequence applies: vllm, trtllm, sglang (none fitted yet: "
-                                                        "zero) or none (GPU time only)."),
+    engine: str = typer.Option("vllm", "--engine", help="Serving engine whose default batching and fitted host "
+                                                        "overhead per step and sequence apply: vllm, trtllm, sglang "
+                                                        "(no host overhead fitted yet: zero) or none (GPU time only, "
+                                                        "vLLM's batching)."),
     spec_tokens: int = typer.Option(0, "--spec-tokens", help="Speculative decoding: draft tokens per step "
                                                               "(MTP / draft heads; 0: off)."),
     spec_accept: str | None = typer.Option(None, "--spec-accept",

@@ -30,6 +30,22 @@ from perfsim.serving.energy import EnergyParams, throttle_coefficients
 from perfsim.serving.steptime import StepModel
 
 POLICIES = ("chunked", "continuous", "static")
+# Each engine's default batching as it ships: (policy, token budget per step).
+ENGINE_BATCHING = {
+    # vLLM V1: chunked prefill, max_num_batched_tokens 8192 for the API server on GPUs of >= 70 GiB
+    "vllm": ("chunked", 8192),
+    # TensorRT-LLM in-flight batching: generation requests first, then prompts up to max_num_tokens = 8192
+    "trtllm": ("chunked", 8192),
+    # SGLang: a new prefill batch runs before any decode step (Scheduler.get_next_batch_to_run, prefill
+    # first), up to max_prefill_tokens = 16384 prompt tokens; decodes join it only with --enable-mixed-chunk
+    "sglang": ("continuous", 16384),
+    "none": ("chunked", 8192),
+}
+
+
+def engine_batching(engine: str | None) -> tuple[str, int]:
+    """(policy, token budget) an engine batches with by default (vLLM's for an unknown engine)."""
+    return ENGINE_BATCHING.get((engine or "none").lower(), ENGINE_BATCHING["vllm"])
 
 
 class Engine:

@@ -28,17 +28,17 @@ from perfsim.serving import metrics
 from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footprint, parse_power_limit
 from perfsim.serving.host import DEFAULT_ENGINE, HostOverhead, host_overhead
 from perfsim.serving.kvcache import capacity_blocks, check_fits, transfer_time
-from perfsim.serving.scheduler import POLICIES, Engine
+from perfsim.serving.scheduler import POLICIES, Engine, engine_batching
 from perfsim.serving.speculative import Speculation, speculation
-from perfsim.serving.steptime import Deployment, StepModel, make_deployment
+from perfsim.serving.steptime import TABLE_POINTS, Deployment, StepModel, make_deployment
 
-DEFAULT_CHUNK_TOKENS = 8192   # vLLM V1 API server default max_num_batched_tokens
+DEFAULT_CHUNK_TOKENS = engine_batching(DEFAULT_ENGINE)[1]   # vLLM V1 API server default max_num_batched_tokens
 DEFAULT_MAX_SEQS = 256        # vLLM default max_num_seqs
 
 
 @dataclass
 class SchedulerConfig:
-    policy: str = "chunked"
+    policy: str | None = None      # None: the engine's own (perfsim.serving.scheduler.ENGINE_BATCHING)
     max_num_seqs: int = DEFAULT_MAX_SEQS
     max_num_batched_tokens: int | None = None
     block_size: int = 16
@@ -47,6 +47,15 @@ class SchedulerConfig:
     step_overhead_s: float = 0.0   # added to the engine's host overhead per step
     engine: str = DEFAULT_ENGINE   # whose fitted host overhead applies (perfsim.serving.host)
     spec: Speculation = field(default_factory=Speculation)  # speculative decoding (draft tokens, acceptance)
+
+    def __post_init__(self) -> None:
+        if self.policy is None:
+            self.policy = engine_batching(self.engine)[0]
+
+    @property
+    def token_budget(self) -> int:
+        """Prompt and decode tokens per step: the one given, else the engine's default."""
+        return self.max_num_batched_tokens or engine_batching(self.engine)[1]
 
     def check(self) -> None:
         if self.policy not in POLICIES:
@@ -85,7 +94,8 @@ _STEP_CACHE: dict = {}
 
 
 def step_model(dep: Deployment, max_tokens: int, max_seqs: int, max_context: int, profile="auto",
-               host: HostOverhead | None = None, grid: int = 18, spec: Speculation | None = None) -> StepModel:
+               host: HostOverhead | None = None, grid: int = TABLE_POINTS,
+               spec: Speculation | None = None) -> StepModel:
     """A StepModel, cached per layout and table extent (plan searches build each one once)."""
     key = (dep.model.model_dump_json(), dep.hardware.model_dump_json(), dep.tp, dep.ep, dep.pp, dep.attn_dp,
            dep.dtype, dep.weight_dtype, dep.kv_dtype, max_tokens, max_seqs, max_context, str(profile), host, grid, spec)
@@ -118,9 +128,9 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
         raise InvalidInputError(f"{flag}: {gpus} GPUs is not a multiple of the {dep.gpus} GPUs of one "
                                 f"{dep.label()} replica")
     if cfg.policy == "chunked" or role == "prefill":
-        budget = cfg.max_num_batched_tokens or DEFAULT_CHUNK_TOKENS
+        budget = cfg.token_budget
     elif cfg.policy == "continuous":
-        budget = max(cfg.max_num_batched_tokens or DEFAULT_CHUNK_TOKENS, longest_prompt)
+        budget = max(cfg.token_budget, longest_prompt)
     else:  # static: a whole batch of prompts in one step
         budget = cfg.max_num_seqs * longest_prompt
     budget_engine = budget * dep.attn_dp
@@ -196,13 +206,18 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
     max_in_flight = 0
     out: list = []
 
-    def enqueue(eng: Engine, rid: int, now: float) -> None:
+    def enqueue(eng: Engine, rid: int, now: float, plan: bool = True) -> None:
+        """Queue rid at eng; plan=False when more requests join at this instant (eng.start comes after)."""
         req.engine[rid] = eng.idx
         eng.waiting.append(rid)
-        if not eng.busy:
-            if eng.start(now):
+        if eng.busy:
+            if eng.interrupt(now):
                 push(heap, (eng.end_time, next(counter), 0, eng.idx, eng.version))
-        elif eng.interrupt(now):
+        elif plan:
+            kick(eng, now)
+
+    def kick(eng: Engine, now: float) -> None:
+        if not eng.busy and eng.start(now):
             push(heap, (eng.end_time, next(counter), 0, eng.idx, eng.version))
 
     if workload.closed_loop:
@@ -212,9 +227,11 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
             if gap > 0:
                 req.arrival[rid] = rid * gap
                 push(heap, (rid * gap, next(counter), 2, rid, 0))
-            else:
+            else:  # every client at once: all queued before the first step is planned
                 in_flight += 1
-                enqueue(front[rid % n_front], rid, 0.0)
+                enqueue(front[rid % n_front], rid, 0.0, plan=False)
+        for eng in front:
+            kick(eng, 0.0)
         max_in_flight = in_flight
         times = None
     else:
@@ -231,6 +248,7 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
                     continue
                 out.clear()
                 eng.finish(now, out)
+                issued_to = set()
                 for what, rid in out:
                     if what == "done":
                         completed += 1
@@ -241,7 +259,8 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
                             if in_flight > max_in_flight:
                                 max_in_flight = in_flight
                             target = eng if back is None else front[next_rid % n_front]
-                            enqueue(target, next_rid, now)
+                            enqueue(target, next_rid, now, plan=False)
+                            issued_to.add(target.idx)
                             next_rid += 1
                     elif what == "handoff":
                         dst = min(back, key=lambda e: e.load() + pending[e.idx])
@@ -250,8 +269,9 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
                         t_x = transfer(eng, dst, rid)
                         link_free[eng.idx] = start + t_x
                         push(heap, (start + t_x, next(counter), 1, rid, dst.idx))
-                if not eng.busy and eng.start(now):
-                    push(heap, (eng.end_time, next(counter), 0, eng.idx, eng.version))
+                kick(eng, now)
+                for idx in issued_to:  # the clients whose requests ended here have all re-issued
+                    kick(engines[idx], now)
             elif kind == 2:  # a closed-loop client's first request (ramp)
                 in_flight += 1
                 if in_flight > max_in_flight:
@@ -284,7 +304,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           ramp: float | str | None = 0.0,
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
-          policy: str = "chunked", max_num_seqs: int = DEFAULT_MAX_SEQS,
+          policy: str | None = None, max_num_seqs: int = DEFAULT_MAX_SEQS,
           max_num_batched_tokens: int | None = None, block_size: int = 16, gpu_memory_utilization: float = 0.9,
           step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE,
           spec_tokens: int = 0, spec_accept: str | float | list | None = None, power_limit: str | float | None = None,
@@ -301,7 +321,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
     and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs, max_num_batched_tokens, hardware} (a pool on
     another system makes a mixed fleet; its KV crosses the NICs). `engine` picks the fitted host overhead per
-    step and sequence (perfsim.serving.host; 'none': GPU time only), `step_overhead_s` adds to it.
+    step and sequence (perfsim.serving.host; 'none': GPU time only), `step_overhead_s` adds to it, and the
+    batching `policy` and token budget where they are not given (SGLang: prefill first, 16384 tokens).
     spec_tokens > 0 turns on speculative decoding with that many draft tokens per step, accepted at the rates
     `spec_accept` ('0.85,0.3' or one rate for all; perfsim.serving.speculative)."""
     wall0 = time.perf_counter()

@@ -28,6 +28,7 @@ import pandas as pd
 from perfsim.errors import PerfsimError
 from perfsim.serving.host import FIT_FILE as HOST_FIT_FILE
 from perfsim.serving.host import HostOverhead, fitted_engines, reload_fits
+from perfsim.serving.scheduler import engine_batching
 
 # Hugging Face model id -> perfsim model (same architecture; fine-tunes and re-releases map to their base)
 HF_MODELS = {
@@ -126,9 +127,11 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
     isl, osl = int(r["isl"]), int(r["osl"])
     from perfsim.model import load_model
     moe = load_model(model).moe is not None
-    engine = str(r["backend"]).lower() if str(r["backend"]).lower() in fitted_engines() else "none"
+    backend = str(r["backend"]).lower()
+    policy, budget = engine_batching(backend)   # the engine's own batching, host overhead only where fitted
     common = dict(dtype=dtype, isl=isl, osl=osl, profile=profile, timeline_bins=1, ramp=ramp,
-                  engine=engine, spec_tokens=MTP_DRAFT_TOKENS.get(model, 0))
+                  engine=backend if backend in fitted_engines() else "none", policy=policy,
+                  max_num_batched_tokens=budget, spec_tokens=MTP_DRAFT_TOKENS.get(model, 0))
     if r["mode"] == "disagg":
         def layout(prefix):
             tp = _int(r[f"{prefix}_tp_size"])
