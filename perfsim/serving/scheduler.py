@@ -3,8 +3,8 @@
 Policies (per engine, i.e. per model replica, or per pipeline-parallel virtual engine):
   chunked     Sarathi-Serve / vLLM V1: every step runs all decoding sequences plus prompt chunks that fill the
               token budget (max_num_batched_tokens); prefills never stall decodes for a whole prompt.
-  continuous  Orca / vLLM V0 default: iteration-level batching, prefill first: a step is either a batch of whole
-              prompts (as many as the budget, sequence limit and free KV blocks allow) or one decode step.
+  continuous  Orca / vLLM V0 / SGLang default: iteration-level batching, prefill first: a step is either a batch of
+              whole prompts (as many as the budget, sequence limit and free KV blocks allow) or one decode step.
   static      requests are batched only when the engine is empty; the batch runs until its last sequence ends.
 Roles (prefill/decode disaggregation): 'prefill' engines run prompts only and hand each finished prompt on;
 'decode' engines admit prompts whose KV has arrived and only decode (a preempted sequence is recomputed there).
