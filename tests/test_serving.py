@@ -248,6 +248,23 @@ def test_plan_serve_finds_cheapest_deployment_meeting_slos():
     assert costs == sorted(costs)
 
 
+def test_plan_serve_simulates_the_engine_it_is_asked_for(monkeypatch):
+    import perfsim.serving.plan as plan_mod
+    seen = []
+    real = plan_mod._evaluate
+
+    def spy(model, spec_kwargs, common):
+        res = real(model, spec_kwargs, common)
+        seen.append((common["engine"], res.config["policy"], res.config["max_num_batched_tokens"]))
+        return res
+    monkeypatch.setattr(plan_mod, "_evaluate", spy)
+    res = plan_mod.plan_serving("llama-3.1-8b", "dgx-h100", isl=512, osl=64, rate=4.0, slo_tpot=0.05,
+                                num_requests=100, disagg=False, engine="sglang")
+    assert res.plans and seen and all(s == ("sglang", "continuous", 16384) for s in seen)
+    with pytest.raises(InvalidInputError, match="engine"):
+        plan_mod.plan_serving("llama-3.1-8b", "dgx-h100", isl=512, osl=64, rate=4.0, engine="tgi")
+
+
 def test_plan_serve_ties_on_price_go_to_the_faster_decode():
     """1 x tp4 and 2 x tp2 cost the same per hour (their float sums differ in the last bit): lower TPOT first."""
     from perfsim.serving.plan import plan_serving

@@ -49,6 +49,8 @@ def plan_command(
     slo_ttft: float | None = typer.Option(None, "--slo-ttft", help="serve: time-to-first-token SLO, seconds."),
     slo_tpot: float | None = typer.Option(None, "--slo-tpot", help="serve: time-per-output-token SLO, seconds."),
     dtype: str = typer.Option("bf16", "--dtype", help="serve: bf16 or fp8."),
+    engine: str = typer.Option("vllm", "--engine", help="serve: the engine that runs every deployment (its "
+                                                        "batching and host overhead): vllm, trtllm, sglang, none."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the plans, best first."),
 ) -> None:
     """Search every valid parallel plan (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO, interleaving),
@@ -62,7 +64,7 @@ def plan_command(
         from perfsim.commands.serve import plan_serve
         plan_serve(model, hardware, isl, osl, rate, slo_ttft, slo_tpot,
                    "cost" if objective.value == "time" else objective.value, max_gpus=num_gpus, top=top, out=out,
-                   as_json=as_json, dtype=dtype, profile=profile)
+                   as_json=as_json, dtype=dtype, profile=profile, engine=engine)
         return
     if num_gpus is None:
         raise InvalidInputError(f"num-gpus: plan --task {task.value} needs --num-gpus N")
