@@ -280,9 +280,11 @@ def validate(dataset: list[str] | None = typer.Option(None, "--dataset", "-d",
         return
     table = Table("dataset", "op", "GPU", "rows", "MAPE uncal.", "p90 uncal.", "MAPE cal.", "p90 cal.",
                   "MAPE transfer", title="perfsim validate: error on held-out rows")
+    shown = None
     for sc in report.scores:
         tr = "" if sc.mape_transfer is None else f"{100 * sc.mape_transfer:.1f}%"
-        table.add_row(sc.dataset if sc.group == "all" else "", sc.group, sc.hardware, str(sc.n_test),
+        name, shown = ("" if sc.dataset == shown else sc.dataset), sc.dataset   # named on its first row
+        table.add_row(name, sc.group, sc.hardware, str(sc.n_test),
                       f"{100 * sc.mape_uncalibrated:.1f}%", f"{100 * sc.p90_uncalibrated:.1f}%",
                       f"{100 * sc.mape_calibrated:.1f}%", f"{100 * sc.p90_calibrated:.1f}%", tr)
     console.print(table)

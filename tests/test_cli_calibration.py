@@ -68,3 +68,17 @@ def test_cuda_calibration_without_a_gpu_is_one_line(tmp_path, capsys):
         pass
     code, _, err = run(["calibrate", "--device", "cuda", "--out", str(tmp_path / "c")], capsys)
     assert code == 2 and err.startswith("error: device:") and err.count("\n") == 1
+
+
+def test_validate_table_names_every_data_set(capsys, monkeypatch):
+    """Serving sets have no 'all' row (ttft, tpot): the name goes on each set's first row."""
+    import perfsim.validate as val
+    scores = [val.Score("aic-silicon-refs", g, "all", 18, 1.0, 1.5, 0.9, 1.4) for g in ("ttft", "tpot")]
+    scores += [val.Score("vidur-a100", g, "a100-sxm-80gb", 10, 0.4, 0.9, 0.07, 0.16) for g in ("all", "add")]
+    monkeypatch.setattr(val, "validate", lambda *a, **k: val.Report(split="test split", scores=scores))
+    code, out, _ = run(["validate", "--dataset", "aic-silicon-refs"], capsys)
+    assert code == 0
+    rows = [line for line in out.splitlines() if "%" in line]
+    assert len(rows) == 4
+    assert "aic-silicon-refs" in rows[0] and "aic-silicon-refs" not in rows[1]
+    assert "vidur-a100" in rows[2] and "vidur-a100" not in rows[3]

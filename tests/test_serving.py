@@ -271,7 +271,7 @@ def test_plan_serve_ties_on_price_go_to_the_faster_decode():
     res = plan_serving("llama-3.1-70b", "dgx-b200", isl=1024, osl=256, rate=10.0, slo_ttft=0.2, slo_tpot=0.05,
                        disagg=False)
     tied = 0
-    for a, b in zip(res.plans, res.plans[1:]):
+    for a, b in zip(res.plans, res.plans[1:], strict=False):
         if abs(a.cost_per_hour_usd - b.cost_per_hour_usd) < 0.005:
             tied += 1
             assert a.tpot_p90_s <= b.tpot_p90_s, (a.fleet, b.fleet)
