@@ -88,6 +88,14 @@ def test_trace_files(tmp_path):
         arrivals.trace(bad)
 
 
+def test_trace_requests_sharing_a_timestamp_share_a_batch(tmp_path):
+    """An offline trace (every request at t = 0) is one prefill batch, not one prompt and then the rest."""
+    trace = tmp_path / "offline.csv"
+    trace.write_text("timestamp,input_tokens,output_tokens\n" + "0,512,4\n" * 12)
+    per = serve(**SMALL, trace=str(trace), policy="continuous").per_request
+    assert np.allclose(per["first_token_s"], per["first_token_s"][0])
+
+
 def test_chunked_prefill_smooths_token_gaps():
     """Long prompts stall decodes under prefill-first batching; small chunks (Sarathi-Serve) keep gaps short."""
     common = dict(**SMALL, isl=4096, osl=128, rate=3.0, num_requests=200)

@@ -284,12 +284,17 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
                 enqueue(dst, rid, now)
         elif next_rid < n and times is not None:
             now = t_arr
-            rid = next_rid
-            next_rid += 1
-            in_flight += 1
+            issued_to = set()
+            while next_rid < n and times[next_rid] == now:  # requests sharing a timestamp queue together
+                target = front[next_rid % n_front]
+                enqueue(target, next_rid, now, plan=False)
+                issued_to.add(target.idx)
+                next_rid += 1
+                in_flight += 1
             if in_flight > max_in_flight:
                 max_in_flight = in_flight
-            enqueue(front[rid % n_front], rid, now)
+            for idx in issued_to:
+                kick(engines[idx], now)
         else:
             break
     if completed != n:
