@@ -45,7 +45,7 @@ class SchedulerConfig:
     gpu_memory_utilization: float = 0.9
     watermark: float = 0.01
     step_overhead_s: float = 0.0   # added to the engine's host overhead per step
-    engine: str = DEFAULT_ENGINE   # whose fitted host overhead applies (perfsim.serving.host)
+    engine: str = DEFAULT_ENGINE   # whose default batching and fitted host overhead (perfsim.serving.host) apply
     spec: Speculation = field(default_factory=Speculation)  # speculative decoding (draft tokens, acceptance)
 
     def __post_init__(self) -> None:
