@@ -378,3 +378,14 @@ def test_cli_engine_and_speculation_flags(capsys):
     for argv, flag in ((["--engine", "tgi"], "engine"), (["--spec-tokens", "1", "--spec-accept", "2"], "spec-accept")):
         code, _, err = _cli(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "-c", "1", *argv], capsys)
         assert code == 2 and flag in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "qwen3-30b-a3b"])
+def test_step_tables_interpolate_within_the_knee_bound(model):
+    """A prefill read off tables up to 16384 tokens is within 8% (the chord bound of TABLE_POINTS at a roofline
+    knee) of the same model tabulated to end exactly at that token count."""
+    dep = make_deployment(model, "h100-sxm")
+    wide = StepModel(dep, 16384, 16, 9300)
+    for tokens in (300, 1500, 6000, 12000):
+        exact = StepModel(dep, tokens, 16, 9300).prefill([tokens])[0]
+        assert wide.prefill([tokens])[0] == pytest.approx(exact, rel=0.08), tokens
