@@ -148,6 +148,19 @@ def test_disaggregation_transfers_kv():
     assert mixed["kv_transfer_s"] > s["kv_transfer_s"]
 
 
+def test_disaggregated_first_token_streams_from_the_decode_side(tmp_path):
+    """As Dynamo, SGLang and TensorRT-LLM's disaggregated servers do: the client sees the first token once the
+    decode engine holds the KV, so a slower KV link adds its whole transfer time to TTFT."""
+    trace = tmp_path / "one.csv"
+    trace.write_text("timestamp,input_tokens,output_tokens\n0,2048,16\n")
+    common = dict(model="llama-3.1-70b", hardware="dgx-h100", num_gpus=8, tp=4, trace=str(trace), disagg="4:4")
+    near = serve(**common)
+    far = serve(**common, decode={"hardware": "hgx-h200"})   # KV over the NICs instead of NVLink
+    extra = far.summary["kv_transfer_s"] - near.summary["kv_transfer_s"]
+    assert extra > 0
+    assert far.per_request["ttft_s"][0] - near.per_request["ttft_s"][0] == pytest.approx(extra, rel=1e-6)
+
+
 def test_attention_dp_and_expert_parallel_layout():
     dep = make_deployment("deepseek-v3", "hgx-h200", tp=1, ep=8, dtype="fp8")
     assert dep.attn_dp == 8 and dep.gpus == 8 and dep.moe_tp == 1

@@ -8,6 +8,8 @@ Policies (per engine, i.e. per model replica, or per pipeline-parallel virtual e
   static      requests are batched only when the engine is empty; the batch runs until its last sequence ends.
 Roles (prefill/decode disaggregation): 'prefill' engines run prompts only and hand each finished prompt on;
 'decode' engines admit prompts whose KV has arrived and only decode (a preempted sequence is recomputed there).
+The client sees the first token when the decode engine picks its request up, as the disaggregated servers of
+Dynamo, SGLang and TensorRT-LLM stream every token from the decode side.
 
 KV cache: a sequence of L tokens holds ceil(L / block_size) blocks. A new prompt is admitted only when its
 blocks fit with a watermark to spare (vLLM's 1%); when the decoding sequences outgrow the cache the most
@@ -135,10 +137,11 @@ class Engine:
         return False
 
     # ---- admission -------------------------------------------------------------------------------
-    def _admit(self, limit_tokens: int | None = None, pending_limit: int | None = None) -> list[int]:
+    def _admit(self, now: float, limit_tokens: int | None = None, pending_limit: int | None = None) -> list[int]:
         """Move waiting requests into P (or straight into D when already prefilled); FCFS, stop at the first
         that does not fit. With limit_tokens (continuous/static batches) whole prompts must fit the budget;
-        with pending_limit (chunked) prompts are admitted while the prompt tokens in progress are fewer."""
+        with pending_limit (chunked) prompts are admitted while the prompt tokens in progress are fewer.
+        A prefilled request's first token reaches the client now, as the decode engine picks it up."""
         R, B = self.R, self.B
         admitted = []
         used = self.blocks_bound()
@@ -160,6 +163,8 @@ class Engine:
             self.waiting.popleft()
             used += need
             if prefilled:
+                if R.first[rid] < 0:
+                    R.first[rid] = now
                 self._join(rid)
             else:
                 self.P.append(rid)
@@ -193,7 +198,7 @@ class Engine:
         n = len(self.D) if self.role != "prefill" else 0
         budget = self.budget - n
         if self.waiting:
-            self._admit(pending_limit=max(budget, 1))
+            self._admit(now, pending_limit=max(budget, 1))
             n = len(self.D) if self.role != "prefill" else 0
             budget = self.budget - n
         chunks = []
@@ -216,7 +221,7 @@ class Engine:
 
     def _start_batched(self, now: float) -> bool:
         if self.waiting and (self.policy == "continuous" or (not self.D and not self.P)):
-            batch = self._admit(limit_tokens=self.budget if self.policy == "continuous" else None)
+            batch = self._admit(now, limit_tokens=self.budget if self.policy == "continuous" else None)
             if batch:
                 R = self.R
                 return self._begin_mixed(now, 0, [(rid, R.prompt[rid] - R.done_pf[rid]) for rid in self.P])
@@ -314,10 +319,12 @@ class Engine:
                 if R.done_pf[rid] >= R.prompt[rid]:
                     self.P.remove(rid)
                     self.reserved -= (R.prompt[rid] + self.B - 1) // self.B
-                    if R.first[rid] < 0:
-                        R.first[rid] = now
                     R.remaining[rid] -= 1
-                    if R.remaining[rid] <= 0:
+                    done = R.remaining[rid] <= 0
+                    # disaggregated: the decode engine streams the first token once the KV is there (_admit)
+                    if R.first[rid] < 0 and (done or self.role != "prefill"):
+                        R.first[rid] = now
+                    if done:
                         R.finish[rid] = now
                         out.append(("done", rid))
                     elif self.role == "prefill":
