@@ -211,8 +211,8 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int | None
         f"requests per row: {REQUESTS_PER_CLIENT} x concurrency"
         + (f", at most {max_requests}" if max_requests else ""),
         "precision fp8/fp4: weights and GEMMs in that format, KV cache in bf16",
-        "batching: each row's engine as it ships (SGLang prefill first up to 16384 prompt tokens; vLLM and "
-        "TensorRT-LLM chunked at 8192 tokens per step)",
+        "batching: each row's engine as it ships (" + ", ".join(
+            f"{e} {engine_batching(e)[0]} {engine_batching(e)[1]} tokens" for e in ("sglang", "trtllm", "vllm")) + ")",
         f"host overhead: the fitted one for {', '.join(fitted_engines()) or 'no engine'} rows, none for other "
         f"engines (no data to fit theirs)"])
 
