@@ -24,8 +24,8 @@ from perfsim.ops import (
     Gemm,
     MoEExperts,
     Op,
+    dispatch_copies,
     norm,
-    ranks_reached,
     softmax,
 )
 
@@ -216,9 +216,7 @@ class _Builder:
         moe, T, h = m.moe, w.tokens, m.hidden_size
         self.gemm("router", T, moe.num_experts, h, i, weight=False)
         self.add(softmax(T, moe.num_experts, self.act_dtype, name="router_topk"), i)
-        # inference all-to-all kernels (DeepEP, TensorRT-LLM) send a token once per rank holding any of its
-        # experts; training's dispatcher (Megatron's all-to-all) sends one copy per routed expert
-        per_token = moe.top_k if w.task == "train" else ranks_reached(moe.top_k, moe.num_experts, w.ep)
+        per_token = dispatch_copies(moe.top_k, moe.num_experts, w.ep, w.task)
         if w.ep > 1:
             self.add(Collective(collective="all_to_all", size_bytes=T * per_token * h * 2, group=w.ep,
                                 name="moe_dispatch"), i)

@@ -307,6 +307,13 @@ def ranks_reached(top_k: int, experts_total: int, ep: int) -> float:
     return ep * (1.0 - miss)
 
 
+def dispatch_copies(top_k: int, experts_total: int, ep: int, task: str) -> float:
+    """Copies of one token the expert-parallel all-to-all sends (and combines back): training's dispatcher
+    (Megatron's all-to-all) one per routed expert; inference kernels (DeepEP, TensorRT-LLM) one per rank
+    holding any of its experts."""
+    return float(top_k) if task == "train" else ranks_reached(top_k, experts_total, ep)
+
+
 def _frozen(a):
     a.flags.writeable = False  # cached: shared by every caller
     return a
