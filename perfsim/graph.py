@@ -24,7 +24,7 @@ from perfsim.ops import (
     Gemm,
     MoEExperts,
     Op,
-    dispatch_copies,
+    dispatch_bytes,
     norm,
     softmax,
 )
@@ -216,17 +216,15 @@ class _Builder:
         moe, T, h = m.moe, w.tokens, m.hidden_size
         self.gemm("router", T, moe.num_experts, h, i, weight=False)
         self.add(softmax(T, moe.num_experts, self.act_dtype, name="router_topk"), i)
-        per_token = dispatch_copies(moe.top_k, moe.num_experts, w.ep, w.task)
+        a2a_bytes = dispatch_bytes(T, moe.top_k, moe.num_experts, h, w.ep, w.task)
         if w.ep > 1:
-            self.add(Collective(collective="all_to_all", size_bytes=T * per_token * h * 2, group=w.ep,
-                                name="moe_dispatch"), i)
+            self.add(Collective(collective="all_to_all", size_bytes=a2a_bytes, group=w.ep, name="moe_dispatch"), i)
         self.add(MoEExperts(tokens=T, hidden=h, inter=moe.expert_intermediate_size // w.tp, top_k=moe.top_k,
                             num_experts=moe.num_experts // w.ep, total_experts=moe.num_experts,
                             gated=m.mlp == "gated", dtype=w.dtype, weight_dtype=w.weight_dtype,
                             distribution=SERVED_ROUTING, name="moe_experts"), i)
         if w.ep > 1:
-            self.add(Collective(collective="all_to_all", size_bytes=T * per_token * h * 2, group=w.ep,
-                                name="moe_combine"), i)
+            self.add(Collective(collective="all_to_all", size_bytes=a2a_bytes, group=w.ep, name="moe_combine"), i)
         if moe.num_shared_experts:
             self.dense_mlp("shared_expert", moe.num_shared_experts * moe.shared_size // w.tp, i)
         self.all_reduce("moe_all_reduce", T * h, i)

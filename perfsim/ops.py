@@ -307,11 +307,12 @@ def ranks_reached(top_k: int, experts_total: int, ep: int) -> float:
     return ep * (1.0 - miss)
 
 
-def dispatch_copies(top_k: int, experts_total: int, ep: int, task: str) -> float:
-    """Copies of one token the expert-parallel all-to-all sends (and combines back): training's dispatcher
-    (Megatron's all-to-all) one per routed expert; inference kernels (DeepEP, TensorRT-LLM) one per rank
-    holding any of its experts."""
-    return float(top_k) if task == "train" else ranks_reached(top_k, experts_total, ep)
+def dispatch_bytes(tokens: float, top_k: int, experts_total: int, hidden: int, ep: int, task: str) -> float:
+    """Bytes one rank's expert-parallel all-to-all sends for `tokens` tokens (dispatch; combine sends as
+    many back), activations in bf16. Copies per token: training's dispatcher (Megatron's all-to-all) one per
+    routed expert; inference kernels (DeepEP, TensorRT-LLM) one per rank holding any of its experts."""
+    copies = float(top_k) if task == "train" else ranks_reached(top_k, experts_total, ep)
+    return tokens * copies * hidden * 2.0
 
 
 def _frozen(a):

@@ -32,7 +32,7 @@ from perfsim.cost.comm import collective_time
 from perfsim.costmodel import op_time
 from perfsim.hardware import Device, System
 from perfsim.model import ModelSpec
-from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op, dispatch_copies
+from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op, dispatch_bytes
 
 RESIDUAL_OPS = ("input_norm", "attn_residual_add", "post_attn_norm", "mlp_residual_add")
 
@@ -280,8 +280,7 @@ class Costing:
             c.tp_fwd, c.tp_bwd = fwd, bwd
         if is_moe and a2a_group > 1:
             mo = m.moe
-            copies = dispatch_copies(mo.top_k, mo.num_experts, ep, "train")
-            size = s_loc * b * copies * m.hidden_size * 2.0 / (tp if sp else 1)
+            size = dispatch_bytes(s_loc * b, mo.top_k, mo.num_experts, m.hidden_size, ep, "train") / (tp if sp else 1)
             a2a = self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
             c.ep_fwd, c.ep_bwd = 2 * a2a, 2 * a2a
         if cp > 1:
@@ -364,7 +363,7 @@ class Costing:
                 c.tp_fwd = 2 * self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp, per_node(1, tp, self.dpn),
                                          implementation)
             if is_moe and a2a_group > 1:
-                size = tokens * dispatch_copies(m.moe.top_k, m.moe.num_experts, ep, task) * m.hidden_size * 2.0
+                size = dispatch_bytes(tokens, m.moe.top_k, m.moe.num_experts, m.hidden_size, ep, task)
                 c.ep_fwd = 2 * self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
             c.comm_fwd = c.tp_fwd + c.ep_fwd
             _accumulate(sums[is_moe], c, count)

@@ -44,7 +44,7 @@ from perfsim.dtypes import check
 from perfsim.errors import InvalidInputError
 from perfsim.hardware import Device, Hardware, System, load_device, load_hardware
 from perfsim.model import ModelSpec, load_model
-from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op, dispatch_copies
+from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op, dispatch_bytes
 from perfsim.serving.host import HostOverhead
 from perfsim.serving.speculative import Speculation
 
@@ -304,7 +304,7 @@ class StepModel:
             # Serving engines' all-to-all kernels (DeepEP, TensorRT-LLM's) send a token once to each rank that
             # holds any of its experts, and combine each rank's expert outputs before sending them back
             moe = d.model.moe
-            size = TOKEN_PROBE * dispatch_copies(moe.top_k, moe.num_experts, d.ep, task) * d.model.hidden_size * 2.0
+            size = dispatch_bytes(TOKEN_PROBE, moe.top_k, moe.num_experts, d.model.hidden_size, d.ep, task)
             for name in ("moe_dispatch", "moe_combine"):
                 op = Collective(collective="all_to_all", size_bytes=size, group=d.ep, name=name)
                 lin[op] += d.model.num_moe_layers
