@@ -173,7 +173,15 @@ def _qwen3_moe(c: _Config) -> dict[str, Any]:
     return spec
 
 
+def _language_model(c: _Config) -> _Config:
+    """A multimodal checkpoint's language model (its text_config); a text-only config as it is."""
+    text = c.data.get("text_config")
+    return _Config(text, c.path, c.arch) if isinstance(text, dict) else c
+
+
 def _deepseek_v3(c: _Config) -> dict[str, Any]:
+    """DeepSeek-V3 and the models built on it, e.g. Kimi K2 / K2.5 (whose vision tower is not modelled)."""
+    c = _language_model(c)
     heads = c.integer("num_attention_heads")
     layers = c.integer("num_hidden_layers")
     if c.integer("moe_layer_freq", default=1) != 1:
@@ -204,14 +212,27 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
     }
 
 
+def _minimax_m2(c: _Config) -> dict[str, Any]:
+    """MiniMax-M2: full GQA attention with q/k RMSNorm, every layer 256-expert MoE with sigmoid scores and a
+    per-expert routing bias, no shared expert. Partial rotary (rotary_dim) and the multi-token-prediction modules
+    (num_mtp_modules, speculative decoding only) are not modelled."""
+    spec = _llama_like(c, qk_norm=c.flag("use_qk_norm", True))
+    if 0 in c.int_list("attn_type_list"):
+        raise c._fail("attn_type_list", "only full attention (1) in every layer is supported, not lightning (0)")
+    if c.integer("shared_intermediate_size", default=0):
+        raise c._fail("shared_intermediate_size", "only 0 (no shared expert) is supported")
+    spec["moe"] = {"num_experts": c.integer("num_local_experts"), "top_k": c.integer("num_experts_per_tok"),
+                   "expert_intermediate_size": spec["intermediate_size"],
+                   "router_bias": c.flag("use_routing_bias", False)}
+    return spec
+
+
 def _llama4(c: _Config) -> dict[str, Any]:
     """Llama 4 (text_config): routed experts of `intermediate_size` plus one shared expert of the same size on
     every interleave_moe_layer_step-th layer, dense layers of `intermediate_size_mlp`; the rotary layers use
     chunked attention (attention_chunk_size), modelled as a sliding window of that size, which never attends
     to fewer keys; the NoPE layers (no_rope_layers[i] == 0) attend globally."""
-    text = c.data.get("text_config")
-    if isinstance(text, dict):    # Llama4ForConditionalGeneration: the language model's fields
-        c = _Config(text, c.path, c.arch)
+    c = _language_model(c)
     layers = c.integer("num_hidden_layers")
     spec = _llama_like(c, qk_norm=c.flag("use_qk_norm", True))
     spec["intermediate_size"] = c.integer("intermediate_size_mlp")
@@ -322,6 +343,8 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "Qwen3ForCausalLM": ("qwen3", _qwen3),
     "Qwen3MoeForCausalLM": ("qwen3-moe", _qwen3_moe),
     "DeepseekV3ForCausalLM": ("deepseek-v3", _deepseek_v3),
+    "KimiK25ForConditionalGeneration": ("deepseek-v3", _deepseek_v3),
+    "MiniMaxM2ForCausalLM": ("minimax-m2", _minimax_m2),
     "Llama4ForConditionalGeneration": ("llama4", _llama4),
     "Llama4ForCausalLM": ("llama4", _llama4),
     "GptOssForCausalLM": ("gpt-oss", _gpt_oss),

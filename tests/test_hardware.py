@@ -17,13 +17,13 @@ YAML_FILES = sorted(HW_DIR.rglob("*.yaml"))
 
 REQUIRED = {
     "gpu": ["a100-sxm-40gb", "a100-sxm-80gb", "a40", "l40s", "h100-sxm", "h100-pcie", "h200-sxm", "b200", "gb200",
-            "mi210", "mi250x", "mi300x"],
+            "b300", "gb300", "mi210", "mi250x", "mi300x"],
     "cpu": ["xeon-8480", "epyc-9654", "grace"],
     "fpga": ["alveo-u280", "versal-vck190"],
     "link": ["nvlink3", "nvlink4", "nvlink5", "nvswitch-gen3", "pcie4-x16", "pcie5-x16", "ib-hdr", "ib-ndr",
              "roce-400g", "infinity-fabric", "cxl2"],
     "system": ["dgx-a100-80gb", "dgx-a100-40gb", "dgx-h100", "hgx-h200", "gb200-nvl72", "mi300x-platform",
-               "dgx-b200"],
+               "dgx-b200", "dgx-b300", "gb300-nvl72"],
 }
 
 # Real hardware whose aggregate capacities are not nested; everything else must grow outward.

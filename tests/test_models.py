@@ -12,6 +12,7 @@ from perfsim.hf_config import from_hf_config, supported_architectures
 from perfsim.model import ModelSpec, load_model, model_names
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+WORKLOAD_DIR = Path(__file__).resolve().parents[1] / "workloads"
 B = 1e9
 
 SHIPPED = [
@@ -112,6 +113,25 @@ def test_gpt_oss_120b():
     assert m.dim_head == 64 and m.kv_heads == 8 and not m.tie_embeddings
 
 
+def test_kimi_k2_5():
+    # Kimi-K2.5 model card: 1T total, 32B activated. The language model's tensors sum to 1.026T (the card
+    # rounds); the MoonViT vision tower (~0.4B) is not modeled. Activated excluding the embedding lookup
+    # table is 31.7B, which rounds to 32B.
+    m = load_model("kimi-k2.5")
+    assert close(m.params_total, 1000 * B, rel=0.03)
+    assert close(m.params_non_embedding, 32 * B, rel=0.5 / 32)
+    assert m.attention_kind == "mla" and m.num_heads == 64
+    assert m.num_dense_layers == 1 and m.num_moe_layers == 60 and m.moe.num_experts == 384
+
+
+def test_minimax_m2_5():
+    # MiniMax-M2.5 model card: 230B total (Hugging Face page: 229B), 10B activated.
+    m = load_model("minimax-m2.5")
+    assert close(m.params_total, 229 * B, rel=0.01)
+    assert close(m.params_non_embedding, 10 * B, rel=0.05)
+    assert m.kv_heads == 8 and m.num_moe_layers == 62 and m.moe.num_shared_experts == 0
+
+
 def test_phi_2_matches_checkpoint():
     # Microsoft's "Phi-2: The surprising power of small language models" says 2.7B; the microsoft/phi-2
     # checkpoint holds 2,779,683,840 parameters. Ours differs by the one-norm-per-layer / lm_head-bias detail.
@@ -124,6 +144,12 @@ def test_shipped_names():
     names = model_names()
     for name in SHIPPED:
         assert name in names
+
+
+@pytest.mark.parametrize("path", sorted(WORKLOAD_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_workload_file_is_listed(path):
+    # a file that fails to parse would silently drop out of `perfsim models list`
+    assert load_model(path).name in model_names()
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -226,6 +252,8 @@ FIXTURE_TWINS = {
     "Qwen3MoeForCausalLM": "qwen3-30b-a3b",
     "DeepseekV3ForCausalLM": "deepseek-v3",
     "Llama4ForConditionalGeneration": "llama-4-scout",
+    "KimiK25ForConditionalGeneration": "kimi-k2.5",
+    "MiniMaxM2ForCausalLM": "minimax-m2.5",
     "GptOssForCausalLM": "gpt-oss-120b",
     "PhiForCausalLM": "phi-2",
     "QWenLMHeadModel": "qwen-72b",
@@ -298,6 +326,22 @@ def test_qwen3_moe_dense_layers(tmp_path):
     path.write_text(json.dumps({**cfg, "decoder_sparse_step": 2}))
     with pytest.raises(SpecError, match="field mlp_only_layers:"):
         from_hf_config(path)
+
+
+def test_minimax_m2_refuses_what_it_cannot_model(tmp_path):
+    cfg = json.loads((FIXTURES / "MiniMaxM2ForCausalLM" / "config.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**cfg, "attn_type_list": [0, 1] * 31}))   # MiniMax-01's lightning attention
+    with pytest.raises(SpecError, match="field attn_type_list:"):
+        from_hf_config(path)
+    path.write_text(json.dumps({**cfg, "shared_intermediate_size": 1536}))
+    with pytest.raises(SpecError, match="field shared_intermediate_size:"):
+        from_hf_config(path)
+
+
+def test_kimi_k2_5_reads_its_language_model():
+    m = load_model(FIXTURES / "KimiK25ForConditionalGeneration" / "config.json")
+    assert m.name == "moonshotai/Kimi-K2.5" and m.moe.num_experts == 384 and m.num_dense_layers == 1
 
 
 def test_qwen2_sliding_window_layers(tmp_path):

@@ -52,9 +52,12 @@ HF_MODELS = {
     "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b",
     "meta-llama/Llama-3.1-405B-Instruct": "llama-3.1-405b",
     "meta-llama/Llama-3.1-405B-Instruct-FP8": "llama-3.1-405b",
+    "moonshotai/Kimi-K2.5": "kimi-k2.5",
+    "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
 }
 # aiconfigurator system -> perfsim system
-AIC_SYSTEMS = {"h100_sxm": "dgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72"}
+AIC_SYSTEMS = {"h100_sxm": "dgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72",
+               "b300_sxm": "dgx-b300", "gb300": "gb300-nvl72"}
 # ML.ENERGY GPU (perfsim device) -> perfsim system
 MLE_SYSTEMS = {"h100-sxm": "dgx-h100", "b200": "dgx-b200", "h200-sxm": "hgx-h200", "a100-sxm-80gb": "dgx-a100-80gb"}
 AIC_PRECISION = {"fp8": "fp8", "fp4": "fp4", "bf16": "bf16", "fp16": "fp16"}
