@@ -21,6 +21,7 @@ from perfsim.ops import (
     Collective,
     Elementwise,
     Embedding,
+    GatedDeltaRule,
     Gemm,
     MoEExperts,
     Op,
@@ -87,6 +88,10 @@ def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, co
 def _check_split(model: ModelSpec, tp: int, ep: int) -> None:
     if tp < 1 or model.num_heads % tp:
         raise InvalidInputError(f"tp: {tp} must be >= 1 and divide num_heads ({model.num_heads}) of {model.name}")
+    la = model.linear_attention
+    if la is not None and la.num_key_heads % tp:
+        raise InvalidInputError(f"tp: {tp} must divide the linear-attention key heads ({la.num_key_heads}) of "
+                                f"{model.name}")
     if ep < 1:
         raise InvalidInputError(f"ep: must be >= 1, got {ep}")
     if ep > 1 and (not model.moe or model.moe.num_experts % ep):
@@ -139,10 +144,14 @@ class _Builder:
         heads = m.num_heads // tp
         kv_heads = max(1, m.kv_heads // tp)
         self.add(norm(T, h, self.act_dtype, name="input_norm"), i)
+        if m.is_linear_layer(i):
+            self.linear_attention_block(i)
+            return
         if m.mla:
             self.mla_projections(i, heads)
         else:
-            self.gemm("qkv_proj", T, (heads + 2 * kv_heads) * m.dim_head, h, i)
+            q_width = heads * (2 if m.attention_output_gate else 1)
+            self.gemm("qkv_proj", T, (q_width + 2 * kv_heads) * m.dim_head, h, i)
             if m.qk_norm:
                 self.add(norm(T, (heads + kv_heads) * m.dim_head, self.act_dtype, name="qk_norm"), i)
         if m.position == "rotary":
@@ -155,9 +164,31 @@ class _Builder:
             # absorbed W_UV: latent context -> per-head values
             self.add(Gemm(m=T, n=m.mla.v_head_dim, k=m.mla.kv_lora_rank, batch=heads, dtype=w.dtype,
                           name="mla_v_up"), i)
-        self.gemm("o_proj", T, h, heads * m.v_head_dim, i)
+        if m.attention_output_gate:  # o * sigmoid(gate)
+            self.elementwise("attn_output_gate", T * heads * m.v_head_dim, i, reads=2, flops=5, kind="activation")
+        self.attention_output(i, heads * m.v_head_dim)
+
+    def attention_output(self, i: int, width: int) -> None:
+        T, h = self.w.tokens, self.m.hidden_size
+        self.gemm("o_proj", T, h, width, i)
         self.all_reduce("attn_all_reduce", T * h, i)
         self.elementwise("attn_residual_add", T * h, i, reads=2, kind="add")
+
+    def linear_attention_block(self, i: int) -> None:
+        """Gated DeltaNet (Qwen3-Next): in_proj to q, k, v, z, b, a; depthwise causal conv and SiLU over q, k, v;
+        the gated delta rule; RMSNorm gated by SiLU(z); out_proj. Heads split over TP ranks."""
+        la, w = self.m.linear_attention, self.w
+        T, tp = w.tokens, w.tp
+        nk, nv = la.num_key_heads // tp, la.num_value_heads // tp
+        key, value = nk * la.key_head_dim, nv * la.value_head_dim
+        self.gemm("in_proj", T, 2 * key + 2 * value + 2 * nv, self.m.hidden_size, i)
+        # depthwise causal conv: conv_kernel multiply-adds, then SiLU (~8 FLOPs), per channel
+        self.elementwise("short_conv", T * (2 * key + value), i, flops=2 * la.conv_kernel + 8, kind="activation")
+        self.add(GatedDeltaRule(tokens=T, batch=w.batch, num_k_heads=nk, num_v_heads=nv, k_dim=la.key_head_dim,
+                                v_dim=la.value_head_dim, recurrent=w.task == "decode", dtype=self.act_dtype,
+                                name="gated_delta_rule"), i)
+        self.elementwise("gated_norm", T * value, i, reads=2, flops=13, kind="norm")  # RMSNorm(o) * SiLU(z)
+        self.attention_output(i, value)
 
     def mla_projections(self, i: int, heads: int) -> None:
         m, w = self.m, self.w
@@ -263,6 +294,9 @@ def _gradient_ops(op: Op) -> list[Op]:
         # modelled as two forward-shaped passes plus a half pass.
         return [replace(op, name="attention_bwd"), replace(op, name="attention_bwd'"),
                 replace(op, batch=max(1, op.batch // 2), name="attention_bwd''")]
+    if isinstance(op, GatedDeltaRule):
+        # chunked delta-rule backward: dq, dk, dv, the gates' and the states' gradients, ~2x the forward
+        return [replace(op, name=f"{op.name}_bwd"), replace(op, name=f"{op.name}_bwd'")]
     if isinstance(op, MoEExperts):
         return [replace(op, name=f"{op.name}_dgrad"), replace(op, name=f"{op.name}_wgrad")]
     if isinstance(op, Elementwise):

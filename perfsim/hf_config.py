@@ -173,6 +173,32 @@ def _qwen3_moe(c: _Config) -> dict[str, Any]:
     return spec
 
 
+def _qwen3_next(c: _Config) -> dict[str, Any]:
+    """Qwen3-Next and Qwen3.5 MoE (text_config): Gated DeltaNet layers with every full_attention_interval-th layer
+    a gated (sigmoid output gate) softmax attention; MoE with a shared expert. Partial rotary, the shared expert's
+    gate and the MTP layers are not modelled."""
+    c = _language_model(c)
+    if "intermediate_size" not in c.data:   # Qwen3.5 MoE has no dense layers and gives no dense width
+        c = _Config({**c.data, "intermediate_size": c.integer("moe_intermediate_size")}, c.path, c.arch)
+    spec = _qwen3_moe(c)
+    spec["attention_output_gate"] = c.flag("attn_output_gate", True)
+    interval = c.integer("full_attention_interval")
+    layers = spec["num_layers"]
+    kinds = c.data.get("layer_types")
+    expected = ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(layers)]
+    if kinds is not None and kinds != expected:
+        raise c._fail("layer_types", f"only every full_attention_interval-th ({interval}) layer full attention, "
+                                     "the rest linear_attention, is supported")
+    spec["linear_attention"] = {
+        "num_key_heads": c.integer("linear_num_key_heads"), "num_value_heads": c.integer("linear_num_value_heads"),
+        "key_head_dim": c.integer("linear_key_head_dim"), "value_head_dim": c.integer("linear_value_head_dim"),
+        "conv_kernel": c.integer("linear_conv_kernel_dim", default=4), "full_attention_interval": interval}
+    shared = c.integer("shared_expert_intermediate_size", default=0)
+    if shared and "moe" in spec:
+        spec["moe"].update(num_shared_experts=1, shared_intermediate_size=shared)
+    return spec
+
+
 def _language_model(c: _Config) -> _Config:
     """A multimodal checkpoint's language model (its text_config); a text-only config as it is."""
     text = c.data.get("text_config")
@@ -342,6 +368,8 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "Qwen2ForCausalLM": ("qwen2", _qwen2),
     "Qwen3ForCausalLM": ("qwen3", _qwen3),
     "Qwen3MoeForCausalLM": ("qwen3-moe", _qwen3_moe),
+    "Qwen3NextForCausalLM": ("qwen3-next", _qwen3_next),
+    "Qwen3_5MoeForConditionalGeneration": ("qwen3.5-moe", _qwen3_next),
     "DeepseekV3ForCausalLM": ("deepseek-v3", _deepseek_v3),
     "KimiK25ForConditionalGeneration": ("deepseek-v3", _deepseek_v3),
     "MiniMaxM2ForCausalLM": ("minimax-m2", _minimax_m2),

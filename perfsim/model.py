@@ -1,7 +1,8 @@
 """ModelSpec: the architecture of a dense or Mixture-of-Experts decoder-only transformer.
 
-Covers MHA/GQA/MQA and MLA attention, sliding-window layers, gated (SwiGLU) or plain (GELU) MLPs,
-routed plus shared experts, first-k dense layers, tied embeddings, learned or rotary positions.
+Covers MHA/GQA/MQA and MLA attention, sliding-window layers, Gated DeltaNet linear-attention layers between
+full-attention ones (Qwen3-Next, Qwen3.5), gated (SwiGLU) or plain (GELU) MLPs, routed plus shared experts,
+first-k dense layers, tied embeddings, learned or rotary positions.
 """
 
 from __future__ import annotations
@@ -27,6 +28,41 @@ class MLA(_Spec):
     qk_nope_head_dim: int = Field(gt=0)
     qk_rope_head_dim: int = Field(gt=0)
     v_head_dim: int = Field(gt=0)
+
+
+class LinearAttention(_Spec):
+    """Gated DeltaNet layers (Yang, Kautz & Hatamizadeh 2025; Qwen3-Next, Qwen3.5): each head keeps a
+    key_head_dim x value_head_dim state per sequence instead of a KV cache. Layer i is a full (softmax) attention
+    layer when (i + 1) % full_attention_interval == 0, a linear one otherwise. Query and key heads
+    (num_key_heads) are shared by groups of value heads; a depthwise causal conv of conv_kernel taps runs over
+    q, k and v first."""
+    num_key_heads: int = Field(gt=0)
+    num_value_heads: int = Field(gt=0)
+    key_head_dim: int = Field(gt=0)
+    value_head_dim: int = Field(gt=0)
+    conv_kernel: int = Field(default=4, gt=0)
+    full_attention_interval: int = Field(gt=1)
+
+    @field_validator("num_value_heads")
+    @classmethod
+    def _grouped(cls, nv: int, info: ValidationInfo) -> int:
+        nk = info.data.get("num_key_heads")
+        if nk is not None and nv % nk:
+            raise ValueError(f"num_value_heads ({nv}) must be a multiple of num_key_heads ({nk})")
+        return nv
+
+    @property
+    def key_dim(self) -> int:
+        return self.num_key_heads * self.key_head_dim
+
+    @property
+    def value_dim(self) -> int:
+        return self.num_value_heads * self.value_head_dim
+
+    @property
+    def conv_channels(self) -> int:
+        """Channels of the depthwise conv: q, k and v."""
+        return 2 * self.key_dim + self.value_dim
 
 
 class MoE(_Spec):
@@ -75,9 +111,11 @@ class ModelSpec(_Spec):
     mlp_bias: bool = False
     qk_norm: bool = False          # per-head RMSNorm on q and k (Qwen3)
     attention_sinks: bool = False  # one learned logit per head (gpt-oss)
+    attention_output_gate: bool = False  # sigmoid gate on the attention output from a second q_proj half (Qwen3-Next)
     sliding_window: int | None = Field(default=None, gt=0)
     num_sliding_layers: int | None = Field(default=None, ge=0)  # default: all layers when a window is set
     mla: MLA | None = None
+    linear_attention: LinearAttention | None = None
     moe: MoE | None = None
 
     # Cross-field checks are field validators so that an error names the offending field
@@ -107,6 +145,17 @@ class ModelSpec(_Spec):
         if n and info.data.get("sliding_window") is None:
             raise ValueError("num_sliding_layers needs sliding_window to be set")
         return n
+
+    @field_validator("linear_attention")
+    @classmethod
+    def _interval(cls, la: LinearAttention | None, info: ValidationInfo) -> LinearAttention | None:
+        layers = info.data.get("num_layers")
+        if la is not None and layers is not None and la.full_attention_interval > layers:
+            raise ValueError(f"full_attention_interval ({la.full_attention_interval}) must not exceed num_layers "
+                             f"({layers})")
+        if la is not None and info.data.get("mla") is not None:
+            raise ValueError("linear attention with MLA full-attention layers is not supported")
+        return la
 
     @field_validator("moe")
     @classmethod
@@ -142,6 +191,20 @@ class ModelSpec(_Spec):
         (Hugging Face Llama 4: (i + 1) % interleave_moe_layer_step == 0)."""
         m = self.moe
         return m is not None and index >= m.first_k_dense and (index - m.first_k_dense + 1) % m.layer_step == 0
+
+    def is_linear_layer(self, index: int) -> bool:
+        """Layer `index` (from 0) is a linear-attention (Gated DeltaNet) layer."""
+        la = self.linear_attention
+        return la is not None and (index + 1) % la.full_attention_interval != 0
+
+    @property
+    def num_linear_layers(self) -> int:
+        return sum(self.is_linear_layer(i) for i in range(self.num_layers))
+
+    @property
+    def num_attention_layers(self) -> int:
+        """Layers with softmax attention over a KV cache."""
+        return self.num_layers - self.num_linear_layers
 
     @property
     def num_moe_layers(self) -> int:
@@ -185,7 +248,7 @@ class ModelSpec(_Spec):
             kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank \
                 + m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
             return q + kv + nh * m.v_head_dim * h
-        params = h * (nh + 2 * nkv) * d + nh * d * h
+        params = h * (nh * (2 if self.attention_output_gate else 1) + 2 * nkv) * d + nh * d * h
         if self.qkv_bias:
             params += (nh + 2 * nkv) * d
         if self.out_bias:
@@ -195,6 +258,24 @@ class ModelSpec(_Spec):
         if self.attention_sinks:
             params += nh
         return params
+
+    def linear_attention_params(self) -> int:
+        """One Gated DeltaNet layer: in_proj to q, k, v, the output gate z and the per-head b and a; the conv
+        taps; A_log and dt_bias per value head; the gated RMSNorm over a head; out_proj."""
+        la, h = self.linear_attention, self.hidden_size
+        in_proj = h * (2 * la.key_dim + 2 * la.value_dim + 2 * la.num_value_heads)
+        return (in_proj + la.conv_channels * la.conv_kernel + 2 * la.num_value_heads + la.value_head_dim
+                + la.value_dim * h)
+
+    def recurrent_state_elems(self) -> tuple[int, int]:
+        """Recurrent state per sequence, all linear layers: (delta-rule state elements of every value head,
+        conv state elements: the last conv_kernel - 1 inputs of each channel)."""
+        la = self.linear_attention
+        if la is None:
+            return 0, 0
+        n = self.num_linear_layers
+        return (n * la.num_value_heads * la.key_head_dim * la.value_head_dim,
+                n * la.conv_channels * (la.conv_kernel - 1))
 
     def mlp_params(self, width: int, bias: bool | None = None) -> int:
         h = self.hidden_size
@@ -223,8 +304,12 @@ class ModelSpec(_Spec):
         return 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
 
     def _params(self, active: bool) -> int:
-        per_layer = self.attention_params() + 2 * self.norm_params()
-        total = self.num_layers * per_layer + self.num_dense_layers * self.mlp_params(self.intermediate_size)
+        linear = self.num_linear_layers
+        mixers = (self.num_layers - linear) * self.attention_params()
+        if linear:
+            mixers += linear * self.linear_attention_params()
+        total = mixers + self.num_layers * 2 * self.norm_params() \
+            + self.num_dense_layers * self.mlp_params(self.intermediate_size)
         if self.moe:
             total += self.num_moe_layers * self._moe_layer_params(active)
         return total + self.embedding_params() + self.lm_head_params() + self.norm_params()

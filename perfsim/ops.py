@@ -188,6 +188,87 @@ class Attention(Op):
 
 
 @dataclass(frozen=True, slots=True)
+class GatedDeltaRule(Op):
+    """Gated delta-rule linear attention (Gated DeltaNet; Yang, Kautz & Hatamizadeh 2025) over `tokens` new tokens
+    of `batch` sequences. Each of num_v_heads heads keeps a k_dim x v_dim state S, read by num_v_heads/num_k_heads
+    value heads per query/key head.
+
+    recurrent (decode): per token S <- a S + b k (v - S^T k)^T, o = S^T q: 7 k_dim v_dim FLOPs per head, S read
+      and written once per sequence.
+    chunked (prefill, chunks of C tokens; the chunkwise-parallel delta rule of Yang et al. 2024, DeltaNet):
+      per token and head 2C(3 k_dim + 2 v_dim) FLOPs inside its chunk (K K^T for the WY transform, W = A K,
+      U = A V, Q K^T, (Q K^T) U) and 6 k_dim v_dim across chunks (W S, Q S, the state update K^T U); every chunk's
+      starting state is written in the input dtype and read back once (flash-linear-attention's
+      chunk_gated_delta_rule_fwd_h), each sequence's state read at the start and written at the end.
+    """
+    tokens: int
+    batch: int
+    num_k_heads: int
+    num_v_heads: int
+    k_dim: int
+    v_dim: int
+    recurrent: bool = False
+    chunk: int = 64
+    dtype: str = "bf16"
+    state_dtype: str = "fp32"
+
+    kind = "linear_attention"
+    matrix = True
+
+    def __post_init__(self) -> None:
+        _positive("GatedDeltaRule", tokens=self.tokens, batch=self.batch, num_k_heads=self.num_k_heads,
+                  num_v_heads=self.num_v_heads, k_dim=self.k_dim, v_dim=self.v_dim, chunk=self.chunk)
+        check(self.dtype, "GatedDeltaRule.dtype")
+        check(self.state_dtype, "GatedDeltaRule.state_dtype")
+
+    @property
+    def state_bytes(self) -> float:
+        """One sequence's state, all heads."""
+        return self.num_v_heads * self.k_dim * self.v_dim * nbytes(self.state_dtype)
+
+    @property
+    def chunks(self) -> int:
+        """Chunks over all sequences (each sequence's tokens cut into chunks of C)."""
+        return self.batch * -(-self.tokens // (self.batch * self.chunk))
+
+    @property
+    def flops(self) -> float:
+        dk, dv = self.k_dim, self.v_dim
+        if self.recurrent:
+            per_head = 7.0 * dk * dv
+        else:
+            per_head = 2.0 * self.chunk * (3 * dk + 2 * dv) + 6.0 * dk * dv
+        return float(self.tokens) * self.num_v_heads * per_head
+
+    @property
+    def _activations_in(self) -> float:
+        # q and k per key head, v per value head, and the decay and beta gates per value head
+        per_token = 2 * self.num_k_heads * self.k_dim + self.num_v_heads * (self.v_dim + 2)
+        return self.tokens * per_token * nbytes(_activation_dtype(self.dtype))
+
+    @property
+    def _chunk_state_bytes(self) -> float:
+        """Every chunk's starting state, in the activations' dtype (none in the recurrent form)."""
+        if self.recurrent:
+            return 0.0
+        return self.chunks * self.num_v_heads * self.k_dim * self.v_dim * nbytes(_activation_dtype(self.dtype))
+
+    @property
+    def bytes_read(self) -> float:
+        return self._activations_in + self.batch * self.state_bytes + self._chunk_state_bytes
+
+    @property
+    def bytes_written(self) -> float:
+        return self.tokens * self.num_v_heads * self.v_dim * nbytes(_activation_dtype(self.dtype)) \
+            + self.batch * self.state_bytes + self._chunk_state_bytes
+
+    @property
+    def cold_bytes(self) -> float:
+        """The sequences' states live in main memory between steps, as a KV cache does."""
+        return self.batch * self.state_bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Elementwise(Op):
     """A bandwidth-bound op over `elements` outputs: activation, residual add, rotary, softmax, copy.
 

@@ -187,3 +187,37 @@ def test_inference_dispatch_sends_a_token_once_per_rank_training_once_per_expert
     assert decode.size_bytes == pytest.approx(4 * ranks_reached(8, 256, 8) * spec.hidden_size * 2)
     train = dispatch("train", seq=16)
     assert train.size_bytes == pytest.approx(4 * 16 * 8 * spec.hidden_size * 2)
+
+
+def test_gated_deltanet_layers_replace_attention_and_its_kv_cache():
+    from perfsim.cost.memory import kv_cache_bytes, recurrent_state_bytes
+    from perfsim.ops import GatedDeltaRule
+    m = load_model("qwen3-next-80b-a3b")   # 12 x (3 Gated DeltaNet + 1 gated attention)
+    assert m.num_linear_layers == 36 and m.num_attention_layers == 12
+    assert [m.is_linear_layer(i) for i in range(4)] == [True, True, True, False]
+    for task, kw in (("prefill", {"seq": 512}), ("decode", {"context": 4096})):
+        ops = graph.ops_of(graph.build(m, task, 4, **kw))
+        delta = [op for op in ops if isinstance(op, GatedDeltaRule)]
+        assert len(delta) == 36 and len([op for op in ops if isinstance(op, Attention)]) == 12
+        assert all(op.recurrent == (task == "decode") for op in delta)
+    dec = next(op for op in graph.ops_of(graph.build(m, "decode", 4, context=4096)) if isinstance(op, GatedDeltaRule))
+    # decode streams each sequence's 32 x 128 x 128 fp32 state in and out, whatever its context
+    assert dec.cold_bytes == 4 * 32 * 128 * 128 * 4
+    assert dec.flops == 4 * 32 * 7 * 128 * 128
+    # the KV cache holds the 12 attention layers only (2 KV heads of 256); the states are a fixed 72 MiB + conv
+    assert kv_cache_bytes(m, 1, 1000) == 12 * 1000 * 2 * 2 * 256 * 2
+    assert recurrent_state_bytes(m, 1) == 36 * (32 * 128 * 128 * 4 + (2 * 16 * 128 + 32 * 128) * 3 * 2)
+    # the gated attention's q_proj is twice as wide (query and gate)
+    qkv = next(op for op in graph.ops_of(graph.build(m, "prefill", 1, seq=8)) if op.name == "qkv_proj")
+    assert qkv.n == (2 * 16 + 2 * 2) * 256
+
+
+def test_chunked_delta_rule_work_grows_linearly_with_the_prompt():
+    from perfsim.ops import GatedDeltaRule
+    one = GatedDeltaRule(tokens=4096, batch=1, num_k_heads=16, num_v_heads=32, k_dim=128, v_dim=128)
+    two = GatedDeltaRule(tokens=8192, batch=1, num_k_heads=16, num_v_heads=32, k_dim=128, v_dim=128)
+    assert two.flops == 2 * one.flops     # no quadratic term: the state carries the past
+    # per token and head: 2C(3 dk + 2 dv) inside the chunk plus 6 dk dv across chunks (C = 64)
+    assert one.flops == 4096 * 32 * (2 * 64 * (3 * 128 + 2 * 128) + 6 * 128 * 128)
+    with pytest.raises(PerfsimError, match="tp"):
+        graph.build("qwen3-next-80b-a3b", "decode", 1, context=8, tp=32)

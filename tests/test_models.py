@@ -253,6 +253,8 @@ FIXTURE_TWINS = {
     "DeepseekV3ForCausalLM": "deepseek-v3",
     "Llama4ForConditionalGeneration": "llama-4-scout",
     "KimiK25ForConditionalGeneration": "kimi-k2.5",
+    "Qwen3NextForCausalLM": "qwen3-next-80b-a3b",
+    "Qwen3_5MoeForConditionalGeneration": "qwen3.5-397b-a17b",
     "MiniMaxM2ForCausalLM": "minimax-m2.5",
     "GptOssForCausalLM": "gpt-oss-120b",
     "PhiForCausalLM": "phi-2",
@@ -420,3 +422,14 @@ def test_hf_llama4_maverick_interleaved_moe(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(SpecError, match="no_rope_layers"):
         from_hf_config(tmp_path)
+
+
+def test_qwen3_next_and_qwen3_5():
+    # Qwen3-Next-80B-A3B card: 80B total, non-embedding 79B; Qwen3.5-397B-A17B card: 397B total, 17B activated
+    nxt = load_model("qwen3-next-80b-a3b")
+    assert close(nxt.params_total, 80 * B, rel=0.5 / 80)
+    assert close(nxt.params_total - nxt.vocab_size * nxt.hidden_size, 79 * B, rel=0.5 / 79)
+    q35 = load_model("qwen3.5-397b-a17b")
+    assert close(q35.params_total, 397 * B, rel=0.01)
+    assert close(q35.params_active, 17 * B, rel=0.5 / 17)
+    assert q35.linear_attention.num_value_heads == 64 and q35.num_linear_layers == 45

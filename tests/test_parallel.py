@@ -284,3 +284,9 @@ def test_plan_inference_all_to_all_sends_what_predict_sends():
     assert moe.ep_fwd == pytest.approx(expected, rel=1e-9)
     # training's dispatcher sends one copy per routed expert: more bytes than the ranks reached
     assert dispatch.size_bytes < 32 * model.moe.top_k * model.hidden_size * 2.0
+
+
+def test_tensor_parallel_must_split_the_linear_attention_heads():
+    q35 = load_model("qwen3.5-397b-a17b")   # 32 attention heads, 16 linear-attention key heads
+    assert any("linear-attention key heads (16)" in p for p in plan_problems(Plan(tp=32), q35))
+    assert not any("linear-attention" in p for p in plan_problems(Plan(tp=16), q35))

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import perfsim
 from perfsim.cost.roofline import roofline
-from perfsim.ops import Attention, Elementwise, Gemm, MoEExperts
+from perfsim.ops import Attention, Elementwise, GatedDeltaRule, Gemm, MoEExperts
 
 H100 = perfsim.load_hardware("h100-sxm")
 
@@ -29,7 +29,12 @@ experts = st.builds(
                                          total_experts=e, distribution=dist),
     st.integers(1, 16384), st.sampled_from([8, 64, 256]), st.sampled_from([1, 2, 8]), st.sampled_from([1, 8]),
     st.sampled_from(["balanced", "power_law_1.01", "power_law_1.2"]))
-any_op = st.one_of(gemms, attentions, decodes, experts, elementwise)
+delta_rules = st.builds(
+    lambda b, q, nk, group, rec: GatedDeltaRule(tokens=b * (1 if rec else q), batch=b, num_k_heads=nk,
+                                                num_v_heads=nk * group, k_dim=128, v_dim=128, recurrent=rec),
+    st.integers(1, 256), st.integers(1, 8192), st.sampled_from([1, 4, 16]), st.sampled_from([1, 2, 4]),
+    st.booleans())
+any_op = st.one_of(gemms, attentions, decodes, experts, elementwise, delta_rules)
 scale = st.floats(min_value=1.0, max_value=8.0)
 
 

@@ -402,3 +402,23 @@ def test_step_tables_interpolate_within_the_knee_bound(model):
     for tokens in (300, 1500, 6000, 12000):
         exact = StepModel(dep, tokens, 16, 9300).prefill([tokens])[0]
         assert wide.prefill([tokens])[0] == pytest.approx(exact, rel=0.08), tokens
+
+
+def test_hybrid_linear_attention_model_serves_with_its_states_reserved():
+    from perfsim.cost.memory import recurrent_state_bytes
+    from perfsim.serving.kvcache import capacity_blocks, kv_bytes_per_token, transfer_time
+    dep = make_deployment("qwen3-next-80b-a3b", "dgx-h100", tp=4)
+    few, many = capacity_blocks(dep, max_seqs=16), capacity_blocks(dep, max_seqs=256)
+    per_seq = recurrent_state_bytes(dep.model, 1, tp=4)
+    assert many["state_bytes"] == pytest.approx(256 * per_seq)
+    # the states of 240 more sequences come out of the KV cache's share
+    assert few["kv_bytes"] - many["kv_bytes"] == pytest.approx(240 * per_seq)
+    assert kv_bytes_per_token(dep) == 12 * 2 * 1 * 256 * 2        # 12 attention layers, one KV head per rank
+    # a disaggregated transfer moves the state as well as the KV
+    link = dep.system.intra_link
+    assert transfer_time(dep, dep, 1000) == pytest.approx(link.latency + (1000 * kv_bytes_per_token(dep) + per_seq)
+                                                          / link.bandwidth)
+    res = serve("qwen3-next-80b-a3b", "dgx-h100", num_gpus=4, tp=4, isl=2048, osl=128, concurrency=32,
+                num_requests=64)
+    _check_invariants(res)
+    assert res.summary["tpot_s"] > 0

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from perfsim.cost.attention import decode_fixed_s, decode_time, prefill_time, uses_xqa, xqa_fuses_rope
+from perfsim.cost.attention import (
+    CHUNKED_DELTA_RULE_KERNELS,
+    decode_fixed_s,
+    decode_time,
+    linear_attention_time,
+    prefill_time,
+    uses_xqa,
+    xqa_fuses_rope,
+)
 from perfsim.cost.elementwise import elementwise_time
 from perfsim.cost.energy import dynamic_energy
 from perfsim.cost.gemm import DeviceRoofs, gemm_time
@@ -12,7 +20,7 @@ from perfsim.cost.params import CostParams
 from perfsim.cost.roofline import compute_time, memory_time, serving_level
 from perfsim.dtypes import nbytes
 from perfsim.hardware import Device
-from perfsim.ops import Attention, Elementwise, Embedding, Gemm, MoEExperts, Op
+from perfsim.ops import Attention, Elementwise, Embedding, GatedDeltaRule, Gemm, MoEExperts, Op
 
 
 def _activation_bytes(dtype: str) -> float:
@@ -49,6 +57,12 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
                             tensor_core=tensor_core, fused_rope=fused)[0]
             return float(t), float(decode_fixed_s(p, uses_xqa(group, p, tensor_core), fused))
         return float(t), p.launch_s
+    if isinstance(op, GatedDeltaRule):
+        pa, pd = params.attention, params.decode_for(op.state_dtype)
+        t = linear_attention_time(op.flops, op.bytes, op.recurrent, device.peak_flops(op.dtype),
+                                  device.vector_flops("fp32"), roofs, pa, pd)
+        launch = pd.launch_s if op.recurrent else CHUNKED_DELTA_RULE_KERNELS * pa.launch_s
+        return float(t), float(launch)
     if isinstance(op, MoEExperts):
         fmt = op.weight_dtype or op.dtype
         p = params.moe_for(fmt)

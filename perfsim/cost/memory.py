@@ -22,8 +22,21 @@ def kv_cache_bytes(model: ModelSpec, batch: int, tokens: int, dtype: str = "bf16
     if not model.mla:  # KV heads split over TP ranks, replicated when tp exceeds them
         per_token = per_token * max(1, model.kv_heads // tp) / model.kv_heads
     window = model.sliding_window or tokens
-    layer_tokens = model.sliding_layers * min(tokens, window) + (model.num_layers - model.sliding_layers) * tokens
+    full = model.num_attention_layers - model.sliding_layers
+    layer_tokens = model.sliding_layers * min(tokens, window) + full * tokens
     return batch * layer_tokens * per_token * nbytes(dtype)
+
+
+# Delta-rule states in fp32 (SGLang's default mamba_ssm_dtype; Qwen3.5's config asks vLLM for it too), conv
+# states in bf16 (sglang/srt/configs/mamba_utils.py)
+RECURRENT_STATE_DTYPE = "fp32"
+CONV_STATE_DTYPE = "bf16"
+
+
+def recurrent_state_bytes(model: ModelSpec, batch: int, dtype: str = RECURRENT_STATE_DTYPE, tp: int = 1) -> float:
+    """Linear-attention state of `batch` sequences, whatever their length; heads split over TP ranks."""
+    state, conv = model.recurrent_state_elems()
+    return batch * (state * nbytes(dtype) + conv * nbytes(CONV_STATE_DTYPE)) / tp
 
 
 def inference_activation_bytes(model: ModelSpec, tokens: int, dtype: str = "bf16", tp: int = 1) -> float:

@@ -145,15 +145,15 @@ class Costing:
 
     # ---- layer kinds -----------------------------------------------------------------------------
     def kinds(self) -> list[tuple[int, bool, int]]:
-        """(representative layer index, is MoE, layer count) per distinct layer kind (window x MoE)."""
+        """(representative layer index, is MoE, layer count) per distinct layer kind (window x linear x MoE)."""
         if self._kinds is None:
             m, groups = self.model, {}
             for i in range(m.num_layers):
-                key = (i < m.sliding_layers, m.is_moe_layer(i))
+                key = (i < m.sliding_layers, m.is_linear_layer(i), m.is_moe_layer(i))
                 if key not in groups:
                     groups[key] = [i, 0]
                 groups[key][1] += 1
-            self._kinds = [(i, key[1], n) for key, (i, n) in groups.items()]
+            self._kinds = [(i, key[2], n) for key, (i, n) in groups.items()]
         return self._kinds
 
     def _forward_ops(self, task: str, batch: int, seq: int | None, context: int | None, tp: int, layer: int,

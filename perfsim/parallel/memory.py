@@ -58,15 +58,20 @@ class ModelMemory:
 
     # ---- parameters --------------------------------------------------------------------------------
     def attention_params(self, tp):
-        """Attention weights on one tp rank; KV projections are replicated when tp exceeds the KV heads."""
+        """Token-mixer weights of a mean layer on one tp rank: attention, whose KV projections are replicated when
+        tp exceeds the KV heads, averaged with the linear-attention layers (their heads split over tp)."""
         m, tp = self.m, _a(tp)
         if m.mla:
             return m.attention_params() / tp
         h, d, a, kv = m.hidden_size, m.dim_head, m.num_heads, m.kv_heads
         kv_rank = np.maximum(1.0, kv / tp)
-        params = h * (a / tp + 2 * kv_rank) * d + (a / tp) * d * h
+        q = a / tp * (2 if m.attention_output_gate else 1)
+        params = h * (q + 2 * kv_rank) * d + (a / tp) * d * h
         if m.qkv_bias:
             params = params + (a / tp + 2 * kv_rank) * d
+        linear = m.num_linear_layers
+        if linear:
+            params = (params * (self.L - linear) + m.linear_attention_params() / tp * linear) / self.L
         return params
 
     def layer_params(self, tp, ep, moe: bool):
@@ -205,6 +210,7 @@ def inference_memory(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, kv
     act_dtype = "bf16" if dtype in ("fp8", "int8", "int4", "fp4") else dtype
     dense, expert = mm.stage_params(tp, pp, ep)
     weights = float(dense + expert) * nbytes(weight_dtype or dtype)
-    kv = cmem.kv_cache_bytes(model, batch, kv_tokens, kv_dtype or act_dtype, tp) / pp
+    kv = (cmem.kv_cache_bytes(model, batch, kv_tokens, kv_dtype or act_dtype, tp)
+          + cmem.recurrent_state_bytes(model, batch, tp=tp)) / pp
     acts = cmem.inference_activation_bytes(model, batch * new_tokens, act_dtype, tp)
     return {"weights": weights, "kv_cache": float(kv), "activations": float(acts)}

@@ -99,9 +99,11 @@ def _unique_rows(*cols) -> tuple[np.ndarray, np.ndarray]:
 
 def model_flops_per_token(model: ModelSpec, seq: int) -> float:
     """Training FLOPs per token: 6 N (active, non-embedding) + 6 heads (d_qk + d_v) x attended positions per
-    layer (non-causal count, as Narayanan et al. 2021 and PaLM; sliding-window layers see at most the window)."""
+    layer (non-causal count, as Narayanan et al. 2021 and PaLM; sliding-window layers see at most the window;
+    linear-attention layers' state updates are not counted, as their projections are in N)."""
     window = model.sliding_window or seq
-    positions = model.sliding_layers * min(seq, window) + (model.num_layers - model.sliding_layers) * seq
+    full = model.num_attention_layers - model.sliding_layers
+    positions = model.sliding_layers * min(seq, window) + full * seq
     attn = 6.0 * model.num_heads * (model.qk_head_dim + model.v_head_dim) * positions
     return 6.0 * model.params_non_embedding + attn
 

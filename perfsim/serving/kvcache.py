@@ -9,7 +9,9 @@ into blocks of `block_size` tokens of every layer's K and V on that GPU:
   engine    = blocks * attn_dp                                         (pp cancels: each GPU holds 1/pp of
                                                                         the layers and of pp engines' tokens)
 
-Sliding-window layers are charged their full context (an upper bound on the memory they need).
+Sliding-window layers are charged their full context (an upper bound on the memory they need). Linear-attention
+layers hold a fixed state per sequence instead; it is reserved up front for the engine's max_num_seqs sequences
+(SGLang's mamba state pool) and moves with the KV in a disaggregated transfer.
 
 Transfer (Splitwise, DistServe): when a prompt's prefill ends, its KV moves to a decode engine. Each
 decode rank receives its shard (its KV heads; MLA's latent cache whole) over its own link, all ranks in
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-from perfsim.cost.memory import inference_activation_bytes, kv_cache_bytes
+from perfsim.cost.memory import inference_activation_bytes, kv_cache_bytes, recurrent_state_bytes
 from perfsim.errors import InvalidInputError
 from perfsim.serving.steptime import Deployment
 
@@ -31,9 +33,14 @@ def kv_bytes_per_token(dep: Deployment) -> float:
     return kv_cache_bytes(dep.model, 1, 1, dep.kv_dtype_eff, dep.tp)
 
 
+def state_bytes_per_seq(dep: Deployment) -> float:
+    """Linear-attention state of one sequence on one GPU rank (0 for a model without such layers)."""
+    return recurrent_state_bytes(dep.model, 1, tp=dep.tp) / dep.pp
+
+
 def capacity_blocks(dep: Deployment, block_size: int = 16, gpu_memory_utilization: float = 0.9,
-                    max_tokens_per_step: int = 8192) -> dict:
-    """KV blocks of one engine and the memory budget behind the number."""
+                    max_tokens_per_step: int = 8192, max_seqs: int = 256) -> dict:
+    """KV blocks of one engine (running up to max_seqs sequences) and the memory budget behind the number."""
     if block_size < 1:
         raise InvalidInputError(f"block-size: must be >= 1, got {block_size!r}")
     if not 0 < gpu_memory_utilization <= 1:
@@ -43,12 +50,13 @@ def capacity_blocks(dep: Deployment, block_size: int = 16, gpu_memory_utilizatio
     weights = dep.weight_bytes_per_gpu()
     rank_tokens = max(1, math.ceil(max_tokens_per_step / dep.attn_dp))
     acts = inference_activation_bytes(dep.model, rank_tokens, dep.act_dtype, dep.tp)
-    free = budget - weights - acts
+    states = state_bytes_per_seq(dep) * math.ceil(max_seqs / dep.attn_dp)
+    free = budget - weights - acts - states
     per_token = kv_bytes_per_token(dep)
     blocks_rank = int(free // (block_size * per_token)) if free > 0 else 0
     blocks = blocks_rank * dep.attn_dp
     return {"blocks": blocks, "block_size": block_size, "tokens": blocks * block_size,
-            "memory_budget_bytes": budget, "weights_bytes": weights, "activation_bytes": acts,
+            "memory_budget_bytes": budget, "weights_bytes": weights, "activation_bytes": acts, "state_bytes": states,
             "kv_bytes": max(0.0, free), "kv_bytes_per_token": per_token}
 
 
@@ -59,7 +67,8 @@ def check_fits(dep: Deployment, cap: dict, longest: int, flag_hint: str = "num-g
         raise InvalidInputError(
             f"{flag_hint}: {dep.model.name} {dep.label()} leaves no memory for the KV cache on {dep.device.name} "
             f"(weights {cap['weights_bytes'] / gib:.1f} GiB + activations {cap['activation_bytes'] / gib:.1f} GiB "
-            f"per GPU of a {cap['memory_budget_bytes'] / gib:.1f} GiB budget); use more GPUs per replica (--tp, "
+            + (f"+ recurrent states {cap['state_bytes'] / gib:.1f} GiB " if cap.get("state_bytes") else "")
+            + f"per GPU of a {cap['memory_budget_bytes'] / gib:.1f} GiB budget); use more GPUs per replica (--tp, "
             f"--pp) or a smaller --dtype")
     need = math.ceil(longest / cap["block_size"])
     if need > cap["blocks"]:
@@ -86,5 +95,6 @@ def transfer_time(prefill: Deployment, decode: Deployment, tokens: int) -> float
     link = transfer_link(prefill, decode)
     if link is None:
         return 0.0
-    per_rank = kv_cache_bytes(decode.model, 1, tokens, decode.kv_dtype_eff, decode.tp) / decode.pp
+    per_rank = kv_cache_bytes(decode.model, 1, tokens, decode.kv_dtype_eff, decode.tp) / decode.pp \
+        + state_bytes_per_seq(decode)
     return link.latency + per_rank / link.bandwidth

@@ -74,7 +74,8 @@ def _layouts(spec, system: System, dtype: str) -> list[dict]:
     from perfsim.serving.steptime import make_deployment
     out = []
     node = system.devices_per_node if isinstance(system, System) else 1
-    tps = [t for t in (1, 2, 4, 8) if t <= node and spec.num_heads % t == 0]
+    key_heads = spec.linear_attention.num_key_heads if spec.linear_attention else spec.num_heads
+    tps = [t for t in (1, 2, 4, 8) if t <= node and spec.num_heads % t == 0 and key_heads % t == 0]
     for tp in tps:
         options = [{"tp": tp, "ep": 1}]
         if spec.moe and tp > 1 and spec.moe.num_experts % tp == 0:
@@ -111,7 +112,7 @@ def _capacity(dep, isl: int, osl: int, slo_tpot: float | None, max_seqs: int, pr
               engine: str = DEFAULT_ENGINE) -> tuple[float, int, float]:
     """(requests/s one engine sustains, batch limit, prefill seconds per request) from the step model."""
     from perfsim.serving.kvcache import capacity_blocks
-    cap = capacity_blocks(dep)
+    cap = capacity_blocks(dep, max_seqs=max_seqs * dep.attn_dp)
     kv_batch = max(1, int(cap["tokens"] // (isl + osl)))
     limit = max(1, min(max_seqs * dep.attn_dp, kv_batch))
     sm = _engine_steps(dep, limit, isl, osl, profile, engine)

@@ -138,7 +138,7 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     # activations are reserved for the largest step a server runs in one piece
     act_tokens = min(budget_engine, seqs_engine * longest_prompt,
                      max(DEFAULT_CHUNK_TOKENS, longest_prompt) * dep.attn_dp)
-    cap = capacity_blocks(dep, cfg.block_size, cfg.gpu_memory_utilization, act_tokens)
+    cap = capacity_blocks(dep, cfg.block_size, cfg.gpu_memory_utilization, act_tokens, seqs_engine)
     check_fits(dep, cap, max_context if role != "prefill" else longest_prompt, flag)
     step_tokens = budget_engine if role != "decode" else max(seqs_engine, min(budget_engine, longest_prompt))
     step_tokens = max(step_tokens, seqs_engine * (1 + cfg.spec.draft_tokens))

@@ -5,7 +5,8 @@ One engine step (a forward pass of a continuous-batching server) on one GPU rank
   t = lin(T) + head(S) + attn_dec(n, c) + sum_j attn_pre(q_j, kv_j) + t_p2p(T) + t_host(n + prompts)
 
   lin(T)        every op whose size grows with the T tokens of the step (GEMMs, MoE experts, norms,
-                collectives), summed over the layers: from the operator graph of the model, costed by
+                collectives, linear attention: one state per decoding sequence, one chunked prompt in a
+                prefill), summed over the layers: from the operator graph of the model, costed by
                 perfsim.op_time (the calibrated model where a profile applies) at T on a geometric grid
   head(S)       final norm + LM head for the S sequences that sample a token
   attn_dec      decode attention of n sequences at mean context c (2-D table over n and c)
@@ -44,7 +45,17 @@ from perfsim.dtypes import check
 from perfsim.errors import InvalidInputError
 from perfsim.hardware import Device, Hardware, System, load_device, load_hardware
 from perfsim.model import ModelSpec, load_model
-from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op, dispatch_bytes
+from perfsim.ops import (
+    Attention,
+    Collective,
+    Elementwise,
+    Embedding,
+    GatedDeltaRule,
+    Gemm,
+    MoEExperts,
+    Op,
+    dispatch_bytes,
+)
 from perfsim.serving.host import HostOverhead
 from perfsim.serving.speculative import Speculation
 
@@ -324,6 +335,8 @@ class StepModel:
             return replace(op, elements=op.elements // t0 * tokens) if op.elements % t0 == 0 else op
         if isinstance(op, Embedding):
             return replace(op, tokens=tokens)
+        if isinstance(op, GatedDeltaRule):  # decode: one token per sequence; prefill: chunks of one sequence
+            return replace(op, tokens=tokens, batch=tokens if op.recurrent else 1)
         if isinstance(op, MoEExperts):
             moe = d.model.moe
             return replace(op, tokens=tokens * d.attn_dp, inter=moe.expert_intermediate_size // d.moe_tp,

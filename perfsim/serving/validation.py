@@ -54,6 +54,7 @@ HF_MODELS = {
     "meta-llama/Llama-3.1-405B-Instruct-FP8": "llama-3.1-405b",
     "moonshotai/Kimi-K2.5": "kimi-k2.5",
     "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
+    "Qwen/Qwen3.5-397B-A17B": "qwen3.5-397b-a17b",
 }
 # aiconfigurator system -> perfsim system
 AIC_SYSTEMS = {"h100_sxm": "dgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72",
