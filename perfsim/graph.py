@@ -23,8 +23,10 @@ from perfsim.ops import (
     Embedding,
     GatedDeltaRule,
     Gemm,
+    LinearRecurrence,
     MoEExperts,
     Op,
+    SSDScan,
     dispatch_bytes,
     norm,
     softmax,
@@ -88,15 +90,24 @@ def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, co
 def _check_split(model: ModelSpec, tp: int, ep: int) -> None:
     if tp < 1 or model.num_heads % tp:
         raise InvalidInputError(f"tp: {tp} must be >= 1 and divide num_heads ({model.num_heads}) of {model.name}")
-    la = model.linear_attention
-    if la is not None and la.num_key_heads % tp:
-        raise InvalidInputError(f"tp: {tp} must divide the linear-attention key heads ({la.num_key_heads}) of "
-                                f"{model.name}")
+    for heads, what in recurrent_heads(model):
+        if heads % tp:
+            raise InvalidInputError(f"tp: {tp} must divide the {what} ({heads}) of {model.name}")
     if ep < 1:
         raise InvalidInputError(f"ep: must be >= 1, got {ep}")
     if ep > 1 and (not model.moe or model.moe.num_experts % ep):
         have = f"{model.moe.num_experts} experts" if model.moe else "no experts (dense model)"
         raise InvalidInputError(f"ep: {ep} must divide the number of experts; {model.name} has {have}")
+
+
+def recurrent_heads(model: ModelSpec) -> list[tuple[int, str]]:
+    """Head counts of the linear and Mamba-2 mixers that tensor parallelism must split evenly."""
+    out = []
+    if model.linear_attention is not None:
+        out.append((model.linear_attention.num_key_heads, "linear-attention key heads"))
+    if model.mamba is not None:
+        out.append((model.mamba.n_groups, "Mamba-2 groups"))
+    return out
 
 
 class _Builder:
@@ -138,14 +149,25 @@ class _Builder:
             self.add(Collective(collective="all_reduce", size_bytes=elements * nbytes(self.act_dtype),
                                 group=self.w.tp, name=name), layer)
 
+    def layer(self, i: int) -> None:
+        """Decoder layer i: its token mixer and its MLP, each a pre-norm residual block, where it has them."""
+        if self.m.mixer(i) is not None:
+            self.attention_block(i)
+        if self.m.mlp_kind(i) is not None:
+            self.mlp_block(i)
+
     def attention_block(self, i: int) -> None:
         m, w = self.m, self.w
         T, h, tp = w.tokens, m.hidden_size, w.tp
         heads = m.num_heads // tp
         kv_heads = max(1, m.kv_heads // tp)
         self.add(norm(T, h, self.act_dtype, name="input_norm"), i)
-        if m.is_linear_layer(i):
+        mixer = m.mixer(i)
+        if mixer == "linear":
             self.linear_attention_block(i)
+            return
+        if mixer == "mamba":
+            self.mamba_block(i)
             return
         if m.mla:
             self.mla_projections(i, heads)
@@ -223,6 +245,21 @@ class _Builder:
                              v_head_dim=m.v_head_dim, **common)
         return Attention(num_heads=heads, num_kv_heads=kv_heads, head_dim=m.dim_head, **common)
 
+    def mamba_block(self, i: int) -> None:
+        """Mamba-2 (Nemotron-H): in_proj to z, x, B, C and dt; depthwise causal conv and SiLU over x, B, C; the
+        SSD scan; grouped RMSNorm gated by SiLU(z); out_proj. Heads and groups split over TP ranks."""
+        mb, w = self.m.mamba, self.w
+        T, tp = w.tokens, w.tp
+        heads, groups = mb.num_heads // tp, mb.n_groups // tp
+        inner, bc = heads * mb.head_dim, 2 * groups * mb.state_size
+        self.gemm("in_proj", T, 2 * inner + bc + heads, self.m.hidden_size, i)
+        self.elementwise("short_conv", T * (inner + bc), i, flops=2 * mb.conv_kernel + 8, kind="activation")
+        self.add(SSDScan(tokens=T, batch=w.batch, num_k_heads=groups, num_v_heads=heads, k_dim=mb.state_size,
+                         v_dim=mb.head_dim, recurrent=w.task == "decode", chunk=mb.chunk_size, dtype=self.act_dtype,
+                         name="ssd_scan"), i)
+        self.elementwise("gated_norm", T * inner, i, reads=2, flops=13, kind="norm")  # RMSNorm(y) * SiLU(z)
+        self.attention_output(i, inner)
+
     def mlp_block(self, i: int) -> None:
         m, w = self.m, self.w
         T, h = w.tokens, m.hidden_size
@@ -294,7 +331,7 @@ def _gradient_ops(op: Op) -> list[Op]:
         # modelled as two forward-shaped passes plus a half pass.
         return [replace(op, name="attention_bwd"), replace(op, name="attention_bwd'"),
                 replace(op, batch=max(1, op.batch // 2), name="attention_bwd''")]
-    if isinstance(op, GatedDeltaRule):
+    if isinstance(op, LinearRecurrence):
         # chunked delta-rule backward: dq, dk, dv, the gates' and the states' gradients, ~2x the forward
         return [replace(op, name=f"{op.name}_bwd"), replace(op, name=f"{op.name}_bwd'")]
     if isinstance(op, MoEExperts):
@@ -319,8 +356,7 @@ def build(model: ModelSpec | str, task: str, batch: int, seq: int | None = None,
     b = _Builder(model, w)
     b.add(Embedding(tokens=w.tokens, hidden=model.hidden_size, dtype=b.act_dtype, name="embedding"))
     for i in range(model.num_layers):
-        b.attention_block(i)
-        b.mlp_block(i)
+        b.layer(i)
     b.head()
     if task == "train":
         b.backward(recompute)

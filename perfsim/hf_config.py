@@ -77,9 +77,9 @@ class _Config:
             return "silu"
         if act.startswith("gelu") or act in ("quick_gelu", "gelu_pytorch_tanh"):
             return "gelu"
-        if act == "relu":
-            return "relu"
-        raise self._fail(key, f"activation {act!r} is not supported; supported: silu, swish, gelu*, relu")
+        if act in ("relu", "relu2"):    # relu2: squared ReLU (Nemotron-H)
+            return act
+        raise self._fail(key, f"activation {act!r} is not supported; supported: silu, swish, gelu*, relu, relu2")
 
 
 # ---- per-family readers: each returns ModelSpec fields --------------------------------------------
@@ -196,6 +196,37 @@ def _qwen3_next(c: _Config) -> dict[str, Any]:
     shared = c.integer("shared_expert_intermediate_size", default=0)
     if shared and "moe" in spec:
         spec["moe"].update(num_shared_experts=1, shared_intermediate_size=shared)
+    return spec
+
+
+def _nemotron_h(c: _Config) -> dict[str, Any]:
+    """Nemotron-H: one-block layers after hybrid_override_pattern (M Mamba-2, * attention without positional
+    encoding, - squared-ReLU MLP, E MoE of such experts); untied embeddings."""
+    pattern = c.text("hybrid_override_pattern", "")
+    layers = c.integer("num_hidden_layers")
+    if len(pattern) != layers:
+        raise c._fail("hybrid_override_pattern", f"has {len(pattern)} characters for {layers} layers")
+    heads = c.integer("num_attention_heads")
+    spec = {
+        "hidden_size": c.integer("hidden_size"), "num_layers": layers, "num_heads": heads,
+        "num_kv_heads": c.integer("num_key_value_heads", default=heads),
+        "head_dim": c.integer("head_dim", "attention_head_dim"),
+        "intermediate_size": c.integer("intermediate_size"), "vocab_size": c.integer("vocab_size"),
+        "max_seq_len": c.integer("max_position_embeddings"), "mlp": "plain",
+        "activation": c.activation("mlp_hidden_act", "relu2"), "norm": "rmsnorm", "position": "none",
+        "tie_embeddings": c.flag("tie_word_embeddings", False),
+        "qkv_bias": c.flag("attention_bias", False), "out_bias": c.flag("attention_bias", False),
+        "mlp_bias": c.flag("mlp_bias", False), "layer_pattern": pattern,
+        "mamba": {"num_heads": c.integer("mamba_num_heads"), "head_dim": c.integer("mamba_head_dim"),
+                  "state_size": c.integer("ssm_state_size"), "n_groups": c.integer("n_groups", default=1),
+                  "conv_kernel": c.integer("conv_kernel", default=4), "conv_bias": c.flag("use_conv_bias", True),
+                  "chunk_size": c.integer("chunk_size", default=256)},
+    }
+    if "E" in pattern:
+        spec["moe"] = {"num_experts": c.integer("n_routed_experts"), "top_k": c.integer("num_experts_per_tok"),
+                       "expert_intermediate_size": c.integer("moe_intermediate_size"),
+                       "num_shared_experts": c.integer("n_shared_experts", default=0),
+                       "shared_intermediate_size": c.integer("moe_shared_expert_intermediate_size", default=None)}
     return spec
 
 
@@ -369,6 +400,7 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "Qwen3ForCausalLM": ("qwen3", _qwen3),
     "Qwen3MoeForCausalLM": ("qwen3-moe", _qwen3_moe),
     "Qwen3NextForCausalLM": ("qwen3-next", _qwen3_next),
+    "NemotronHForCausalLM": ("nemotron-h", _nemotron_h),
     "Qwen3_5MoeForConditionalGeneration": ("qwen3.5-moe", _qwen3_next),
     "DeepseekV3ForCausalLM": ("deepseek-v3", _deepseek_v3),
     "KimiK25ForConditionalGeneration": ("deepseek-v3", _deepseek_v3),

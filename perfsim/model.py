@@ -1,8 +1,9 @@
 """ModelSpec: the architecture of a dense or Mixture-of-Experts decoder-only transformer.
 
 Covers MHA/GQA/MQA and MLA attention, sliding-window layers, Gated DeltaNet linear-attention layers between
-full-attention ones (Qwen3-Next, Qwen3.5), gated (SwiGLU) or plain (GELU) MLPs, routed plus shared experts,
-first-k dense layers, tied embeddings, learned or rotary positions.
+full-attention ones (Qwen3-Next, Qwen3.5), Mamba-2 hybrids of one-block layers (Nemotron-H), gated (SwiGLU) or
+plain (GELU, squared ReLU) MLPs, routed plus shared experts, first-k dense layers, tied embeddings, learned or
+rotary positions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from perfsim.errors import SpecError, UnknownNameError
 from perfsim.specfiles import find_spec, read_mapping, shipped_names, validation_message
+
+# layer_pattern characters: the one block each layer holds
+LAYER_BLOCKS = {"M": "Mamba-2", "*": "attention", "-": "dense MLP", "E": "MoE"}
 
 
 class _Spec(BaseModel):
@@ -65,6 +69,36 @@ class LinearAttention(_Spec):
         return 2 * self.key_dim + self.value_dim
 
 
+class Mamba2(_Spec):
+    """Mamba-2 mixer layers (Dao & Gu 2024; Nemotron-H): num_heads heads of head_dim channels, each channel with
+    a state_size state; B and C are shared by the heads of each of n_groups groups; a depthwise causal conv of
+    conv_kernel taps over x, B and C first."""
+    num_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    state_size: int = Field(gt=0)
+    n_groups: int = Field(default=1, gt=0)
+    conv_kernel: int = Field(default=4, gt=0)
+    conv_bias: bool = True
+    chunk_size: int = Field(default=256, gt=0)
+
+    @field_validator("n_groups")
+    @classmethod
+    def _groups(cls, groups: int, info: ValidationInfo) -> int:
+        heads = info.data.get("num_heads")
+        if heads is not None and heads % groups:
+            raise ValueError(f"num_heads ({heads}) must be a multiple of n_groups ({groups})")
+        return groups
+
+    @property
+    def inner(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def conv_channels(self) -> int:
+        """Channels of the depthwise conv: x, B and C."""
+        return self.inner + 2 * self.n_groups * self.state_size
+
+
 class MoE(_Spec):
     num_experts: int = Field(gt=0)
     top_k: int = Field(gt=0)
@@ -102,7 +136,7 @@ class ModelSpec(_Spec):
     vocab_size: int = Field(gt=0)
     max_seq_len: int = Field(gt=0)
     mlp: Literal["gated", "plain"] = "gated"
-    activation: Literal["silu", "gelu", "relu", "swiglu_clamped"] = "silu"
+    activation: Literal["silu", "gelu", "relu", "relu2", "swiglu_clamped"] = "silu"
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     position: Literal["rotary", "learned", "alibi", "none"] = "rotary"
     tie_embeddings: bool = False
@@ -116,7 +150,10 @@ class ModelSpec(_Spec):
     num_sliding_layers: int | None = Field(default=None, ge=0)  # default: all layers when a window is set
     mla: MLA | None = None
     linear_attention: LinearAttention | None = None
+    mamba: Mamba2 | None = None
     moe: MoE | None = None
+    # Nemotron-H's hybrid_override_pattern: one block per layer, M Mamba-2, * attention, - dense MLP, E MoE
+    layer_pattern: str | None = None
 
     # Cross-field checks are field validators so that an error names the offending field
     # ("field num_kv_heads: ..."); info.data holds the fields declared (and validated) before it.
@@ -165,6 +202,24 @@ class ModelSpec(_Spec):
             raise ValueError(f"first_k_dense ({moe.first_k_dense}) must not exceed num_layers ({layers})")
         return moe
 
+    @field_validator("layer_pattern")
+    @classmethod
+    def _pattern(cls, pattern: str | None, info: ValidationInfo) -> str | None:
+        if pattern is None:
+            return pattern
+        layers = info.data.get("num_layers")
+        if layers is not None and len(pattern) != layers:
+            raise ValueError(f"has {len(pattern)} layers, num_layers is {layers}")
+        if set(pattern) - set(LAYER_BLOCKS):
+            accepted = ", ".join(f"{char} ({block})" for char, block in LAYER_BLOCKS.items())
+            raise ValueError(f"got {pattern!r}; accepted characters: {accepted}")
+        for char, field in (("M", "mamba"), ("E", "moe")):
+            if char in pattern and info.data.get(field) is None:
+                raise ValueError(f"{char} layers need `{field}` to be set")
+        if info.data.get("linear_attention") is not None:
+            raise ValueError("a layer pattern does not combine with linear_attention")
+        return pattern
+
     # ---- derived shape facts -------------------------------------------------------------------
     @property
     def kv_heads(self) -> int:
@@ -188,23 +243,48 @@ class ModelSpec(_Spec):
 
     def is_moe_layer(self, index: int) -> bool:
         """Layer `index` (from 0) has routed experts: after the first_k_dense dense layers, every layer_step-th
-        (Hugging Face Llama 4: (i + 1) % interleave_moe_layer_step == 0)."""
+        (Hugging Face Llama 4: (i + 1) % interleave_moe_layer_step == 0); an E layer of a layer pattern."""
+        if self.layer_pattern is not None:
+            return self.layer_pattern[index] == "E"
         m = self.moe
         return m is not None and index >= m.first_k_dense and (index - m.first_k_dense + 1) % m.layer_step == 0
+
+    def mixer(self, index: int) -> str | None:
+        """The token mixer of layer `index`: attention, linear (Gated DeltaNet), mamba, or None (an MLP-only layer)."""
+        if self.layer_pattern is not None:
+            return {"M": "mamba", "*": "attention"}.get(self.layer_pattern[index])
+        return "linear" if self.is_linear_layer(index) else "attention"
+
+    def mlp_kind(self, index: int) -> str | None:
+        """The channel mixer of layer `index`: dense, moe, or None (a mixer-only layer of a layer pattern)."""
+        if self.layer_pattern is not None:
+            return {"-": "dense", "E": "moe"}.get(self.layer_pattern[index])
+        return "moe" if self.is_moe_layer(index) else "dense"
+
+    def blocks(self, index: int) -> int:
+        """Pre-norm residual blocks in layer `index` (mixer and MLP: 2; one-block layers of a pattern: 1)."""
+        return (self.mixer(index) is not None) + (self.mlp_kind(index) is not None)
 
     def is_linear_layer(self, index: int) -> bool:
         """Layer `index` (from 0) is a linear-attention (Gated DeltaNet) layer."""
         la = self.linear_attention
         return la is not None and (index + 1) % la.full_attention_interval != 0
 
+    def _count_mixers(self, kind: str) -> int:
+        return sum(self.mixer(i) == kind for i in range(self.num_layers))
+
     @property
     def num_linear_layers(self) -> int:
-        return sum(self.is_linear_layer(i) for i in range(self.num_layers))
+        return self._count_mixers("linear")
+
+    @property
+    def num_mamba_layers(self) -> int:
+        return self._count_mixers("mamba")
 
     @property
     def num_attention_layers(self) -> int:
         """Layers with softmax attention over a KV cache."""
-        return self.num_layers - self.num_linear_layers
+        return self._count_mixers("attention")
 
     @property
     def num_moe_layers(self) -> int:
@@ -212,7 +292,8 @@ class ModelSpec(_Spec):
 
     @property
     def num_dense_layers(self) -> int:
-        return self.num_layers - self.num_moe_layers
+        """Layers with a dense MLP."""
+        return sum(self.mlp_kind(i) == "dense" for i in range(self.num_layers))
 
     @property
     def sliding_layers(self) -> int:
@@ -267,15 +348,28 @@ class ModelSpec(_Spec):
         return (in_proj + la.conv_channels * la.conv_kernel + 2 * la.num_value_heads + la.value_head_dim
                 + la.value_dim * h)
 
+    def mamba_params(self) -> int:
+        """One Mamba-2 layer: in_proj to z, x, B, C and dt; the conv taps (and bias); A_log, D and dt_bias per
+        head; the grouped gated RMSNorm; out_proj."""
+        mb, h = self.mamba, self.hidden_size
+        in_proj = h * (2 * mb.inner + 2 * mb.n_groups * mb.state_size + mb.num_heads)
+        conv = mb.conv_channels * (mb.conv_kernel + (1 if mb.conv_bias else 0))
+        return in_proj + conv + 3 * mb.num_heads + mb.inner + mb.inner * h
+
     def recurrent_state_elems(self) -> tuple[int, int]:
-        """Recurrent state per sequence, all linear layers: (delta-rule state elements of every value head,
-        conv state elements: the last conv_kernel - 1 inputs of each channel)."""
-        la = self.linear_attention
-        if la is None:
-            return 0, 0
-        n = self.num_linear_layers
-        return (n * la.num_value_heads * la.key_head_dim * la.value_head_dim,
-                n * la.conv_channels * (la.conv_kernel - 1))
+        """Recurrent state per sequence over the linear and Mamba-2 layers: (state elements of every head, conv
+        state elements: the last conv_kernel - 1 inputs of each channel)."""
+        state = conv = 0
+        la, mb = self.linear_attention, self.mamba
+        if la is not None:
+            n = self.num_linear_layers
+            state += n * la.num_value_heads * la.key_head_dim * la.value_head_dim
+            conv += n * la.conv_channels * (la.conv_kernel - 1)
+        if mb is not None:
+            n = self.num_mamba_layers
+            state += n * mb.inner * mb.state_size
+            conv += n * mb.conv_channels * (mb.conv_kernel - 1)
+        return state, conv
 
     def mlp_params(self, width: int, bias: bool | None = None) -> int:
         h = self.hidden_size
@@ -304,12 +398,13 @@ class ModelSpec(_Spec):
         return 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
 
     def _params(self, active: bool) -> int:
-        linear = self.num_linear_layers
-        mixers = (self.num_layers - linear) * self.attention_params()
-        if linear:
-            mixers += linear * self.linear_attention_params()
-        total = mixers + self.num_layers * 2 * self.norm_params() \
-            + self.num_dense_layers * self.mlp_params(self.intermediate_size)
+        mixers = self.num_attention_layers * self.attention_params()
+        if self.num_linear_layers:
+            mixers += self.num_linear_layers * self.linear_attention_params()
+        if self.num_mamba_layers:
+            mixers += self.num_mamba_layers * self.mamba_params()
+        norms = sum(self.blocks(i) for i in range(self.num_layers)) * self.norm_params()
+        total = mixers + norms + self.num_dense_layers * self.mlp_params(self.intermediate_size)
         if self.moe:
             total += self.num_moe_layers * self._moe_layer_params(active)
         return total + self.embedding_params() + self.lm_head_params() + self.norm_params()

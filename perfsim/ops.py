@@ -188,18 +188,14 @@ class Attention(Op):
 
 
 @dataclass(frozen=True, slots=True)
-class GatedDeltaRule(Op):
-    """Gated delta-rule linear attention (Gated DeltaNet; Yang, Kautz & Hatamizadeh 2025) over `tokens` new tokens
-    of `batch` sequences. Each of num_v_heads heads keeps a k_dim x v_dim state S, read by num_v_heads/num_k_heads
-    value heads per query/key head.
+class LinearRecurrence(Op):
+    """A linear recurrence over `tokens` new tokens of `batch` sequences (linear attention, state-space scan):
+    each of num_v_heads heads keeps a k_dim x v_dim state S in place of a KV cache; num_k_heads heads (groups) of
+    k_dim-wide inputs are shared by the value heads. Subclasses give the FLOPs per token and head.
 
-    recurrent (decode): per token S <- a S + b k (v - S^T k)^T, o = S^T q: 7 k_dim v_dim FLOPs per head, S read
-      and written once per sequence.
-    chunked (prefill, chunks of C tokens; the chunkwise-parallel delta rule of Yang et al. 2024, DeltaNet):
-      per token and head 2C(3 k_dim + 2 v_dim) FLOPs inside its chunk (K K^T for the WY transform, W = A K,
-      U = A V, Q K^T, (Q K^T) U) and 6 k_dim v_dim across chunks (W S, Q S, the state update K^T U); every chunk's
-      starting state is written in the input dtype and read back once (flash-linear-attention's
-      chunk_gated_delta_rule_fwd_h), each sequence's state read at the start and written at the end.
+    recurrent (decode): one token per sequence, S read and written once per sequence.
+    chunked (prefill, chunks of C tokens): every chunk's starting state is written in the activations' dtype and
+    read back once; each sequence's state read at the start and written at the end.
     """
     tokens: int
     batch: int
@@ -214,12 +210,18 @@ class GatedDeltaRule(Op):
 
     kind = "linear_attention"
     matrix = True
+    gates = 2          # per-token scalars of each value head read beside q, k and v
+    chunk_kernels = 6  # kernels of one chunked pass
 
     def __post_init__(self) -> None:
-        _positive("GatedDeltaRule", tokens=self.tokens, batch=self.batch, num_k_heads=self.num_k_heads,
+        name = type(self).__name__
+        _positive(name, tokens=self.tokens, batch=self.batch, num_k_heads=self.num_k_heads,
                   num_v_heads=self.num_v_heads, k_dim=self.k_dim, v_dim=self.v_dim, chunk=self.chunk)
-        check(self.dtype, "GatedDeltaRule.dtype")
-        check(self.state_dtype, "GatedDeltaRule.state_dtype")
+        check(self.dtype, f"{name}.dtype")
+        check(self.state_dtype, f"{name}.state_dtype")
+
+    def flops_per_token_head(self) -> float:
+        raise NotImplementedError
 
     @property
     def state_bytes(self) -> float:
@@ -233,22 +235,16 @@ class GatedDeltaRule(Op):
 
     @property
     def flops(self) -> float:
-        dk, dv = self.k_dim, self.v_dim
-        if self.recurrent:
-            per_head = 7.0 * dk * dv
-        else:
-            per_head = 2.0 * self.chunk * (3 * dk + 2 * dv) + 6.0 * dk * dv
-        return float(self.tokens) * self.num_v_heads * per_head
+        return float(self.tokens) * self.num_v_heads * self.flops_per_token_head()
 
     @property
     def _activations_in(self) -> float:
-        # q and k per key head, v per value head, and the decay and beta gates per value head
-        per_token = 2 * self.num_k_heads * self.k_dim + self.num_v_heads * (self.v_dim + 2)
+        # q and k (B and C) per key head, v (x) and the gates per value head
+        per_token = 2 * self.num_k_heads * self.k_dim + self.num_v_heads * (self.v_dim + self.gates)
         return self.tokens * per_token * nbytes(_activation_dtype(self.dtype))
 
     @property
     def _chunk_state_bytes(self) -> float:
-        """Every chunk's starting state, in the activations' dtype (none in the recurrent form)."""
         if self.recurrent:
             return 0.0
         return self.chunks * self.num_v_heads * self.k_dim * self.v_dim * nbytes(_activation_dtype(self.dtype))
@@ -266,6 +262,45 @@ class GatedDeltaRule(Op):
     def cold_bytes(self) -> float:
         """The sequences' states live in main memory between steps, as a KV cache does."""
         return self.batch * self.state_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GatedDeltaRule(LinearRecurrence):
+    """Gated delta-rule linear attention (Gated DeltaNet; Yang, Kautz & Hatamizadeh 2025), chunks of C = 64.
+
+    recurrent: S <- a S + b k (v - S^T k)^T, o = S^T q: 7 k_dim v_dim FLOPs per token and head.
+    chunked (the chunkwise-parallel delta rule of Yang et al. 2024, DeltaNet): 2C(3 k_dim + 2 v_dim) inside the
+      chunk (K K^T for the WY transform, W = A K, U = A V, Q K^T, (Q K^T) U) plus 6 k_dim v_dim across chunks
+      (W S, Q S, the state update K^T U); flash-linear-attention's chunk_gated_delta_rule_fwd (6 kernels: gate
+      cumsum, K K^T, triangular solve, W and U, chunk states, output).
+    """
+
+    def flops_per_token_head(self) -> float:
+        dk, dv = self.k_dim, self.v_dim
+        if self.recurrent:
+            return 7.0 * dk * dv
+        return 2.0 * self.chunk * (3 * dk + 2 * dv) + 6.0 * dk * dv
+
+
+@dataclass(frozen=True, slots=True)
+class SSDScan(LinearRecurrence):
+    """Mamba-2's state-space duality scan (Dao & Gu 2024, "Transformers are SSMs", SSD algorithm): heads of
+    v_dim = head_dim channels with a state of k_dim = ssm_state_size per channel; B and C per group (num_k_heads
+    = n_groups); one gate (dt) per head.
+
+    recurrent: S <- exp(dt A) S + dt B x^T, y = C^T S: 5 k_dim v_dim FLOPs per token and head.
+    chunked: 2Q(k_dim + v_dim) inside the chunk (C B^T, its masked product with x) plus 4 k_dim v_dim across
+      chunks (the chunk state B^T x, the output C S); mamba_ssm's mamba_chunk_scan_combined (5 kernels: dt
+      cumsum, chunk states, state passing, C B^T, chunk scan).
+    """
+    gates = 1
+    chunk_kernels = 5
+
+    def flops_per_token_head(self) -> float:
+        n, p = self.k_dim, self.v_dim
+        if self.recurrent:
+            return 5.0 * n * p
+        return 2.0 * self.chunk * (n + p) + 4.0 * n * p
 
 
 @dataclass(frozen=True, slots=True)

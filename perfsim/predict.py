@@ -117,7 +117,7 @@ def _memory(spec: ModelSpec, w: graphs.Workload, task: str, dtype: str, weight_d
         mem = {k: float(v) for k, v in parts.items()}
     else:
         mem["kv_cache"] = memory.kv_cache_bytes(spec, w.batch, w.kv_len, kv_dtype or act_dtype, w.tp)
-        if spec.linear_attention:
+        if any(spec.recurrent_state_elems()):
             mem["recurrent_state"] = memory.recurrent_state_bytes(spec, w.batch, tp=w.tp)
         mem["activations"] = memory.inference_activation_bytes(spec, w.tokens, act_dtype, w.tp)
     return mem

@@ -221,3 +221,25 @@ def test_chunked_delta_rule_work_grows_linearly_with_the_prompt():
     assert one.flops == 4096 * 32 * (2 * 64 * (3 * 128 + 2 * 128) + 6 * 128 * 128)
     with pytest.raises(PerfsimError, match="tp"):
         graph.build("qwen3-next-80b-a3b", "decode", 1, context=8, tp=32)
+
+
+def test_mamba2_hybrid_layers_hold_one_block_each():
+    from perfsim.cost.memory import kv_cache_bytes, recurrent_state_bytes
+    from perfsim.ops import SSDScan
+    m = load_model("nemotron-nano-12b-v2")   # "M-M-M-M*-...": 28 Mamba-2, 28 MLP, 6 attention layers
+    ops = graph.ops_of(graph.build(m, "decode", 8, context=1024))
+    scans = [op for op in ops if isinstance(op, SSDScan)]
+    assert len(scans) == 28 and all(op.recurrent for op in scans)
+    assert len([op for op in ops if isinstance(op, Attention)]) == 6
+    assert len([op for op in ops if op.name == "mlp_up"]) == 28
+    assert not [op for op in ops if op.name == "rope"]                      # no positional encoding
+    assert len([op for op in ops if op.kind == "norm" and op.name != "gated_norm"]) == 62 + 1  # one per layer, final
+    # decode reads and writes each sequence's 128 heads x 80 channels x 128 states (fp32) per Mamba-2 layer
+    assert scans[0].cold_bytes == 8 * 128 * 80 * 128 * 4 and scans[0].flops == 8 * 128 * 5 * 128 * 80
+    assert kv_cache_bytes(m, 1, 100) == 6 * 100 * 2 * 8 * 128 * 2
+    assert recurrent_state_bytes(m, 1) == 28 * (128 * 80 * 128 * 4 + (10240 + 2 * 8 * 128) * 3 * 2)
+    prefill = [op for op in graph.ops_of(graph.build(m, "prefill", 1, seq=1024)) if isinstance(op, SSDScan)]
+    # chunked SSD: 2Q(N + P) inside a chunk of Q = 128 plus 4NP across chunks, per token and head
+    assert prefill[0].flops == 1024 * 128 * (2 * 128 * (128 + 80) + 4 * 128 * 80)
+    with pytest.raises(PerfsimError, match="Mamba-2 groups"):
+        graph.build(m, "decode", 1, context=8, tp=5)   # 5 divides the 40 attention heads, not the 8 groups

@@ -254,6 +254,7 @@ FIXTURE_TWINS = {
     "Llama4ForConditionalGeneration": "llama-4-scout",
     "KimiK25ForConditionalGeneration": "kimi-k2.5",
     "Qwen3NextForCausalLM": "qwen3-next-80b-a3b",
+    "NemotronHForCausalLM": "nemotron-nano-12b-v2",
     "Qwen3_5MoeForConditionalGeneration": "qwen3.5-397b-a17b",
     "MiniMaxM2ForCausalLM": "minimax-m2.5",
     "GptOssForCausalLM": "gpt-oss-120b",
@@ -433,3 +434,25 @@ def test_qwen3_next_and_qwen3_5():
     assert close(q35.params_total, 397 * B, rel=0.01)
     assert close(q35.params_active, 17 * B, rel=0.5 / 17)
     assert q35.linear_attention.num_value_heads == 64 and q35.num_linear_layers == 45
+
+
+def test_nemotron_h_layer_pattern():
+    # model cards: NVIDIA-Nemotron-Nano-12B-v2 12.31B parameters (62 layers, 28 each of MLP and Mamba-2, 6 GQA);
+    # NVIDIA-Nemotron-Nano-9B-v2 8.89B. Both counts match to the parameter.
+    m = load_model("nemotron-nano-12b-v2")
+    assert close(m.params_total, 12.31 * B, rel=0.005 / 12.31)
+    assert (m.num_mamba_layers, m.num_attention_layers, m.num_dense_layers, m.num_moe_layers) == (28, 6, 28, 0)
+    assert [m.mixer(i) for i in range(3)] == ["mamba", None, "mamba"] and m.mlp_kind(1) == "dense"
+    assert m.blocks(0) == m.blocks(1) == 1
+    assert close(load_model("nemotron-nano-9b-v2").params_total, 8.89 * B, rel=0.005 / 8.89)
+
+
+@pytest.mark.parametrize("pattern", ["M-M", "M-X-M-", "M-E-M-"])   # too short; unknown block; MoE without moe
+def test_bad_layer_pattern_names_the_field(tmp_path, pattern):
+    path = tmp_path / "bad.yaml"
+    path.write_text((Path(__file__).parents[1] / "workloads" / "nemotron-nano-9b-v2.yaml").read_text()
+                    .replace("num_layers: 56", "num_layers: 6").split("layer_pattern:")[0]
+                    + f'layer_pattern: "{pattern}"\n')
+    with pytest.raises(SpecError) as exc:
+        load_model(path)
+    assert "\n" not in str(exc.value) and "field layer_pattern:" in str(exc.value)

@@ -24,11 +24,11 @@ t_fixed counts kernels: MMHA applies RoPE and appends the new token's K/V itself
 runs after a separate QKV-preprocessing kernel (t_xqa + t_pre) except where it applies RoPE itself:
 TensorRT-LLM's Hopper XQA (QGMMA, sm90) on an FP8 cache, when the rotary span is a multiple of 16 no wider
 than the head (decoderXQAImplJIT). Each KV-cache format has its own kernels and parameters.
-Linear attention (Gated DeltaNet; perfsim.ops.GatedDeltaRule), no kernel of which has been measured yet: the
+Linear recurrences (Gated DeltaNet, Mamba-2; perfsim.ops.LinearRecurrence), no kernel of which is measured yet: the
 roofline at the efficiencies fitted for the kernels it resembles,
   chunked    t = K_chunk t_launch + max(FLOPs / (P_matrix * eta_prefill), bytes / (B * eta_m))
   recurrent  t = t_launch + max(FLOPs / P_vector, bytes / (B * eta_d))     (states streamed like a KV cache)
-with K_chunk = 6 kernels (flash-linear-attention's chunk_gated_delta_rule_fwd).
+with K_chunk the kernels of one chunked pass.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ KV_TILE = 64.0  # KV tokens a decode CTA loads per pipeline step
 # cached tokens per multi-block split, and the waves of CTAs the split count is cut to
 MIN_HISTORY_PER_BLOCK = 512.0
 TARGET_WAVES = 8.0
-CHUNKED_DELTA_RULE_KERNELS = 6  # cumsum of gates, K K^T, triangular solve, W and U, chunk states, output
 
 
 def kv_block(head_dim):
@@ -90,15 +89,15 @@ def prefill_time(batch, q, kv, heads, dqk, dv, bytes_io, window, peak, exp_rate,
     return p.launch_s + np.maximum(t_comp, t_mem)
 
 
-def linear_attention_time(flops, bytes_io, recurrent, peak, vector_peak, roofs: DeviceRoofs, p: AttentionParams,
-                          pd: DecodeParams):
-    """Seconds of a gated delta-rule op: the roofline at the prefill (chunked) or decode (recurrent) kernels'
+def linear_attention_time(flops, bytes_io, recurrent, chunk_kernels, peak, vector_peak, roofs: DeviceRoofs,
+                          p: AttentionParams, pd: DecodeParams):
+    """Seconds of a linear recurrence: the roofline at the prefill (chunked) or decode (recurrent) kernels'
     efficiencies."""
     if recurrent:  # roofline at the decode kernels' streaming efficiency
         return pd.launch_s + max(flops / vector_peak, bytes_io / (roofs.main_bw * pd.memory_efficiency))
     # roofline at the FlashAttention matmul and streaming efficiencies, one launch per kernel
-    return CHUNKED_DELTA_RULE_KERNELS * p.launch_s + max(flops / (peak * p.prefill_efficiency),
-                                                         bytes_io / (roofs.main_bw * p.memory_efficiency))
+    return chunk_kernels * p.launch_s + max(flops / (peak * p.prefill_efficiency),
+                                            bytes_io / (roofs.main_bw * p.memory_efficiency))
 
 
 def xqa_fuses_rope(architecture: str, kv_format: str, head_dim, rotary_dim) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from perfsim.cost.attention import (
-    CHUNKED_DELTA_RULE_KERNELS,
     decode_fixed_s,
     decode_time,
     linear_attention_time,
@@ -20,7 +19,7 @@ from perfsim.cost.params import CostParams
 from perfsim.cost.roofline import compute_time, memory_time, serving_level
 from perfsim.dtypes import nbytes
 from perfsim.hardware import Device
-from perfsim.ops import Attention, Elementwise, Embedding, GatedDeltaRule, Gemm, MoEExperts, Op
+from perfsim.ops import Attention, Elementwise, Embedding, Gemm, LinearRecurrence, MoEExperts, Op
 
 
 def _activation_bytes(dtype: str) -> float:
@@ -57,11 +56,11 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
                             tensor_core=tensor_core, fused_rope=fused)[0]
             return float(t), float(decode_fixed_s(p, uses_xqa(group, p, tensor_core), fused))
         return float(t), p.launch_s
-    if isinstance(op, GatedDeltaRule):
+    if isinstance(op, LinearRecurrence):
         pa, pd = params.attention, params.decode_for(op.state_dtype)
-        t = linear_attention_time(op.flops, op.bytes, op.recurrent, device.peak_flops(op.dtype),
+        t = linear_attention_time(op.flops, op.bytes, op.recurrent, op.chunk_kernels, device.peak_flops(op.dtype),
                                   device.vector_flops("fp32"), roofs, pa, pd)
-        launch = pd.launch_s if op.recurrent else CHUNKED_DELTA_RULE_KERNELS * pa.launch_s
+        launch = pd.launch_s if op.recurrent else op.chunk_kernels * pa.launch_s
         return float(t), float(launch)
     if isinstance(op, MoEExperts):
         fmt = op.weight_dtype or op.dtype

@@ -49,6 +49,11 @@ def inference_activation_bytes(model: ModelSpec, tokens: int, dtype: str = "bf16
     if model.moe:
         widest = max(widest, model.moe.top_k * (2 if model.mlp == "gated" else 1)
                      * model.moe.expert_intermediate_size // tp)
+    la, mb = model.linear_attention, model.mamba
+    if la is not None:   # in_proj of a linear-attention layer: q, k, v, z and two gates per head
+        widest = max(widest, (2 * la.key_dim + 2 * la.value_dim + 2 * la.num_value_heads) // tp)
+    if mb is not None:   # in_proj of a Mamba-2 layer: z, x, B, C and dt
+        widest = max(widest, (2 * mb.inner + 2 * mb.n_groups * mb.state_size + mb.num_heads) // tp)
     return 2 * tokens * (model.hidden_size + widest) * nbytes(dtype)
 
 

@@ -145,15 +145,15 @@ class Costing:
 
     # ---- layer kinds -----------------------------------------------------------------------------
     def kinds(self) -> list[tuple[int, bool, int]]:
-        """(representative layer index, is MoE, layer count) per distinct layer kind (window x linear x MoE)."""
+        """(representative layer index, is MoE, layer count) per distinct layer kind (window x mixer x MLP)."""
         if self._kinds is None:
             m, groups = self.model, {}
             for i in range(m.num_layers):
-                key = (i < m.sliding_layers, m.is_linear_layer(i), m.is_moe_layer(i))
+                key = (i < m.sliding_layers, m.mixer(i), m.mlp_kind(i))
                 if key not in groups:
                     groups[key] = [i, 0]
                 groups[key][1] += 1
-            self._kinds = [(i, key[2], n) for key, (i, n) in groups.items()]
+            self._kinds = [(i, key[2] == "moe", n) for key, (i, n) in groups.items()]
         return self._kinds
 
     def _forward_ops(self, task: str, batch: int, seq: int | None, context: int | None, tp: int, layer: int,
@@ -172,8 +172,7 @@ class Costing:
     def _build_forward_ops(self, task, batch, seq, context, tp, layer, sp, unfused) -> list[Op]:
         w = graphs.workload(self.model, task, batch, seq=seq, context=context, dtype=self.dtype, tp=tp)
         b = graphs._Builder(self.model, w)
-        b.attention_block(layer)
-        b.mlp_block(layer)
+        b.layer(layer)
         ops: list[Op] = []
         for _, _, op in b.forward:
             if isinstance(op, Collective):
@@ -268,22 +267,24 @@ class Costing:
             def hide(comm, under, always=False):
                 return max(0.0, comm - under) if (tp_overlap or always) else comm
 
-            if sp:
-                fwd = hide(ag, roles["attn_in"][0]) + hide(rs, roles["attn_out"][0]) \
-                    + hide(ag, roles["mlp_in"][0]) + hide(rs, roles["mlp_out"][0])
-                bwd = hide(rs, roles["attn_in"][2], True) + hide(rs, roles["mlp_in"][2], True) \
-                    + hide(ag, roles["attn_out"][1]) + hide(ag, roles["mlp_out"][1]) \
-                    + hide(ag, roles["attn_in"][1], True) + hide(ag, roles["mlp_in"][1], True)
-            else:
-                fwd = hide(ar, roles["attn_out"][0]) + hide(ar, roles["mlp_out"][0])
-                bwd = hide(ar, roles["attn_in"][2], True) + hide(ar, roles["mlp_in"][2], True)
+            fwd = bwd = 0.0
+            for block, present in (("attn", m.mixer(index) is not None), ("mlp", m.mlp_kind(index) is not None)):
+                if not present:   # a one-block layer of a layer pattern
+                    continue
+                into, out = roles[f"{block}_in"], roles[f"{block}_out"]
+                if sp:
+                    fwd += hide(ag, into[0]) + hide(rs, out[0])
+                    bwd += hide(rs, into[2], True) + hide(ag, out[1]) + hide(ag, into[1], True)
+                else:
+                    fwd += hide(ar, out[0])
+                    bwd += hide(ar, into[2], True)
             c.tp_fwd, c.tp_bwd = fwd, bwd
         if is_moe and a2a_group > 1:
             mo = m.moe
             size = dispatch_bytes(s_loc * b, mo.top_k, mo.num_experts, m.hidden_size, ep, "train") / (tp if sp else 1)
             a2a = self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
             c.ep_fwd, c.ep_bwd = 2 * a2a, 2 * a2a
-        if cp > 1:
+        if cp > 1 and m.mixer(index) == "attention":
             kv_rank = max(1, m.kv_heads // tp) if not m.mla else m.num_heads // tp
             width = (m.qk_head_dim + m.v_head_dim) if m.mla else 2 * m.dim_head
             chunk = s_loc * b * kv_rank * width * 2.0
@@ -360,8 +361,8 @@ class Costing:
                 c.e_fwd += e
                 c.flops_fwd += op.flops
             if tp > 1:
-                c.tp_fwd = 2 * self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp, per_node(1, tp, self.dpn),
-                                         implementation)
+                c.tp_fwd = m.blocks(index) * self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp,
+                                                       per_node(1, tp, self.dpn), implementation)
             if is_moe and a2a_group > 1:
                 size = dispatch_bytes(tokens, m.moe.top_k, m.moe.num_experts, m.hidden_size, ep, task)
                 c.ep_fwd = 2 * self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))

@@ -59,7 +59,8 @@ class ModelMemory:
     # ---- parameters --------------------------------------------------------------------------------
     def attention_params(self, tp):
         """Token-mixer weights of a mean layer on one tp rank: attention, whose KV projections are replicated when
-        tp exceeds the KV heads, averaged with the linear-attention layers (their heads split over tp)."""
+        tp exceeds the KV heads, averaged with the linear and Mamba-2 layers (heads split over tp) and the
+        MLP-only layers of a layer pattern."""
         m, tp = self.m, _a(tp)
         if m.mla:
             return m.attention_params() / tp
@@ -69,17 +70,21 @@ class ModelMemory:
         params = h * (q + 2 * kv_rank) * d + (a / tp) * d * h
         if m.qkv_bias:
             params = params + (a / tp + 2 * kv_rank) * d
-        linear = m.num_linear_layers
-        if linear:
-            params = (params * (self.L - linear) + m.linear_attention_params() / tp * linear) / self.L
-        return params
+        if m.num_attention_layers == self.L:
+            return params
+        recurrent = m.num_linear_layers * (m.linear_attention_params() if m.linear_attention else 0) \
+            + m.num_mamba_layers * (m.mamba_params() if m.mamba else 0)
+        return (params * m.num_attention_layers + recurrent / tp) / self.L
 
     def layer_params(self, tp, ep, moe: bool):
-        """(replicated-over-dp params, expert params) of one layer on one rank."""
+        """(replicated-over-dp params, expert params) of one layer on one rank: the mean mixer and norms, and a
+        non-MoE layer's share of the dense MLPs (all of one, unless a layer pattern has mixer-only layers)."""
         m, tp, ep = self.m, _a(tp), _a(ep)
-        base = self.attention_params(tp) + 2 * m.norm_params()
+        norms = sum(m.blocks(i) for i in range(self.L)) / self.L * m.norm_params()
+        base = self.attention_params(tp) + norms
         if not moe:
-            return base + m.mlp_params(m.intermediate_size) / tp, np.zeros_like(tp)
+            share = self.n_dense / max(1, self.L - self.n_moe)
+            return base + share * m.mlp_params(m.intermediate_size) / tp, np.zeros_like(tp)
         mo = m.moe
         router = m.hidden_size * mo.num_experts
         shared = mo.num_shared_experts * m.mlp_params(mo.shared_size, False) / tp

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from perfsim import graph as graphs
 from perfsim.cost.attention import BLOCK_Q
 from perfsim.errors import InvalidInputError
 from perfsim.model import ModelSpec
@@ -146,9 +147,9 @@ def plan_problems(plan: Plan, model: ModelSpec, *, task: str = "train", num_gpus
     elif not model.mla and model.kv_heads % t and t % model.kv_heads:
         out.append(f"tp: {t} must divide the KV heads ({model.kv_heads}) of {model.name} or be a multiple of them "
                    f"(KV heads are then replicated)")
-    la = model.linear_attention
-    if la is not None and la.num_key_heads % t:
-        out.append(f"tp: {t} must divide the linear-attention key heads ({la.num_key_heads}) of {model.name}")
+    for heads, what in graphs.recurrent_heads(model):
+        if heads % t:
+            out.append(f"tp: {t} must divide the {what} ({heads}) of {model.name}")
     if model.num_dense_layers and model.intermediate_size % t:
         out.append(f"tp: {t} must divide intermediate_size ({model.intermediate_size}) of {model.name}")
     if model.moe and model.moe.expert_intermediate_size % t:

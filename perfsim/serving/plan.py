@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from perfsim.errors import InvalidInputError, PerfsimError
+from perfsim.graph import recurrent_heads
 from perfsim.hardware import System, load_hardware
 from perfsim.model import load_model
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
@@ -74,8 +75,8 @@ def _layouts(spec, system: System, dtype: str) -> list[dict]:
     from perfsim.serving.steptime import make_deployment
     out = []
     node = system.devices_per_node if isinstance(system, System) else 1
-    key_heads = spec.linear_attention.num_key_heads if spec.linear_attention else spec.num_heads
-    tps = [t for t in (1, 2, 4, 8) if t <= node and spec.num_heads % t == 0 and key_heads % t == 0]
+    splits = [spec.num_heads] + [heads for heads, _ in recurrent_heads(spec)]
+    tps = [t for t in (1, 2, 4, 8) if t <= node and all(n % t == 0 for n in splits)]
     for tp in tps:
         options = [{"tp": tp, "ep": 1}]
         if spec.moe and tp > 1 and spec.moe.num_experts % tp == 0:

@@ -50,8 +50,8 @@ from perfsim.ops import (
     Collective,
     Elementwise,
     Embedding,
-    GatedDeltaRule,
     Gemm,
+    LinearRecurrence,
     MoEExperts,
     Op,
     dispatch_bytes,
@@ -335,7 +335,7 @@ class StepModel:
             return replace(op, elements=op.elements // t0 * tokens) if op.elements % t0 == 0 else op
         if isinstance(op, Embedding):
             return replace(op, tokens=tokens)
-        if isinstance(op, GatedDeltaRule):  # decode: one token per sequence; prefill: chunks of one sequence
+        if isinstance(op, LinearRecurrence):  # decode: one token per sequence; prefill: chunks of one sequence
             return replace(op, tokens=tokens, batch=tokens if op.recurrent else 1)
         if isinstance(op, MoEExperts):
             moe = d.model.moe

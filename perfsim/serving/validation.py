@@ -55,6 +55,8 @@ HF_MODELS = {
     "moonshotai/Kimi-K2.5": "kimi-k2.5",
     "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
     "Qwen/Qwen3.5-397B-A17B": "qwen3.5-397b-a17b",
+    "nvidia/NVIDIA-Nemotron-Nano-12B-v2": "nemotron-nano-12b-v2",
+    "nvidia/NVIDIA-Nemotron-Nano-9B-v2": "nemotron-nano-9b-v2",
 }
 # aiconfigurator system -> perfsim system
 AIC_SYSTEMS = {"h100_sxm": "dgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72",
