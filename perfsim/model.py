@@ -21,6 +21,12 @@ from perfsim.specfiles import find_spec, read_mapping, shipped_names, validation
 LAYER_BLOCKS = {"M": "Mamba-2", "*": "attention", "-": "dense MLP", "E": "MoE"}
 
 
+def _require_multiple(name: str, value: int | None, of_name: str, of: int | None) -> None:
+    """A validator's check that one head count is a whole multiple of another (skipped when either is unset)."""
+    if value is not None and of is not None and value % of:
+        raise ValueError(f"{name} ({value}) must be a multiple of {of_name} ({of})")
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,9 +56,7 @@ class LinearAttention(_Spec):
     @field_validator("num_value_heads")
     @classmethod
     def _grouped(cls, nv: int, info: ValidationInfo) -> int:
-        nk = info.data.get("num_key_heads")
-        if nk is not None and nv % nk:
-            raise ValueError(f"num_value_heads ({nv}) must be a multiple of num_key_heads ({nk})")
+        _require_multiple("num_value_heads", nv, "num_key_heads", info.data.get("num_key_heads"))
         return nv
 
     @property
@@ -84,9 +88,7 @@ class Mamba2(_Spec):
     @field_validator("n_groups")
     @classmethod
     def _groups(cls, groups: int, info: ValidationInfo) -> int:
-        heads = info.data.get("num_heads")
-        if heads is not None and heads % groups:
-            raise ValueError(f"num_heads ({heads}) must be a multiple of n_groups ({groups})")
+        _require_multiple("num_heads", info.data.get("num_heads"), "n_groups", groups)
         return groups
 
     @property
@@ -160,9 +162,7 @@ class ModelSpec(_Spec):
     @field_validator("num_kv_heads")
     @classmethod
     def _kv_divides(cls, kv: int | None, info: ValidationInfo) -> int | None:
-        heads = info.data.get("num_heads")
-        if kv is not None and heads is not None and heads % kv:
-            raise ValueError(f"num_heads ({heads}) must be a multiple of num_kv_heads ({kv})")
+        _require_multiple("num_heads", info.data.get("num_heads"), "num_kv_heads", kv)
         return kv
 
     @field_validator("head_dim")
