@@ -226,7 +226,8 @@ def _nemotron_h(c: _Config) -> dict[str, Any]:
         spec["moe"] = {"num_experts": c.integer("n_routed_experts"), "top_k": c.integer("num_experts_per_tok"),
                        "expert_intermediate_size": c.integer("moe_intermediate_size"),
                        "num_shared_experts": c.integer("n_shared_experts", default=0),
-                       "shared_intermediate_size": c.integer("moe_shared_expert_intermediate_size", default=None)}
+                       "shared_intermediate_size": c.integer("moe_shared_expert_intermediate_size", default=None),
+                       "router_bias": True}   # sigmoid scores with a per-expert e_score_correction_bias
     return spec
 
 

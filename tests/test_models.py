@@ -255,6 +255,7 @@ FIXTURE_TWINS = {
     "KimiK25ForConditionalGeneration": "kimi-k2.5",
     "Qwen3NextForCausalLM": "qwen3-next-80b-a3b",
     "NemotronHForCausalLM": "nemotron-nano-12b-v2",
+    "NemotronHForCausalLM-MoE": "nemotron-3-nano-30b-a3b",
     "Qwen3_5MoeForConditionalGeneration": "qwen3.5-397b-a17b",
     "MiniMaxM2ForCausalLM": "minimax-m2.5",
     "GptOssForCausalLM": "gpt-oss-120b",
@@ -445,6 +446,12 @@ def test_nemotron_h_layer_pattern():
     assert [m.mixer(i) for i in range(3)] == ["mamba", None, "mamba"] and m.mlp_kind(1) == "dense"
     assert m.blocks(0) == m.blocks(1) == 1
     assert close(load_model("nemotron-nano-9b-v2").params_total, 8.89 * B, rel=0.005 / 8.89)
+    # Nemotron 3 Nano technical report: 31.6B total, 3.2B activated (3.6B with the embeddings)
+    moe = load_model("nemotron-3-nano-30b-a3b")
+    assert close(moe.params_total, 31.6 * B, rel=0.05 / 31.6)
+    assert close(moe.params_non_embedding, 3.2 * B, rel=0.05 / 3.2)
+    assert close(moe.params_active, 3.6 * B, rel=0.05 / 3.6)
+    assert (moe.num_mamba_layers, moe.num_moe_layers, moe.num_attention_layers, moe.num_dense_layers) == (23, 23, 6, 0)
 
 
 @pytest.mark.parametrize("pattern", ["M-M", "M-X-M-", "M-E-M-"])   # too short; unknown block; MoE without moe

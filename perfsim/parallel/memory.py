@@ -215,7 +215,9 @@ def inference_memory(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, kv
     act_dtype = "bf16" if dtype in ("fp8", "int8", "int4", "fp4") else dtype
     dense, expert = mm.stage_params(tp, pp, ep)
     weights = float(dense + expert) * nbytes(weight_dtype or dtype)
-    kv = (cmem.kv_cache_bytes(model, batch, kv_tokens, kv_dtype or act_dtype, tp)
-          + cmem.recurrent_state_bytes(model, batch, tp=tp)) / pp
+    kv = cmem.kv_cache_bytes(model, batch, kv_tokens, kv_dtype or act_dtype, tp) / pp
     acts = cmem.inference_activation_bytes(model, batch * new_tokens, act_dtype, tp)
-    return {"weights": weights, "kv_cache": float(kv), "activations": float(acts)}
+    out = {"weights": weights, "kv_cache": float(kv), "activations": float(acts)}
+    if any(model.recurrent_state_elems()):
+        out["recurrent_state"] = cmem.recurrent_state_bytes(model, batch, tp=tp) / pp
+    return out
