@@ -231,6 +231,21 @@ def _nemotron_h(c: _Config) -> dict[str, Any]:
     return spec
 
 
+def _glm4_moe(c: _Config) -> dict[str, Any]:
+    """GLM-4.5/4.6 (Glm4MoeForCausalLM): q/k/v biases but none on o_proj, optional per-head q/k RMSNorm, the first
+    first_k_dense_replace layers dense, then routed experts (sigmoid scores with a per-expert correction bias) plus
+    shared ones. Partial rotary and the MTP layers are not modelled."""
+    spec = _llama_like(c, qkv_bias=c.flag("attention_bias", False), out_bias=False,
+                       qk_norm=c.flag("use_qk_norm", False))
+    shared = c.integer("n_shared_experts", default=0)
+    spec["moe"] = {"num_experts": c.integer("n_routed_experts"), "top_k": c.integer("num_experts_per_tok"),
+                   "expert_intermediate_size": c.integer("moe_intermediate_size"), "num_shared_experts": min(shared, 1),
+                   # several shared experts run as one MLP of their summed width
+                   "shared_intermediate_size": c.integer("moe_intermediate_size") * shared if shared > 1 else None,
+                   "first_k_dense": c.integer("first_k_dense_replace", default=0), "router_bias": True}
+    return spec
+
+
 def _language_model(c: _Config) -> _Config:
     """A multimodal checkpoint's language model (its text_config); a text-only config as it is."""
     text = c.data.get("text_config")
@@ -401,6 +416,7 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "Qwen3ForCausalLM": ("qwen3", _qwen3),
     "Qwen3MoeForCausalLM": ("qwen3-moe", _qwen3_moe),
     "Qwen3NextForCausalLM": ("qwen3-next", _qwen3_next),
+    "Glm4MoeForCausalLM": ("glm4-moe", _glm4_moe),
     "NemotronHForCausalLM": ("nemotron-h", _nemotron_h),
     "Qwen3_5MoeForConditionalGeneration": ("qwen3.5-moe", _qwen3_next),
     "DeepseekV3ForCausalLM": ("deepseek-v3", _deepseek_v3),

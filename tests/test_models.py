@@ -255,6 +255,7 @@ FIXTURE_TWINS = {
     "KimiK25ForConditionalGeneration": "kimi-k2.5",
     "Qwen3NextForCausalLM": "qwen3-next-80b-a3b",
     "NemotronHForCausalLM": "nemotron-nano-12b-v2",
+    "Glm4MoeForCausalLM": "glm-4.5-air",
     "NemotronHForCausalLM-MoE": "nemotron-3-nano-30b-a3b",
     "Qwen3_5MoeForConditionalGeneration": "qwen3.5-397b-a17b",
     "MiniMaxM2ForCausalLM": "minimax-m2.5",
@@ -463,3 +464,13 @@ def test_bad_layer_pattern_names_the_field(tmp_path, pattern):
     with pytest.raises(SpecError) as exc:
         load_model(path)
     assert "\n" not in str(exc.value) and "field layer_pattern:" in str(exc.value)
+
+
+def test_glm_4_6_and_glm_4_5_air():
+    # zai-org GLM-4.5 README: GLM-4.5 (and GLM-4.6) 355B total / 32B active, GLM-4.5-Air 106B / 12B; the active
+    # figures leave out the embedding table and LM head, the totals hold the MTP layer perfsim does not model (~4B)
+    for name, total, active in (("glm-4.6", 355, 32), ("glm-4.5-air", 106, 12)):
+        m = load_model(name)
+        assert close(m.params_total, total * B, rel=0.015)
+        assert close(m.params_non_embedding - m.lm_head_params(), active * B, rel=0.5 / active)
+        assert m.qkv_bias and not m.out_bias and m.moe.router_bias
