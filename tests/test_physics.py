@@ -84,12 +84,14 @@ def test_causal_prefill_flops_are_quadratic(seq, factor):
     assert flops(seq * factor) >= flops(seq) * factor
 
 
+@pytest.mark.parametrize("model", ["llama-2-7b", "nemotron-nano-9b-v2"])   # attention; a Mamba-2 hybrid
 @settings(max_examples=30, deadline=None)
-@given(st.integers(1, 64), st.integers(0, 4000), scale)
-def test_predict_never_slower_with_more_bandwidth(batch, context, bw):
-    base = perfsim.predict("llama-2-7b", H100, task="decode", batch=batch, context=context).latency_s
-    faster = perfsim.predict("llama-2-7b", _faster(H100, bw=bw), task="decode", batch=batch, context=context)
-    assert faster.latency_s <= base * (1 + 1e-9)
+@given(st.integers(1, 64), st.integers(0, 4000), scale, scale)
+def test_predict_never_slower_with_more_bandwidth(model, batch, context, bw, fl):
+    for task, kw in (("decode", {"context": context}), ("prefill", {"seq": context + 1})):
+        base = perfsim.predict(model, H100, task=task, batch=batch, **kw).latency_s
+        for faster in (_faster(H100, bw=bw), _faster(H100, flops=fl)):
+            assert perfsim.predict(model, faster, task=task, batch=batch, **kw).latency_s <= base * (1 + 1e-9)
 
 
 @settings(max_examples=60, deadline=None)
