@@ -130,9 +130,15 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 def models_show(model: str = typer.Argument(..., help="Model name, perfsim YAML or HF config.json path."),
                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show one model's architecture and parameter counts."""
+    from perfsim.cost.memory import kv_cache_bytes, recurrent_state_bytes
     m = modellib.load_model(model)
     data = {**m.model_dump(), "params_total": m.params_total, "params_active": m.params_active,
-            "attention": m.attention_kind}
+            "attention": m.attention_kind,
+            "layers_by_mixer": {kind: n for kind, n in (("attention", m.num_attention_layers),
+                                                        ("linear", m.num_linear_layers),
+                                                        ("mamba", m.num_mamba_layers)) if n},
+            "kv_cache_bytes_per_token": kv_cache_bytes(m, 1, 1),            # bf16, all layers, one GPU
+            "recurrent_state_bytes_per_sequence": recurrent_state_bytes(m, 1)}
     if as_json:
         print_json(data)
         return

@@ -52,6 +52,12 @@ def test_hw_and_models_listing(capsys):
     code, out, _ = run_main(["models", "show", "llama-2-7b", "--json"], capsys)
     data = json.loads(out)
     assert data["params_total"] == data["params_active"]
+    # llama-2-7b: 32 layers x K and V x 4096 x bf16 per token, no recurrent state
+    assert data["kv_cache_bytes_per_token"] == 32 * 2 * 4096 * 2 and data["recurrent_state_bytes_per_sequence"] == 0
+    code, out, _ = run_main(["models", "show", "nemotron-nano-12b-v2", "--json"], capsys)
+    data = json.loads(out)
+    assert data["layers_by_mixer"] == {"attention": 6, "mamba": 28}
+    assert data["kv_cache_bytes_per_token"] == 6 * 2 * 8 * 128 * 2 and data["recurrent_state_bytes_per_sequence"] > 0
 
 
 def test_roofline_writes_chart(tmp_path, capsys):
