@@ -23,6 +23,7 @@ from perfsim.ops import (
     Embedding,
     GatedDeltaRule,
     Gemm,
+    IndexerScores,
     LinearRecurrence,
     MoEExperts,
     Op,
@@ -171,6 +172,8 @@ class _Builder:
             return
         if m.mla:
             self.mla_projections(i, heads)
+            if m.sparse_attention:
+                self.lightning_indexer(i)
         else:
             q_width = heads * (2 if m.attention_output_gate else 1)
             self.gemm("qkv_proj", T, (q_width + 2 * kv_heads) * m.dim_head, h, i)
@@ -181,6 +184,8 @@ class _Builder:
             rope_heads = heads + (1 if m.mla else kv_heads)
             self.elementwise("rope", T * rope_heads * rope_dim, i, flops=3, kind="rotary")
         window = m.sliding_window if i < m.sliding_layers else None
+        if m.sparse_attention:   # each query attends to its index_topk best keys: as many as a window of that size
+            window = m.sparse_attention.index_topk
         self.add(self.attention_op(heads, kv_heads, window), i)
         if m.mla and w.task == "decode":
             # absorbed W_UV: latent context -> per-head values
@@ -230,6 +235,19 @@ class _Builder:
                           name="mla_q_absorb"), i)
         else:
             self.gemm("kv_up", T, heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, i)
+
+    def lightning_indexer(self, i: int) -> None:
+        """DeepSeek Sparse Attention: index queries from the query latent, one index key per token (LayerNorm,
+        RoPE), per-head weights, then every visible key scored; its 64 heads run whole on every TP rank."""
+        m, w = self.m, self.w
+        sa, T, h = m.sparse_attention, w.tokens, m.hidden_size
+        self.gemm("index_q", T, sa.index_heads * sa.index_head_dim, m.mla.q_lora_rank, i)
+        self.gemm("index_k", T, sa.index_head_dim, h, i)
+        self.add(norm(T, sa.index_head_dim, self.act_dtype, name="index_k_norm"), i)
+        self.gemm("index_weights", T, sa.index_heads, h, i)
+        self.add(IndexerScores(batch=w.batch, q_len=w.q_len, kv_len=w.kv_len, num_heads=sa.index_heads,
+                               num_kv_heads=1, head_dim=sa.index_head_dim, v_head_dim=1, kv_shared_by_heads=True,
+                               dtype="fp8", kv_dtype="fp8", name="index_scores"), i)
 
     def attention_op(self, heads: int, kv_heads: int, window: int | None) -> Attention:
         m, w = self.m, self.w

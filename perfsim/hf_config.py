@@ -260,7 +260,7 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
     if c.integer("moe_layer_freq", default=1) != 1:
         raise c._fail("moe_layer_freq", "only 1 (every layer after first_k_dense_replace is MoE) is supported")
     # The multi-token-prediction module (num_nextn_predict_layers) is not part of the model served; ignored.
-    return {
+    spec = {
         "hidden_size": c.integer("hidden_size"),
         "num_layers": layers,
         "num_heads": heads,
@@ -283,6 +283,11 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
             "router_bias": c.text("topk_method", "noaux_tc") == "noaux_tc",
         },
     }
+    if c.integer("index_topk", default=None) is not None:   # DeepSeek-V3.2's sparse attention
+        spec["sparse_attention"] = {"index_heads": c.integer("index_n_heads"),
+                                    "index_head_dim": c.integer("index_head_dim"),
+                                    "index_topk": c.integer("index_topk")}
+    return spec
 
 
 def _minimax_m2(c: _Config) -> dict[str, Any]:
@@ -421,6 +426,7 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "Qwen3_5MoeForConditionalGeneration": ("qwen3.5-moe", _qwen3_next),
     "DeepseekV3ForCausalLM": ("deepseek-v3", _deepseek_v3),
     "KimiK25ForConditionalGeneration": ("deepseek-v3", _deepseek_v3),
+    "DeepseekV32ForCausalLM": ("deepseek-v3.2", _deepseek_v3),
     "MiniMaxM2ForCausalLM": ("minimax-m2", _minimax_m2),
     "Llama4ForConditionalGeneration": ("llama4", _llama4),
     "Llama4ForCausalLM": ("llama4", _llama4),

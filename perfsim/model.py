@@ -40,6 +40,20 @@ class MLA(_Spec):
     v_head_dim: int = Field(gt=0)
 
 
+class SparseAttention(_Spec):
+    """DeepSeek Sparse Attention (DeepSeek-V3.2): a lightning indexer (index_heads query heads of index_head_dim from
+    the MLA query latent, one key per token, FP8, ReLU-weighted sum over heads) scores every earlier token, and each
+    query attends to its index_topk best. Index keys are cached in FP8 with an fp32 scale per 128 elements."""
+    index_heads: int = Field(gt=0)
+    index_head_dim: int = Field(gt=0)
+    index_topk: int = Field(gt=0)
+
+    @property
+    def key_bytes(self) -> int:
+        """Index-key cache bytes per token and layer: FP8 elements plus an fp32 scale per 128."""
+        return self.index_head_dim + 4 * -(-self.index_head_dim // 128)
+
+
 class LinearAttention(_Spec):
     """Gated DeltaNet layers (Yang, Kautz & Hatamizadeh 2025; Qwen3-Next, Qwen3.5): each head keeps a
     key_head_dim x value_head_dim state per sequence instead of a KV cache. Layer i is a full (softmax) attention
@@ -151,6 +165,7 @@ class ModelSpec(_Spec):
     sliding_window: int | None = Field(default=None, gt=0)
     num_sliding_layers: int | None = Field(default=None, ge=0)  # default: all layers when a window is set
     mla: MLA | None = None
+    sparse_attention: SparseAttention | None = None
     linear_attention: LinearAttention | None = None
     mamba: Mamba2 | None = None
     moe: MoE | None = None
@@ -182,6 +197,14 @@ class ModelSpec(_Spec):
         if n and info.data.get("sliding_window") is None:
             raise ValueError("num_sliding_layers needs sliding_window to be set")
         return n
+
+    @field_validator("sparse_attention")
+    @classmethod
+    def _sparse_needs_mla(cls, sparse: SparseAttention | None, info: ValidationInfo) -> SparseAttention | None:
+        mla = info.data.get("mla")
+        if sparse is not None and (mla is None or not mla.q_lora_rank):
+            raise ValueError("the lightning indexer reads the MLA query latent: needs mla with a q_lora_rank")
+        return sparse
 
     @field_validator("linear_attention")
     @classmethod
@@ -317,6 +340,15 @@ class ModelSpec(_Spec):
         return 2 * self.kv_heads * self.dim_head
 
     # ---- parameter counts ----------------------------------------------------------------------
+    def indexer_params(self) -> int:
+        """The lightning indexer of one layer: wq_b from the query latent, the key projection and its LayerNorm,
+        the per-head weights."""
+        sa, h = self.sparse_attention, self.hidden_size
+        if sa is None:
+            return 0
+        return (self.mla.q_lora_rank * sa.index_heads * sa.index_head_dim + h * sa.index_head_dim
+                + 2 * sa.index_head_dim + h * sa.index_heads)
+
     def attention_params(self) -> int:
         h, nh, nkv, d = self.hidden_size, self.num_heads, self.kv_heads, self.dim_head
         if self.mla:
@@ -328,7 +360,7 @@ class ModelSpec(_Spec):
                 q = h * nh * qk
             kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank \
                 + m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
-            return q + kv + nh * m.v_head_dim * h
+            return q + kv + nh * m.v_head_dim * h + self.indexer_params()
         params = h * (nh * (2 if self.attention_output_gate else 1) + 2 * nkv) * d + nh * d * h
         if self.qkv_bias:
             params += (nh + 2 * nkv) * d

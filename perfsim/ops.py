@@ -188,6 +188,33 @@ class Attention(Op):
 
 
 @dataclass(frozen=True, slots=True)
+class IndexerScores(Attention):
+    """DeepSeek Sparse Attention's lightning indexer (DeepSeek-V3.2): num_heads FP8 query heads of head_dim per new
+    token score every visible cached index key (one per token, kv_shared_by_heads), I = sum_h w_h ReLU(q_h . k),
+    FLOPs as attention with a one-wide value; the fp32 scores of every query-key pair are written and read back by
+    the top-k selection (DeepGEMM's fp8_mqa_logits, then a per-row top-k)."""
+
+    kind = "attention"
+
+    @property
+    def flops(self) -> float:
+        # the q . k products: 2 * pairs * head_dim per head (ReLU, weighting and the sum over heads are vector work)
+        return 2.0 * self.batch * self.num_heads * self.attended_pairs * self.head_dim
+
+    @property
+    def _scores_bytes(self) -> float:
+        return 4.0 * self.batch * self.attended_pairs
+
+    @property
+    def bytes_read(self) -> float:
+        return Attention.bytes_read.fget(self) + self._scores_bytes
+
+    @property
+    def bytes_written(self) -> float:
+        return self._scores_bytes
+
+
+@dataclass(frozen=True, slots=True)
 class LinearRecurrence(Op):
     """A linear recurrence over `tokens` new tokens of `batch` sequences (linear attention, state-space scan):
     each of num_v_heads heads keeps a k_dim x v_dim state S in place of a KV cache; num_k_heads heads (groups) of

@@ -243,3 +243,20 @@ def test_mamba2_hybrid_layers_hold_one_block_each():
     assert prefill[0].flops == 1024 * 128 * (2 * 128 * (128 + 80) + 4 * 128 * 80)
     with pytest.raises(PerfsimError, match="Mamba-2 groups"):
         graph.build(m, "decode", 1, context=8, tp=5)   # 5 divides the 40 attention heads, not the 8 groups
+
+
+def test_deepseek_sparse_attention_reads_its_top_k_keys_and_scores_all():
+    from perfsim.cost.memory import kv_cache_bytes
+    from perfsim.ops import IndexerScores
+    v3, v32 = load_model("deepseek-v3"), load_model("deepseek-v3.2")
+    ops = graph.ops_of(graph.build(v32, "decode", 4, context=100_000))
+    scores = [op for op in ops if isinstance(op, IndexerScores)]
+    attention = [op for op in ops if type(op) is Attention]
+    assert len(scores) == len(attention) == 61
+    # MLA reads the 2048 selected latents of each sequence; the indexer scores all 100,001 FP8 index keys
+    assert attention[0].kv_tokens_read == 2048
+    assert scores[0].cold_bytes == 4 * 100_001 * 128 and scores[0].flops == 2 * 4 * 64 * 100_001 * 128
+    # KV cache: the MLA latent (bf16) plus a 128-byte FP8 index key and its fp32 scale, per token and layer
+    assert kv_cache_bytes(v32, 1, 10) - kv_cache_bytes(v3, 1, 10) == 61 * 10 * (128 + 4)
+    # the indexer adds wq_b, wk (+ LayerNorm) and weights_proj to every layer
+    assert v32.params_total - v3.params_total == 61 * (1536 * 64 * 128 + 7168 * 128 + 2 * 128 + 7168 * 64)

@@ -253,6 +253,7 @@ FIXTURE_TWINS = {
     "DeepseekV3ForCausalLM": "deepseek-v3",
     "Llama4ForConditionalGeneration": "llama-4-scout",
     "KimiK25ForConditionalGeneration": "kimi-k2.5",
+    "DeepseekV32ForCausalLM": "deepseek-v3.2",
     "Qwen3NextForCausalLM": "qwen3-next-80b-a3b",
     "NemotronHForCausalLM": "nemotron-nano-12b-v2",
     "Glm4MoeForCausalLM": "glm-4.5-air",

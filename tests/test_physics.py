@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import perfsim
 from perfsim.cost.roofline import roofline
-from perfsim.ops import Attention, Elementwise, GatedDeltaRule, Gemm, MoEExperts
+from perfsim.ops import Attention, Elementwise, GatedDeltaRule, Gemm, IndexerScores, MoEExperts
 
 H100 = perfsim.load_hardware("h100-sxm")
 
@@ -34,7 +34,11 @@ delta_rules = st.builds(
                                                 num_v_heads=nk * group, k_dim=128, v_dim=128, recurrent=rec),
     st.integers(1, 256), st.integers(1, 8192), st.sampled_from([1, 4, 16]), st.sampled_from([1, 2, 4]),
     st.booleans())
-any_op = st.one_of(gemms, attentions, decodes, experts, elementwise, delta_rules)
+indexers = st.builds(
+    lambda b, q, extra: IndexerScores(batch=b, q_len=q, kv_len=q + extra, num_heads=64, num_kv_heads=1, head_dim=128,
+                                      v_head_dim=1, kv_shared_by_heads=True, dtype="fp8", kv_dtype="fp8"),
+    st.integers(1, 64), st.sampled_from([1, 7, 512, 4096]), st.integers(0, 65536))
+any_op = st.one_of(gemms, attentions, decodes, experts, elementwise, delta_rules, indexers)
 scale = st.floats(min_value=1.0, max_value=8.0)
 
 

@@ -422,3 +422,15 @@ def test_hybrid_linear_attention_model_serves_with_its_states_reserved():
         res = serve(model, "dgx-h100", num_gpus=4, tp=4, isl=2048, osl=128, concurrency=32, num_requests=64)
         _check_invariants(res)
         assert res.summary["tpot_s"] > 0
+
+
+def test_sparse_attention_decodes_long_contexts_faster_than_dense_mla():
+    # DeepSeek-V3.2 differs from V3 only by its sparse attention: at 64k context each decode step reads 2048
+    # latents per sequence instead of all of them, and pays the indexer's pass over the FP8 index keys
+    steps = {}
+    for model in ("deepseek-v3", "deepseek-v3.2"):
+        dep = make_deployment(model, "hgx-h200", tp=8, dtype="fp8")
+        steps[model] = StepModel(dep, max_tokens=512, max_seqs=64, max_context=70_000)
+    for n, context in ((8, 65536.0), (64, 32768.0)):
+        assert steps["deepseek-v3.2"].decode(n, context)[0] < steps["deepseek-v3"].decode(n, context)[0]
+    assert steps["deepseek-v3.2"].decode(8, 2048.0)[0] > steps["deepseek-v3"].decode(8, 2048.0)[0]  # short: no gain

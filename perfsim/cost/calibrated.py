@@ -19,7 +19,7 @@ from perfsim.cost.params import CostParams
 from perfsim.cost.roofline import compute_time, memory_time, serving_level
 from perfsim.dtypes import nbytes
 from perfsim.hardware import Device
-from perfsim.ops import Attention, Elementwise, Embedding, Gemm, LinearRecurrence, MoEExperts, Op
+from perfsim.ops import Attention, Elementwise, Embedding, Gemm, IndexerScores, LinearRecurrence, MoEExperts, Op
 
 
 def _activation_bytes(dtype: str) -> float:
@@ -35,6 +35,16 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
                       nbytes(op.out_dtype or ("bf16" if op.dtype in ("fp8", "int8", "int4", "fp4") else op.dtype)),
                       device.peak_flops(op.dtype), roofs, p)[0]
         return float(t), p.launch_s
+    if isinstance(op, IndexerScores):
+        # one GEMM per sequence, (queries x heads) x visible keys x head_dim in FP8, the sum over heads kept in
+        # registers (4 / heads bytes per product element out), then the top-k pass reads the fp32 scores back
+        p = params.gemm_for(device.compute_dtype(op.dtype))
+        keys = op.attended_pairs / op.q_len
+        t = gemm_time(op.q_len * op.num_heads, keys, op.head_dim, op.batch, nbytes(op.dtype),
+                      nbytes(op.kv_dtype or op.dtype), 4.0 / op.num_heads, device.peak_flops(op.dtype), roofs, p)[0]
+        stream = params.elementwise_for("softmax").memory_efficiency
+        top_k = 4.0 * op.batch * op.attended_pairs / (roofs.main_bw * stream)
+        return float(t + top_k), 2 * p.launch_s
     if isinstance(op, Attention):
         peak = device.peak_flops(op.dtype)
         if op.phase == "prefill":

@@ -24,7 +24,8 @@ def kv_cache_bytes(model: ModelSpec, batch: int, tokens: int, dtype: str = "bf16
     window = model.sliding_window or tokens
     full = model.num_attention_layers - model.sliding_layers
     layer_tokens = model.sliding_layers * min(tokens, window) + full * tokens
-    return batch * layer_tokens * per_token * nbytes(dtype)
+    index_keys = model.sparse_attention.key_bytes if model.sparse_attention else 0   # DSA's FP8 index keys
+    return batch * layer_tokens * (per_token * nbytes(dtype) + index_keys)
 
 
 # Delta-rule states in fp32 (SGLang's default mamba_ssm_dtype; Qwen3.5's config asks vLLM for it too), conv
