@@ -202,19 +202,27 @@ class _Builder:
         self.elementwise("attn_residual_add", T * h, i, reads=2, kind="add")
 
     def linear_attention_block(self, i: int) -> None:
-        """Gated DeltaNet (Qwen3-Next): in_proj to q, k, v, z, b, a; depthwise causal conv and SiLU over q, k, v;
-        the gated delta rule; RMSNorm gated by SiLU(z); out_proj. Heads split over TP ranks."""
-        la, w = self.m.linear_attention, self.w
+        """Gated DeltaNet (Qwen3-Next): in_proj to q, k, v, z, b, a. KDA (Kimi Linear): q, k, v projections, the
+        low-rank per-channel decay (f_a, f_b), b, the low-rank output gate (g_a, g_b). Then depthwise causal conv
+        and SiLU over q, k, v; the gated delta rule; RMSNorm times the output gate; out_proj. Heads split over TP."""
+        la, w, h = self.m.linear_attention, self.w, self.m.hidden_size
         T, tp = w.tokens, w.tp
         nk, nv = la.num_key_heads // tp, la.num_value_heads // tp
         key, value = nk * la.key_head_dim, nv * la.value_head_dim
-        self.gemm("in_proj", T, 2 * key + 2 * value + 2 * nv, self.m.hidden_size, i)
+        if la.kind == "kda":
+            self.gemm("qkv_proj", T, 2 * key + value, h, i)
+            for name, width in (("decay", key), ("gate", value)):   # low rank: hidden -> head_dim -> heads x dim
+                self.gemm(f"{name}_down", T, la.key_head_dim, h, i)
+                self.gemm(f"{name}_up", T, width, la.key_head_dim, i)
+            self.gemm("beta_proj", T, nv, h, i)
+        else:
+            self.gemm("in_proj", T, 2 * key + 2 * value + 2 * nv, h, i)
         # depthwise causal conv: conv_kernel multiply-adds, then SiLU (~8 FLOPs), per channel
         self.elementwise("short_conv", T * (2 * key + value), i, flops=2 * la.conv_kernel + 8, kind="activation")
         self.add(GatedDeltaRule(tokens=T, batch=w.batch, num_k_heads=nk, num_v_heads=nv, k_dim=la.key_head_dim,
                                 v_dim=la.value_head_dim, recurrent=w.task == "decode", dtype=self.act_dtype,
-                                name="gated_delta_rule"), i)
-        self.elementwise("gated_norm", T * value, i, reads=2, flops=13, kind="norm")  # RMSNorm(o) * SiLU(z)
+                                gates=la.gates, name="gated_delta_rule"), i)
+        self.elementwise("gated_norm", T * value, i, reads=2, flops=13, kind="norm")  # RMSNorm(o) * gate
         self.attention_output(i, value)
 
     def mla_projections(self, i: int, heads: int) -> None:
@@ -274,7 +282,7 @@ class _Builder:
         self.elementwise("short_conv", T * (inner + bc), i, flops=2 * mb.conv_kernel + 8, kind="activation")
         self.add(SSDScan(tokens=T, batch=w.batch, num_k_heads=groups, num_v_heads=heads, k_dim=mb.state_size,
                          v_dim=mb.head_dim, recurrent=w.task == "decode", chunk=mb.chunk_size, dtype=self.act_dtype,
-                         name="ssd_scan"), i)
+                         gates=1, name="ssd_scan"), i)
         self.elementwise("gated_norm", T * inner, i, reads=2, flops=13, kind="norm")  # RMSNorm(y) * SiLU(z)
         self.attention_output(i, inner)
 

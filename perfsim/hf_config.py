@@ -246,6 +246,41 @@ def _glm4_moe(c: _Config) -> dict[str, Any]:
     return spec
 
 
+def _kimi_linear(c: _Config) -> dict[str, Any]:
+    """Kimi Linear: KDA layers (linear_attn_config) between MLA layers without positional encoding, DeepSeek-style
+    MoE after first_k_dense_replace dense layers."""
+    block = c.data.get("linear_attn_config")
+    if not isinstance(block, dict):
+        raise c._fail("linear_attn_config", "required block is missing (kda_layers, full_attn_layers, ...)")
+    la = _Config(block, c.path, c.arch)
+    layers = c.integer("num_hidden_layers")
+    full = [i - 1 for i in la.int_list("full_attn_layers")]    # counted from 1 (configuration_kimi.py)
+    if sorted(full + [i - 1 for i in la.int_list("kda_layers")]) != list(range(layers)):
+        raise c._fail("linear_attn_config", f"kda_layers and full_attn_layers must cover the {layers} layers once")
+    if not c.flag("mla_use_nope", False):
+        raise c._fail("mla_use_nope", "only true (MLA layers without positional encoding) is supported")
+    heads, width = la.integer("num_heads"), la.integer("head_dim")
+    heads_q = c.integer("num_attention_heads")
+    return {
+        "hidden_size": c.integer("hidden_size"), "num_layers": layers, "num_heads": heads_q,
+        "num_kv_heads": heads_q, "intermediate_size": c.integer("intermediate_size"),
+        "vocab_size": c.integer("vocab_size"), "max_seq_len": c.integer("model_max_length", "max_position_embeddings"),
+        "mlp": "gated", "activation": c.activation(), "norm": "rmsnorm", "position": "none",
+        "tie_embeddings": c.flag("tie_word_embeddings", False),
+        "mla": {"q_lora_rank": c.integer("q_lora_rank", default=None), "kv_lora_rank": c.integer("kv_lora_rank"),
+                "qk_nope_head_dim": c.integer("qk_nope_head_dim"), "qk_rope_head_dim": c.integer("qk_rope_head_dim"),
+                "v_head_dim": c.integer("v_head_dim")},
+        "linear_attention": {"kind": "kda", "num_key_heads": heads, "num_value_heads": heads, "key_head_dim": width,
+                             "value_head_dim": width, "conv_kernel": la.integer("short_conv_kernel_size", default=4),
+                             "full_attention_layers": full},
+        "moe": {"num_experts": c.integer("num_experts", "n_routed_experts"),
+                "top_k": c.integer("num_experts_per_token", "num_experts_per_tok"),
+                "expert_intermediate_size": c.integer("moe_intermediate_size"),
+                "num_shared_experts": c.integer("num_shared_experts", default=0),
+                "first_k_dense": c.integer("first_k_dense_replace", default=0), "router_bias": True},
+    }
+
+
 def _language_model(c: _Config) -> _Config:
     """A multimodal checkpoint's language model (its text_config); a text-only config as it is."""
     text = c.data.get("text_config")
@@ -422,6 +457,7 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "Qwen3MoeForCausalLM": ("qwen3-moe", _qwen3_moe),
     "Qwen3NextForCausalLM": ("qwen3-next", _qwen3_next),
     "Glm4MoeForCausalLM": ("glm4-moe", _glm4_moe),
+    "KimiLinearForCausalLM": ("kimi-linear", _kimi_linear),
     "NemotronHForCausalLM": ("nemotron-h", _nemotron_h),
     "Qwen3_5MoeForConditionalGeneration": ("qwen3.5-moe", _qwen3_next),
     "DeepseekV3ForCausalLM": ("deepseek-v3", _deepseek_v3),

@@ -55,17 +55,38 @@ class SparseAttention(_Spec):
 
 
 class LinearAttention(_Spec):
-    """Gated DeltaNet layers (Yang, Kautz & Hatamizadeh 2025; Qwen3-Next, Qwen3.5): each head keeps a
-    key_head_dim x value_head_dim state per sequence instead of a KV cache. Layer i is a full (softmax) attention
-    layer when (i + 1) % full_attention_interval == 0, a linear one otherwise. Query and key heads
-    (num_key_heads) are shared by groups of value heads; a depthwise causal conv of conv_kernel taps runs over
-    q, k and v first."""
+    """Delta-rule linear-attention layers: each head keeps a key_head_dim x value_head_dim state per sequence
+    instead of a KV cache; query and key heads (num_key_heads) are shared by groups of value heads; a depthwise
+    causal conv of conv_kernel taps runs over q, k and v first.
+
+    kind gated_deltanet (Yang, Kautz & Hatamizadeh 2025; Qwen3-Next, Qwen3.5): one decay and one beta per head,
+      an output gate z from the fused in_proj.
+    kind kda (Kimi Delta Attention, Kimi Linear 2025): a decay per channel from a low-rank f_a/f_b projection, beta
+      per head, a low-rank g_a/g_b output gate; q, k and v heads equal.
+    Layer i is a full (softmax) attention layer when (i + 1) % full_attention_interval == 0, or, given explicitly,
+    when i is in full_attention_layers (from 0); a linear one otherwise."""
+    kind: Literal["gated_deltanet", "kda"] = "gated_deltanet"
     num_key_heads: int = Field(gt=0)
     num_value_heads: int = Field(gt=0)
     key_head_dim: int = Field(gt=0)
     value_head_dim: int = Field(gt=0)
     conv_kernel: int = Field(default=4, gt=0)
-    full_attention_interval: int = Field(gt=1)
+    full_attention_interval: int | None = Field(default=None, gt=1)
+    full_attention_layers: list[int] | None = None
+
+    @field_validator("full_attention_layers")
+    @classmethod
+    def _placement(cls, layers: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if (layers is None) == (info.data.get("full_attention_interval") is None):
+            raise ValueError("give exactly one of full_attention_interval and full_attention_layers")
+        if layers is not None and (min(layers, default=0) < 0 or len(set(layers)) != len(layers)):
+            raise ValueError(f"must be distinct layer indices from 0, got {layers}")
+        return layers
+
+    def is_full(self, index: int) -> bool:
+        if self.full_attention_layers is not None:
+            return index in self.full_attention_layers
+        return (index + 1) % self.full_attention_interval == 0
 
     @field_validator("num_value_heads")
     @classmethod
@@ -85,6 +106,11 @@ class LinearAttention(_Spec):
     def conv_channels(self) -> int:
         """Channels of the depthwise conv: q, k and v."""
         return 2 * self.key_dim + self.value_dim
+
+    @property
+    def gates(self) -> int:
+        """Per-token gate values of each value head: decay and beta (GDN); a decay per channel and beta (KDA)."""
+        return 2 if self.kind == "gated_deltanet" else self.key_head_dim + 1
 
 
 class Mamba2(_Spec):
@@ -210,11 +236,11 @@ class ModelSpec(_Spec):
     @classmethod
     def _interval(cls, la: LinearAttention | None, info: ValidationInfo) -> LinearAttention | None:
         layers = info.data.get("num_layers")
-        if la is not None and layers is not None and la.full_attention_interval > layers:
+        if la is not None and layers is not None and (la.full_attention_interval or 0) > layers:
             raise ValueError(f"full_attention_interval ({la.full_attention_interval}) must not exceed num_layers "
                              f"({layers})")
-        if la is not None and info.data.get("mla") is not None:
-            raise ValueError("linear attention with MLA full-attention layers is not supported")
+        if la is not None and layers is not None and max(la.full_attention_layers or [0]) >= layers:
+            raise ValueError(f"full_attention_layers must be below num_layers ({layers})")
         return la
 
     @field_validator("moe")
@@ -291,7 +317,7 @@ class ModelSpec(_Spec):
     def is_linear_layer(self, index: int) -> bool:
         """Layer `index` (from 0) is a linear-attention (Gated DeltaNet) layer."""
         la = self.linear_attention
-        return la is not None and (index + 1) % la.full_attention_interval != 0
+        return la is not None and not la.is_full(index)
 
     def _count_mixers(self, kind: str) -> int:
         return sum(self.mixer(i) == kind for i in range(self.num_layers))
@@ -373,12 +399,19 @@ class ModelSpec(_Spec):
         return params
 
     def linear_attention_params(self) -> int:
-        """One Gated DeltaNet layer: in_proj to q, k, v, the output gate z and the per-head b and a; the conv
-        taps; A_log and dt_bias per value head; the gated RMSNorm over a head; out_proj."""
+        """One linear-attention layer. Gated DeltaNet: in_proj to q, k, v, the output gate z and the per-head b and
+        a; the conv taps; A_log and dt_bias per value head; the gated RMSNorm over a head; out_proj. KDA: q, k, v
+        projections and convs; the low-rank decay (f_a, f_b) with dt_bias per channel and A_log per head; b per
+        head; the low-rank output gate (g_a, g_b); the gated RMSNorm; o_proj."""
         la, h = self.linear_attention, self.hidden_size
+        convs = la.conv_channels * la.conv_kernel
+        out = la.value_head_dim + la.value_dim * h
+        if la.kind == "kda":
+            low_rank = 2 * (h * la.key_head_dim + la.key_head_dim * la.value_dim)   # f_a, f_b, g_a, g_b
+            return (h * la.conv_channels + convs + low_rank + la.key_dim + la.num_value_heads
+                    + h * la.num_value_heads + out)
         in_proj = h * (2 * la.key_dim + 2 * la.value_dim + 2 * la.num_value_heads)
-        return (in_proj + la.conv_channels * la.conv_kernel + 2 * la.num_value_heads + la.value_head_dim
-                + la.value_dim * h)
+        return in_proj + convs + 2 * la.num_value_heads + out
 
     def mamba_params(self) -> int:
         """One Mamba-2 layer: in_proj to z, x, B, C and dt; the conv taps (and bias); A_log, D and dt_bias per

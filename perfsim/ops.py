@@ -234,10 +234,10 @@ class LinearRecurrence(Op):
     chunk: int = 64
     dtype: str = "bf16"
     state_dtype: str = "fp32"
+    gates: int = 2     # per-token gate values of each value head read beside q, k and v
 
     kind = "linear_attention"
     matrix = True
-    gates = 2          # per-token scalars of each value head read beside q, k and v
     chunk_kernels = 6  # kernels of one chunked pass
 
     def __post_init__(self) -> None:
@@ -313,14 +313,13 @@ class GatedDeltaRule(LinearRecurrence):
 class SSDScan(LinearRecurrence):
     """Mamba-2's state-space duality scan (Dao & Gu 2024, "Transformers are SSMs", SSD algorithm): heads of
     v_dim = head_dim channels with a state of k_dim = ssm_state_size per channel; B and C per group (num_k_heads
-    = n_groups); one gate (dt) per head.
+    = n_groups); one gate (dt) per head (gates=1).
 
     recurrent: S <- exp(dt A) S + dt B x^T, y = C^T S: 5 k_dim v_dim FLOPs per token and head.
     chunked: 2Q(k_dim + v_dim) inside the chunk (C B^T, its masked product with x) plus 4 k_dim v_dim across
       chunks (the chunk state B^T x, the output C S); mamba_ssm's mamba_chunk_scan_combined (5 kernels: dt
       cumsum, chunk states, state passing, C B^T, chunk scan).
     """
-    gates = 1
     chunk_kernels = 5
 
     def flops_per_token_head(self) -> float:

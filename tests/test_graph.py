@@ -260,3 +260,15 @@ def test_deepseek_sparse_attention_reads_its_top_k_keys_and_scores_all():
     assert kv_cache_bytes(v32, 1, 10) - kv_cache_bytes(v3, 1, 10) == 61 * 10 * (128 + 4)
     # the indexer adds wq_b, wk (+ LayerNorm) and weights_proj to every layer
     assert v32.params_total - v3.params_total == 61 * (1536 * 64 * 128 + 7168 * 128 + 2 * 128 + 7168 * 64)
+
+
+def test_kimi_delta_attention_layers_between_mla_layers():
+    from perfsim.cost.memory import kv_cache_bytes
+    from perfsim.ops import GatedDeltaRule
+    m = load_model("kimi-linear-48b-a3b")   # 20 KDA layers, MLA (no positional encoding) at 3, 7, ..., 23, 26
+    ops = graph.ops_of(graph.build(m, "decode", 4, context=1000))
+    kda = [op for op in ops if isinstance(op, GatedDeltaRule)]
+    assert len(kda) == 20 and len([op for op in ops if type(op) is Attention]) == 7
+    assert kda[0].gates == 128 + 1                      # a decay per channel and one beta per head
+    assert len([op for op in ops if op.name == "decay_up"]) == 20 and not [op for op in ops if op.name == "rope"]
+    assert kv_cache_bytes(m, 1, 1000) == 7 * 1000 * (512 + 64) * 2   # MLA latents of the 7 MLA layers only

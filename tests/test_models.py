@@ -257,6 +257,7 @@ FIXTURE_TWINS = {
     "Qwen3NextForCausalLM": "qwen3-next-80b-a3b",
     "NemotronHForCausalLM": "nemotron-nano-12b-v2",
     "Glm4MoeForCausalLM": "glm-4.5-air",
+    "KimiLinearForCausalLM": "kimi-linear-48b-a3b",
     "NemotronHForCausalLM-MoE": "nemotron-3-nano-30b-a3b",
     "Qwen3_5MoeForConditionalGeneration": "qwen3.5-397b-a17b",
     "MiniMaxM2ForCausalLM": "minimax-m2.5",
@@ -475,3 +476,12 @@ def test_glm_4_6_and_glm_4_5_air():
         assert close(m.params_total, total * B, rel=0.015)
         assert close(m.params_non_embedding - m.lm_head_params(), active * B, rel=0.5 / active)
         assert m.qkv_bias and not m.out_bias and m.moe.router_bias
+
+
+def test_kimi_linear():
+    # the checkpoint's tensors sum to 49,122,681,728 parameters (48B by the README, 3B activated)
+    m = load_model("kimi-linear-48b-a3b")
+    assert m.params_total == 49_122_681_728
+    assert close(m.params_non_embedding, 3 * B, rel=0.5 / 3)
+    assert (m.num_linear_layers, m.num_attention_layers) == (20, 7) and m.mixer(26) == "attention"
+    assert m.linear_attention.kind == "kda" and m.linear_attention.gates == 129 and m.mla and m.position == "none"
