@@ -290,3 +290,13 @@ def test_tensor_parallel_must_split_the_linear_attention_heads():
     q35 = load_model("qwen3.5-397b-a17b")   # 32 attention heads, 16 linear-attention key heads
     assert any("linear-attention key heads (16)" in p for p in plan_problems(Plan(tp=32), q35))
     assert not any("linear-attention" in p for p in plan_problems(Plan(tp=16), q35))
+
+
+@pytest.mark.parametrize("name", ["kimi-linear-48b-a3b", "nemotron-3-nano-30b-a3b", "qwen3-next-80b-a3b", "llama-3.1-8b",
+                                  "deepseek-v3", "gpt-oss-120b", "glm-4.6"])
+def test_plan_memory_holds_every_parameter_once(name):
+    # one rank of an unsplit plan holds the whole model: the mean-layer bookkeeping must add up to the count
+    from perfsim.parallel.memory import ModelMemory
+    m = load_model(name)
+    dense, experts = ModelMemory(m).stage_params(1, 1, 1)
+    assert float(dense + experts) == pytest.approx(m.params_total, rel=1e-9)

@@ -63,13 +63,17 @@ class ModelMemory:
         MLP-only layers of a layer pattern."""
         m, tp = self.m, _a(tp)
         if m.mla:
-            return m.attention_params() / tp
-        h, d, a, kv = m.hidden_size, m.dim_head, m.num_heads, m.kv_heads
-        kv_rank = np.maximum(1.0, kv / tp)
-        q = a / tp * (2 if m.attention_output_gate else 1)
-        params = h * (q + 2 * kv_rank) * d + (a / tp) * d * h
-        if m.qkv_bias:
-            params = params + (a / tp + 2 * kv_rank) * d
+            params = m.attention_params() / tp
+        else:
+            h, d, a, kv = m.hidden_size, m.dim_head, m.num_heads, m.kv_heads
+            kv_rank = np.maximum(1.0, kv / tp)
+            q = a / tp * (2 if m.attention_output_gate else 1)
+            params = h * (q + 2 * kv_rank) * d + (a / tp) * d * h
+            if m.qkv_bias:
+                params = params + (a / tp + 2 * kv_rank) * d
+            # the per-head q/k norms, the sinks and the output bias, as ModelSpec.attention_params counts them
+            params = params + (2 * d if m.qk_norm else 0) + (a / tp if m.attention_sinks else 0) \
+                + (h if m.out_bias else 0)
         if m.num_attention_layers == self.L:
             return params
         recurrent = m.num_linear_layers * (m.linear_attention_params() if m.linear_attention else 0) \
@@ -86,7 +90,7 @@ class ModelMemory:
             share = self.n_dense / max(1, self.L - self.n_moe)
             return base + share * m.mlp_params(m.intermediate_size) / tp, np.zeros_like(tp)
         mo = m.moe
-        router = m.hidden_size * mo.num_experts
+        router = m.hidden_size * mo.num_experts + (mo.num_experts if mo.router_bias else 0)
         shared = mo.num_shared_experts * m.mlp_params(mo.shared_size, False) / tp
         experts = mo.num_experts / ep * m.mlp_params(mo.expert_intermediate_size, mo.expert_bias) / tp
         return base + router + shared, experts
