@@ -292,8 +292,8 @@ def test_tensor_parallel_must_split_the_linear_attention_heads():
     assert not any("linear-attention" in p for p in plan_problems(Plan(tp=16), q35))
 
 
-@pytest.mark.parametrize("name", ["kimi-linear-48b-a3b", "nemotron-3-nano-30b-a3b", "qwen3-next-80b-a3b", "llama-3.1-8b",
-                                  "deepseek-v3", "gpt-oss-120b", "glm-4.6"])
+@pytest.mark.parametrize("name", ["kimi-linear-48b-a3b", "nemotron-3-nano-30b-a3b", "qwen3-next-80b-a3b",
+                                  "llama-3.1-8b", "deepseek-v3", "gpt-oss-120b", "glm-4.6"])
 def test_plan_memory_holds_every_parameter_once(name):
     # one rank of an unsplit plan holds the whole model: the mean-layer bookkeeping must add up to the count
     from perfsim.parallel.memory import ModelMemory
