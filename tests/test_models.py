@@ -485,3 +485,18 @@ def test_kimi_linear():
     assert close(m.params_non_embedding, 3 * B, rel=0.5 / 3)
     assert (m.num_linear_layers, m.num_attention_layers) == (20, 7) and m.mixer(26) == "attention"
     assert m.linear_attention.kind == "kda" and m.linear_attention.gates == 129 and m.mla and m.position == "none"
+
+
+@pytest.mark.parametrize("arch,change,field", [
+    ("KimiLinearForCausalLM", {"linear_attn_config": {"full_attn_layers": [4], "kda_layers": [1, 2], "num_heads": 32,
+                                                      "head_dim": 128}}, "linear_attn_config"),
+    ("KimiLinearForCausalLM", {"mla_use_nope": False}, "mla_use_nope"),
+    ("NemotronHForCausalLM", {"hybrid_override_pattern": "M-M*"}, "hybrid_override_pattern"),
+    ("Qwen3NextForCausalLM", {"layer_types": ["full_attention"] * 48}, "layer_types"),
+])
+def test_hybrid_readers_refuse_layouts_they_cannot_model(tmp_path, arch, change, field):
+    cfg = json.loads((FIXTURES / arch / "config.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**cfg, **change}))
+    with pytest.raises(SpecError, match=f"field {field}:"):
+        from_hf_config(path)
