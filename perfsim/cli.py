@@ -106,10 +106,16 @@ def hw_show(name: str = typer.Argument(..., help="Hardware name or YAML path."),
 
 
 # ---- models --------------------------------------------------------------------------------------
+def _mixers(m: modellib.ModelSpec) -> dict[str, int]:
+    """Layers by token mixer: attention, linear (linear attention), mamba."""
+    counts = (("attention", m.num_attention_layers), ("linear", m.num_linear_layers), ("mamba", m.num_mamba_layers))
+    return {kind: n for kind, n in counts if n}
+
+
 def _model_summary(m: modellib.ModelSpec) -> dict:
     return {"name": m.name, "family": m.family, "params_total": m.params_total, "params_active": m.params_active,
-            "attention": m.attention_kind, "moe": m.is_moe, "layers": m.num_layers, "hidden_size": m.hidden_size,
-            "max_seq_len": m.max_seq_len}
+            "attention": m.attention_kind, "moe": m.is_moe, "layers": m.num_layers, "layers_by_mixer": _mixers(m),
+            "hidden_size": m.hidden_size, "max_seq_len": m.max_seq_len}
 
 
 @models_app.command("list")
@@ -119,10 +125,11 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     if as_json:
         print_json([_model_summary(m) for m in specs])
         return
-    table = Table("name", "params total", "active", "attention", "layers", "hidden", "max seq")
+    table = Table("name", "params total", "active", "attention", "layers", "mixers", "hidden", "max seq")
     for m in specs:
+        mixers = " + ".join(f"{n} {kind}" for kind, n in _mixers(m).items())
         table.add_row(m.name, f"{m.params_total / 1e9:.2f}B", f"{m.params_active / 1e9:.2f}B", m.attention_kind,
-                      str(m.num_layers), str(m.hidden_size), str(m.max_seq_len))
+                      str(m.num_layers), mixers, str(m.hidden_size), str(m.max_seq_len))
     console.print(table)
 
 
@@ -134,9 +141,7 @@ def models_show(model: str = typer.Argument(..., help="Model name, perfsim YAML 
     m = modellib.load_model(model)
     data = {**m.model_dump(), "params_total": m.params_total, "params_active": m.params_active,
             "attention": m.attention_kind,
-            "layers_by_mixer": {kind: n for kind, n in (("attention", m.num_attention_layers),
-                                                        ("linear", m.num_linear_layers),
-                                                        ("mamba", m.num_mamba_layers)) if n},
+            "layers_by_mixer": _mixers(m),
             "kv_cache_bytes_per_token": kv_cache_bytes(m, 1, 1),            # bf16, all layers, one GPU
             "recurrent_state_bytes_per_sequence": recurrent_state_bytes(m, 1)}
     if as_json:
