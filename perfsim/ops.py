@@ -194,8 +194,6 @@ class IndexerScores(Attention):
     FLOPs as attention with a one-wide value; the fp32 scores of every query-key pair are written and read back by
     the top-k selection (DeepGEMM's fp8_mqa_logits, then a per-row top-k)."""
 
-    kind = "attention"
-
     @property
     def flops(self) -> float:
         # the q . k products: 2 * pairs * head_dim per head (ReLU, weighting and the sum over heads are vector work)

@@ -300,3 +300,18 @@ def test_plan_memory_holds_every_parameter_once(name):
     m = load_model(name)
     dense, experts = ModelMemory(m).stage_params(1, 1, 1)
     assert float(dense + experts) == pytest.approx(m.params_total, rel=1e-9)
+
+
+def test_one_block_layers_pay_one_tensor_parallel_collective_pair():
+    # Nemotron-H: layer 1 is MLP-only, layer 0 Mamba-2-only; a Llama layer holds attention and MLP. Without
+    # sequence parallelism each block ends in one all-reduce forward.
+    from perfsim.parallel.costing import Costing
+    nemo = Costing(load_model("nemotron-nano-9b-v2"), load_hardware("dgx-h100"), None)
+    llama = Costing(load_model("llama-3.1-8b"), load_hardware("dgx-h100"), None)
+    args = dict(tp=4, b=1, cp=1, ep=1, seq=4096, sp=False, tp_overlap=False, unfused=False, a2a_group=1, a2a_stride=1)
+    mlp_only = nemo._train_layer_kind(index=1, **args)
+    mamba_only = nemo._train_layer_kind(index=0, **args)
+    both = llama._train_layer_kind(index=0, **args)
+    one_all_reduce = nemo.coll("all_reduce", 4096 * 4480 * 2.0, 4, 4)
+    assert mlp_only.tp_fwd == pytest.approx(one_all_reduce) and mamba_only.tp_fwd == pytest.approx(one_all_reduce)
+    assert both.tp_fwd == pytest.approx(2 * llama.coll("all_reduce", 4096 * 4096 * 2.0, 4, 4))

@@ -32,7 +32,18 @@ from perfsim.cost.comm import collective_time
 from perfsim.costmodel import op_time
 from perfsim.hardware import Device, System
 from perfsim.model import ModelSpec
-from perfsim.ops import Attention, Collective, Elementwise, Embedding, Gemm, MoEExperts, Op, dispatch_bytes
+from perfsim.ops import (
+    Attention,
+    Collective,
+    Elementwise,
+    Embedding,
+    Gemm,
+    IndexerScores,
+    LinearRecurrence,
+    MoEExperts,
+    Op,
+    dispatch_bytes,
+)
 
 RESIDUAL_OPS = ("input_norm", "attn_residual_add", "post_attn_norm", "mlp_residual_add")
 
@@ -179,7 +190,7 @@ class Costing:
                 continue   # communication is priced by the plan's own rules
             if sp and op.name in RESIDUAL_OPS and isinstance(op, Elementwise):
                 op = replace(op, elements=max(1, op.elements // tp))
-            if isinstance(op, Attention) and unfused:
+            if isinstance(op, Attention) and unfused and not isinstance(op, IndexerScores):
                 ops.extend(_unfused_attention(op))
                 continue
             ops.append(op)
@@ -221,7 +232,7 @@ class Costing:
         roles = {"attn_in": [0.0, 0.0, 0.0], "attn_out": [0.0, 0.0, 0.0], "mlp_in": [0.0, 0.0, 0.0],
                  "mlp_out": [0.0, 0.0, 0.0]}   # (fwd, dgrad, wgrad) seconds of the GEMMs next to TP collectives
         attn_fwd = attn_bwd = 0.0
-        seen_attention = False
+        seen_attention = m.mixer(index) is None   # an MLP-only layer: its GEMMs sit at the MLP's collectives
         for op in fwd_ops:
             scale = 1.0
             core = isinstance(op, Attention) or op.name.startswith("attn_core")
@@ -230,7 +241,7 @@ class Costing:
                 op = replace(op, q_len=seq, kv_len=seq)
                 scale = 1.0 / cp
                 seen_attention = True
-            if op.name == "attn_core_pv":
+            if op.name == "attn_core_pv" or isinstance(op, LinearRecurrence):
                 seen_attention = True
             t, e, tb, eb, g0, g1 = self.op_fb(op)
             t, e, tb, eb = t * scale, e * scale, tb * scale, eb * scale
