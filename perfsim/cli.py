@@ -166,14 +166,17 @@ KvOpt = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: the comp
 TpOpt = typer.Option(1, "--tp", help="Tensor-parallel degree (needs a system).")
 EpOpt = typer.Option(1, "--ep", help="Expert-parallel degree (needs a system).")
 ProfileOpt = typer.Option("auto", "--profile", help="Calibration profile: auto, none, or a YAML path.")
+StateOpt = typer.Option("fp32", "--state-dtype",
+                        help="Linear-recurrence (Gated DeltaNet, KDA, Mamba-2) state dtype: fp32, bf16 or fp16.")
 
 
-def _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile):
+def _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile,
+             state_dtype="fp32"):
     from perfsim.predict import predict
     return predict(model, hardware, task=task.value, batch=batch, seq=seq, context=context, dtype=dtype.value,
                    weight_dtype=weight_dtype.value if weight_dtype else None,
                    kv_dtype=kv_dtype.value if kv_dtype else None, tp=tp, ep=ep,
-                   profile=None if profile == "none" else profile)
+                   profile=None if profile == "none" else profile, state_dtype=state_dtype)
 
 
 def _print_estimate(est, top: int = 15) -> None:
@@ -195,7 +198,7 @@ def _print_estimate(est, top: int = 15) -> None:
 def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
             seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype = DtypeOpt,
             weight_dtype: WeightDtype | None = WeightOpt, kv_dtype: ActDtype | None = KvOpt,
-            tp: int = TpOpt, ep: int = EpOpt, profile: str = ProfileOpt,
+            tp: int = TpOpt, ep: int = EpOpt, profile: str = ProfileOpt, state_dtype: str = StateOpt,
             num_gpus: int | None = typer.Option(None, "--num-gpus", "-n", help="GPUs (default tp x pp x cp x dp)."),
             pp: int = typer.Option(1, "--pp", help="Pipeline stages."),
             dp: int | None = typer.Option(None, "--dp", help="Data-parallel replicas (default num_gpus/(tp pp cp))."),
@@ -232,7 +235,8 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
                           + (f", ${footprint['cost_usd']:,.2f}" if footprint.get("cost_usd") is not None else "")
                           + (f" (power-capped: x{footprint['slowdown']:.2f} slower)" if footprint["throttled"] else ""))
         return
-    est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile)
+    est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile,
+                   state_dtype)
     if as_json:
         print_json(est.to_json_dict())
     else:
@@ -243,12 +247,13 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
 def roofline(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
              seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype = DtypeOpt,
              weight_dtype: WeightDtype | None = WeightOpt, kv_dtype: ActDtype | None = KvOpt,
-             profile: str = ProfileOpt,
+             profile: str = ProfileOpt, state_dtype: str = StateOpt,
              out: Path = typer.Option(Path("roofline.png"), "--out", "-o", help="Chart file (.png, .svg, .pdf).")):
     """Draw the device roofline with the workload's ops placed by arithmetic intensity."""
     from perfsim.report import check_figure_path, roofline_figure, save_figure
     check_figure_path(out)
-    est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, 1, 1, profile)
+    est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, 1, 1, profile,
+                   state_dtype)
     _print_estimate(est, top=40)
     save_figure(roofline_figure(hwlib.load_device(hardware), est), out)
     console.print(f"wrote {out}")

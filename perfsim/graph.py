@@ -52,6 +52,7 @@ class Workload:
     kv_dtype: str | None
     tp: int = 1
     ep: int = 1
+    state_dtype: str = "fp32"   # linear-recurrence states
 
     @property
     def tokens(self) -> int:
@@ -60,7 +61,7 @@ class Workload:
 
 def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, context: int | None = None,
              dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
-             tp: int = 1, ep: int = 1) -> Workload:
+             tp: int = 1, ep: int = 1, state_dtype: str = "fp32") -> Workload:
     """Validate a request and describe it; one-line errors name the bad argument."""
     if task not in TASKS:
         raise InvalidInputError(f"task: got {task!r}; accepted: {', '.join(TASKS)}")
@@ -71,6 +72,7 @@ def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, co
         check(weight_dtype, "weight_dtype")
     if kv_dtype:
         check(kv_dtype, "kv_dtype")
+    check_state_dtype(state_dtype)
     if task == "decode":
         if context is None or context < 0:
             raise InvalidInputError("context: decode needs --context >= 0 (tokens already in the KV cache)")
@@ -85,7 +87,18 @@ def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, co
             raise InvalidInputError(f"seq: {seq} exceeds {model.name}'s maximum sequence length {model.max_seq_len}")
         q_len, kv_len = seq, seq
     _check_split(model, tp, ep)
-    return Workload(task, batch, q_len, kv_len, dtype, weight_dtype, kv_dtype, tp, ep)
+    return Workload(task, batch, q_len, kv_len, dtype, weight_dtype, kv_dtype, tp, ep, state_dtype)
+
+
+STATE_DTYPES = ("fp32", "bf16", "fp16")
+
+
+def check_state_dtype(dtype: str) -> str:
+    """Linear-recurrence states are kept in fp32 (SGLang; vLLM for Qwen3.5, Nemotron-H and KDA) or a 16-bit type
+    (vLLM's 'auto' for Qwen3-Next)."""
+    if dtype not in STATE_DTYPES:
+        raise InvalidInputError(f"state_dtype: got {dtype!r}; accepted: {', '.join(STATE_DTYPES)}")
+    return dtype
 
 
 def _check_split(model: ModelSpec, tp: int, ep: int) -> None:
@@ -221,7 +234,7 @@ class _Builder:
         self.elementwise("short_conv", T * (2 * key + value), i, flops=2 * la.conv_kernel + 8, kind="activation")
         self.add(GatedDeltaRule(tokens=T, batch=w.batch, num_k_heads=nk, num_v_heads=nv, k_dim=la.key_head_dim,
                                 v_dim=la.value_head_dim, recurrent=w.task == "decode", dtype=self.act_dtype,
-                                gates=la.gates, name="gated_delta_rule"), i)
+                                state_dtype=w.state_dtype, gates=la.gates, name="gated_delta_rule"), i)
         self.elementwise("gated_norm", T * value, i, reads=2, flops=13, kind="norm")  # RMSNorm(o) * gate
         self.attention_output(i, value)
 
@@ -282,7 +295,7 @@ class _Builder:
         self.elementwise("short_conv", T * (inner + bc), i, flops=2 * mb.conv_kernel + 8, kind="activation")
         self.add(SSDScan(tokens=T, batch=w.batch, num_k_heads=groups, num_v_heads=heads, k_dim=mb.state_size,
                          v_dim=mb.head_dim, recurrent=w.task == "decode", chunk=mb.chunk_size, dtype=self.act_dtype,
-                         gates=1, name="ssd_scan"), i)
+                         state_dtype=w.state_dtype, gates=1, name="ssd_scan"), i)
         self.elementwise("gated_norm", T * inner, i, reads=2, flops=13, kind="norm")  # RMSNorm(y) * SiLU(z)
         self.attention_output(i, inner)
 
@@ -373,10 +386,10 @@ def _gradient_ops(op: Op) -> list[Op]:
 
 def build(model: ModelSpec | str, task: str, batch: int, seq: int | None = None, context: int | None = None,
           dtype: str = "bf16", weight_dtype: str | None = None, kv_dtype: str | None = None,
-          tp: int = 1, ep: int = 1, recompute: str = "none") -> nx.DiGraph:
+          tp: int = 1, ep: int = 1, recompute: str = "none", state_dtype: str = "fp32") -> nx.DiGraph:
     """The operator graph for `task` (prefill | decode | train) on one device of a tp x ep split."""
     model = load_model(model)
-    w = workload(model, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep)
+    w = workload(model, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, state_dtype)
     if recompute not in ("none", "selective", "full"):
         raise InvalidInputError(f"recompute: got {recompute!r}; accepted: none, selective, full")
     b = _Builder(model, w)

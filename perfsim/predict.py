@@ -67,7 +67,7 @@ class Estimate(EstimateBase):
 def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task: str = "decode", batch: int = 1,
             seq: int | None = None, context: int | None = None, dtype: str = "bf16",
             weight_dtype: str | None = None, kv_dtype: str | None = None, tp: int = 1, ep: int = 1,
-            profile: str | None = "auto") -> Estimate:
+            profile: str | None = "auto", state_dtype: str = "fp32") -> Estimate:
     """Predict one prefill of `batch` x `seq` tokens, one decode step of `batch` sequences at `context`
     cached tokens, or one training step, on a device (tp = ep = 1) or a TP x EP group of a system."""
     spec = load_model(model)
@@ -78,7 +78,7 @@ def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task
         raise InvalidInputError(f"hardware: tp x ep = {gpus} devices needs a system (e.g. dgx-h100), "
                                 f"got device {device.name!r}")
     g = graphs.build(spec, task, batch, seq=seq, context=context, dtype=dtype, weight_dtype=weight_dtype,
-                     kv_dtype=kv_dtype, tp=tp, ep=ep)
+                     kv_dtype=kv_dtype, tp=tp, ep=ep, state_dtype=state_dtype)
     w: graphs.Workload = g.graph["workload"]
     prof = resolve(profile, device.name)
     cache: dict = {}  # layers repeat the same op shapes: cost each distinct op once
@@ -118,7 +118,7 @@ def _memory(spec: ModelSpec, w: graphs.Workload, task: str, dtype: str, weight_d
     else:
         mem["kv_cache"] = memory.kv_cache_bytes(spec, w.batch, w.kv_len, kv_dtype or act_dtype, w.tp)
         if any(spec.recurrent_state_elems()):
-            mem["recurrent_state"] = memory.recurrent_state_bytes(spec, w.batch, tp=w.tp)
+            mem["recurrent_state"] = memory.recurrent_state_bytes(spec, w.batch, w.state_dtype, w.tp)
         mem["activations"] = memory.inference_activation_bytes(spec, w.tokens, act_dtype, w.tp)
     return mem
 

@@ -434,3 +434,24 @@ def test_sparse_attention_decodes_long_contexts_faster_than_dense_mla():
     for n, context in ((8, 65536.0), (64, 32768.0)):
         assert steps["deepseek-v3.2"].decode(n, context)[0] < steps["deepseek-v3"].decode(n, context)[0]
     assert steps["deepseek-v3.2"].decode(8, 2048.0)[0] > steps["deepseek-v3"].decode(8, 2048.0)[0]  # short: no gain
+
+
+def test_state_dtype_halves_the_recurrent_state_and_its_decode_traffic(capsys):
+    from perfsim import predict
+    from perfsim.cli import main
+    from perfsim.serving.kvcache import state_bytes_per_seq
+    common = dict(task="decode", batch=64, context=2048)
+    fp32 = predict("nemotron-nano-12b-v2", "h100-sxm", **common)
+    bf16 = predict("nemotron-nano-12b-v2", "h100-sxm", state_dtype="bf16", **common)
+    state32, state16 = fp32.memory_breakdown["recurrent_state"], bf16.memory_breakdown["recurrent_state"]
+    conv = 64 * 28 * (10240 + 2 * 8 * 128) * 3 * 2          # conv states stay bf16
+    assert state16 - conv == pytest.approx((state32 - conv) / 2)
+    assert bf16.latency_s < fp32.latency_s
+    dep32 = make_deployment("qwen3-next-80b-a3b", "dgx-h100", tp=4)
+    dep16 = make_deployment("qwen3-next-80b-a3b", "dgx-h100", tp=4, state_dtype="bf16")
+    assert state_bytes_per_seq(dep16) < state_bytes_per_seq(dep32)
+    with pytest.raises(InvalidInputError, match="state_dtype"):
+        make_deployment("qwen3-next-80b-a3b", "dgx-h100", tp=4, state_dtype="fp8")
+    code = main(["serve", "-m", "nemotron-nano-9b-v2", "-H", "h100-sxm", "--isl", "256", "--osl", "16", "-c", "4",
+                 "-N", "8", "--state-dtype", "bf16", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["tpot_s"] > 0

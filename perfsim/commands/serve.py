@@ -61,6 +61,9 @@ def serve_command(
     dtype: str = typer.Option("bf16", "--dtype", help="Compute and weight dtype: bf16, fp16, fp8, fp4."),
     weight_dtype: str | None = typer.Option(None, "--weight-dtype", help="Weight storage dtype if different."),
     kv_dtype: str | None = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: bf16)."),
+    state_dtype: str = typer.Option("fp32", "--state-dtype",
+                                    help="Linear-recurrence (Gated DeltaNet, KDA, Mamba-2) state dtype: fp32, bf16, "
+                                         "fp16."),
     isl: int = typer.Option(1024, "--isl", help="Input (prompt) tokens per request."),
     osl: int = typer.Option(256, "--osl", help="Output tokens per request."),
     length_spread: float = typer.Option(0.0, "--length-spread",
@@ -137,7 +140,8 @@ def serve_command(
     prefill = {k: v for k, v in (("tp", prefill_tp), ("ep", prefill_ep)) if v}
     decode = {k: v for k, v in (("tp", decode_tp), ("ep", decode_ep)) if v}
     result = serve(model, hardware, num_gpus=num_gpus, tp=tp, ep=ep, pp=pp, attn_dp=attention_dp, dtype=dtype,
-                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, isl=isl, osl=osl, concurrency=concurrency,
+                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, state_dtype=state_dtype, isl=isl, osl=osl,
+                   concurrency=concurrency,
                    rate=rate, trace=str(trace) if trace else None, burstiness=burstiness, ramp=ramp_value,
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
                    prefill=prefill or None, decode=decode or None, policy=policy, max_num_seqs=max_num_seqs,

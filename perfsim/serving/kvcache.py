@@ -35,7 +35,7 @@ def kv_bytes_per_token(dep: Deployment) -> float:
 
 def state_bytes_per_seq(dep: Deployment) -> float:
     """Linear-attention state of one sequence on one GPU rank (0 for a model without such layers)."""
-    return recurrent_state_bytes(dep.model, 1, tp=dep.tp) / dep.pp
+    return recurrent_state_bytes(dep.model, 1, dep.state_dtype, dep.tp) / dep.pp
 
 
 def capacity_blocks(dep: Deployment, block_size: int = 16, gpu_memory_utilization: float = 0.9,

@@ -98,7 +98,8 @@ def step_model(dep: Deployment, max_tokens: int, max_seqs: int, max_context: int
                spec: Speculation | None = None) -> StepModel:
     """A StepModel, cached per layout and table extent (plan searches build each one once)."""
     key = (dep.model.model_dump_json(), dep.hardware.model_dump_json(), dep.tp, dep.ep, dep.pp, dep.attn_dp,
-           dep.dtype, dep.weight_dtype, dep.kv_dtype, max_tokens, max_seqs, max_context, str(profile), host, grid, spec)
+           dep.dtype, dep.weight_dtype, dep.kv_dtype, dep.state_dtype, max_tokens, max_seqs, max_context,
+           str(profile), host, grid, spec)
     sm = _STEP_CACHE.get(key)
     if sm is None:
         if len(_STEP_CACHE) > 256:
@@ -317,7 +318,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           pue: float = 1.0, slo_ttft: float | None = None, slo_tpot: float | None = None,
           slo_e2e: float | None = None, seed: int = 0, profile="auto", energy_fit: bool = True,
           static_w: float | None = None, dynamic_scale: float | None = None,
-          timeline_bins: int = 20) -> ServeResult:
+          timeline_bins: int = 20, state_dtype: str = "fp32") -> ServeResult:
     """Simulate serving `model` on `num_gpus` GPUs of `hardware`; see the module docstring.
 
     Exactly one of concurrency (closed loop), rate (Poisson, or gamma with `burstiness` = CV of the gaps) or
@@ -347,7 +348,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
              else arr.poisson(rate, num_requests, isl, osl, seed, length_spread))
     else:
         w = arr.closed_loop(concurrency, num_requests, isl, osl, seed, length_spread)
-    base = make_deployment(model, hardware, tp, ep, pp, attn_dp, dtype, weight_dtype, kv_dtype)
+    base = make_deployment(model, hardware, tp, ep, pp, attn_dp, dtype, weight_dtype, kv_dtype, state_dtype)
     spec = base.model
     longest_prompt = int(w.input_len.max())
     max_context = int((w.input_len + w.output_len).max())
@@ -375,7 +376,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
             same = not any(k in over for k in ("tp", "ep", "attn_dp"))
             dep = make_deployment(spec, over.get("hardware", hardware), over.get("tp", tp), over.get("ep", ep),
                                   over.get("pp", pp),
-                                  over.get("attn_dp", attn_dp if same else None), dtype, weight_dtype, kv_dtype)
+                                  over.get("attn_dp", attn_dp if same else None), dtype, weight_dtype, kv_dtype,
+                                  state_dtype)
             pcfg = SchedulerConfig(**{**cfg.__dict__, **{k: over[k] for k in ("max_num_seqs", "max_num_batched_tokens")
                                                            if k in over}})
             pcfg.check()

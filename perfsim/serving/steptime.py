@@ -77,6 +77,7 @@ class Deployment:
     dtype: str = "bf16"
     weight_dtype: str | None = None
     kv_dtype: str | None = None
+    state_dtype: str = "fp32"   # linear-recurrence states
 
     @property
     def device(self) -> Device:
@@ -125,11 +126,12 @@ class Deployment:
 
 def make_deployment(model: str | ModelSpec, hardware: str | Hardware, tp: int = 1, ep: int = 1, pp: int = 1,
                     attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
-                    kv_dtype: str | None = None) -> Deployment:
+                    kv_dtype: str | None = None, state_dtype: str = "fp32") -> Deployment:
     """Validate a layout; errors name the flag. attn_dp defaults to ep / tp when a MoE model has ep > tp."""
     spec = load_model(model)
     hw = load_hardware(hardware)
     check(dtype, "dtype")
+    graphs.check_state_dtype(state_dtype)
     for name, v in (("tp", tp), ("ep", ep), ("pp", pp)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise InvalidInputError(f"{name}: must be an integer >= 1, got {v!r}")
@@ -148,7 +150,7 @@ def make_deployment(model: str | ModelSpec, hardware: str | Hardware, tp: int = 
         raise InvalidInputError(f"ep: {ep} must divide tp x attention-dp = {tp * attn_dp} (the GPUs of a stage)")
     if pp > spec.num_layers:
         raise InvalidInputError(f"pp: {pp} exceeds the {spec.num_layers} layers of {spec.name}")
-    dep = Deployment(spec, hw, tp, ep, pp, attn_dp, dtype, weight_dtype, kv_dtype)
+    dep = Deployment(spec, hw, tp, ep, pp, attn_dp, dtype, weight_dtype, kv_dtype, state_dtype)
     if dep.gpus > 1 and not isinstance(hw, System):
         raise InvalidInputError(f"hardware: {dep.gpus} GPUs per replica need a system (e.g. dgx-h100), "
                                 f"got device {getattr(hw, 'name', hw)!r}")
@@ -297,10 +299,12 @@ class StepModel:
         ep_graph = 1  # experts are re-split below; dispatch collectives only where attention is data parallel
         if task == "decode":
             g = graphs.build(d.model, "decode", TOKEN_PROBE, context=0, dtype=d.dtype, weight_dtype=d.weight_dtype,
-                             kv_dtype=d.kv_dtype, tp=d.tp, ep=ep_graph)
+                             kv_dtype=d.kv_dtype, tp=d.tp, ep=ep_graph,
+                             state_dtype=d.state_dtype)
         else:
             g = graphs.build(d.model, "prefill", TOKEN_PROBE, seq=1, dtype=d.dtype, weight_dtype=d.weight_dtype,
-                             kv_dtype=d.kv_dtype, tp=d.tp, ep=ep_graph)
+                             kv_dtype=d.kv_dtype, tp=d.tp, ep=ep_graph,
+                             state_dtype=d.state_dtype)
         counts = Counter(data["op"] for _, data in g.nodes(data=True))
         lin, head, attn = Counter(), Counter(), Counter()
         for op, n in counts.items():
@@ -322,7 +326,8 @@ class StepModel:
         if task == "prefill":  # prefill attention shapes: rebuild the attention op from a short sequence
             s0 = min(64, d.model.max_seq_len)
             g = graphs.build(d.model, "prefill", 1, seq=s0, dtype=d.dtype, weight_dtype=d.weight_dtype,
-                             kv_dtype=d.kv_dtype, tp=d.tp, ep=ep_graph)
+                             kv_dtype=d.kv_dtype, tp=d.tp, ep=ep_graph,
+                             state_dtype=d.state_dtype)
             attn = Counter(data["op"] for _, data in g.nodes(data=True) if isinstance(data["op"], Attention))
         return lin, head, attn
 
