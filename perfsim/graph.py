@@ -222,6 +222,9 @@ class _Builder:
         T, tp = w.tokens, w.tp
         nk, nv = la.num_key_heads // tp, la.num_value_heads // tp
         key, value = nk * la.key_head_dim, nv * la.value_head_dim
+        if la.kind == "lightning":
+            self.lightning_block(i)
+            return
         if la.kind == "kda":
             self.gemm("qkv_proj", T, 2 * key + value, h, i)
             for name, width in (("decay", key), ("gate", value)):   # low rank: hidden -> head_dim -> heads x dim
@@ -283,6 +286,21 @@ class _Builder:
             return Attention(num_heads=heads, num_kv_heads=heads, head_dim=m.qk_head_dim,
                              v_head_dim=m.v_head_dim, **common)
         return Attention(num_heads=heads, num_kv_heads=kv_heads, head_dim=m.dim_head, **common)
+
+    def lightning_block(self, i: int) -> None:
+        """Lightning attention (MiniMax-M1): qkv_proj and SiLU, the output-gate projection, the decayed linear
+        attention (the scalar-decay scan, chunks of 256), RMSNorm over all heads times sigmoid(gate), out_proj."""
+        la, w, h = self.m.linear_attention, self.w, self.m.hidden_size
+        T, heads = w.tokens, la.num_value_heads // w.tp
+        width = heads * la.value_head_dim
+        self.gemm("qkv_proj", T, 3 * width, h, i)
+        self.elementwise("qkv_act", T * 3 * width, i, flops=8, kind="activation")
+        self.gemm("output_gate", T, width, h, i)
+        self.add(SSDScan(tokens=T, batch=w.batch, num_k_heads=heads, num_v_heads=heads, k_dim=la.key_head_dim,
+                         v_dim=la.value_head_dim, recurrent=w.task == "decode", chunk=256, dtype=self.act_dtype,
+                         state_dtype=w.state_dtype, gates=0, name="lightning_scan"), i)
+        self.elementwise("gated_norm", T * width, i, reads=2, flops=13, kind="norm")  # RMSNorm(o) * sigmoid(g)
+        self.attention_output(i, width)
 
     def mamba_block(self, i: int) -> None:
         """Mamba-2 (Nemotron-H): in_proj to z, x, B, C and dt; depthwise causal conv and SiLU over x, B, C; the

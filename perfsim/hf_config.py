@@ -180,7 +180,8 @@ def _qwen3_next(c: _Config) -> dict[str, Any]:
     c = _language_model(c)
     if "intermediate_size" not in c.data:   # Qwen3.5 MoE has no dense layers and gives no dense width
         c = _Config({**c.data, "intermediate_size": c.integer("moe_intermediate_size")}, c.path, c.arch)
-    spec = _qwen3_moe(c)
+    # the dense Qwen3.5 models (no num_experts) put a SwiGLU MLP in every layer
+    spec = _qwen3_moe(c) if c.integer("num_experts", default=0) else _llama_like(c, qk_norm=True)
     spec["attention_output_gate"] = c.flag("attn_output_gate", True)
     interval = c.integer("full_attention_interval")
     layers = spec["num_layers"]
@@ -340,6 +341,24 @@ def _minimax_m2(c: _Config) -> dict[str, Any]:
     return spec
 
 
+def _minimax_m1(c: _Config) -> dict[str, Any]:
+    """MiniMax-M1 / MiniMax-Text-01: lightning-attention layers (attn_type_list 0) between GQA softmax layers (1),
+    every layer a Mixtral-style MoE. Partial rotary, DeepNorm-style residual scaling and postnorm do not change cost."""
+    spec = _llama_like(c)
+    kinds = c.int_list("attn_type_list")
+    if len(kinds) != spec["num_layers"] or set(kinds) - {0, 1}:
+        raise c._fail("attn_type_list", f"expected {spec['num_layers']} entries of 0 (lightning) or 1 (softmax)")
+    if c.integer("shared_intermediate_size", default=0):
+        raise c._fail("shared_intermediate_size", "only 0 (no shared expert) is supported")
+    heads, width = spec["num_heads"], spec.get("head_dim") or spec["hidden_size"] // spec["num_heads"]
+    spec["linear_attention"] = {"kind": "lightning", "num_key_heads": heads, "num_value_heads": heads,
+                                "key_head_dim": width, "value_head_dim": width, "conv_kernel": 0,
+                                "full_attention_layers": [i for i, k in enumerate(kinds) if k == 1]}
+    spec["moe"] = {"num_experts": c.integer("num_local_experts"), "top_k": c.integer("num_experts_per_tok"),
+                   "expert_intermediate_size": spec["intermediate_size"]}
+    return spec
+
+
 def _llama4(c: _Config) -> dict[str, Any]:
     """Llama 4 (text_config): routed experts of `intermediate_size` plus one shared expert of the same size on
     every interleave_moe_layer_step-th layer, dense layers of `intermediate_size_mlp`; the rotary layers use
@@ -460,10 +479,13 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "KimiLinearForCausalLM": ("kimi-linear", _kimi_linear),
     "NemotronHForCausalLM": ("nemotron-h", _nemotron_h),
     "Qwen3_5MoeForConditionalGeneration": ("qwen3.5-moe", _qwen3_next),
+    "Qwen3_5ForConditionalGeneration": ("qwen3.5", _qwen3_next),
     "DeepseekV3ForCausalLM": ("deepseek-v3", _deepseek_v3),
     "KimiK25ForConditionalGeneration": ("deepseek-v3", _deepseek_v3),
     "DeepseekV32ForCausalLM": ("deepseek-v3.2", _deepseek_v3),
     "MiniMaxM2ForCausalLM": ("minimax-m2", _minimax_m2),
+    "MiniMaxM1ForCausalLM": ("minimax-m1", _minimax_m1),
+    "MiniMaxText01ForCausalLM": ("minimax-m1", _minimax_m1),
     "Llama4ForConditionalGeneration": ("llama4", _llama4),
     "Llama4ForCausalLM": ("llama4", _llama4),
     "GptOssForCausalLM": ("gpt-oss", _gpt_oss),

@@ -63,14 +63,17 @@ class LinearAttention(_Spec):
       an output gate z from the fused in_proj.
     kind kda (Kimi Delta Attention, Kimi Linear 2025): a decay per channel from a low-rank f_a/f_b projection, beta
       per head, a low-rank g_a/g_b output gate; q, k and v heads equal.
+    kind lightning (Lightning Attention, MiniMax-01 / MiniMax-M1): plain linear attention, S <- exp(-s_h) S + k v^T
+      with a fixed decay per head (no delta rule, no input-dependent gate), SiLU on q, k and v, an RMSNorm over all
+      heads times a sigmoid output gate projected from the layer input; no short conv (conv_kernel 0).
     Layer i is a full (softmax) attention layer when (i + 1) % full_attention_interval == 0, or, given explicitly,
     when i is in full_attention_layers (from 0); a linear one otherwise."""
-    kind: Literal["gated_deltanet", "kda"] = "gated_deltanet"
+    kind: Literal["gated_deltanet", "kda", "lightning"] = "gated_deltanet"
     num_key_heads: int = Field(gt=0)
     num_value_heads: int = Field(gt=0)
     key_head_dim: int = Field(gt=0)
     value_head_dim: int = Field(gt=0)
-    conv_kernel: int = Field(default=4, gt=0)
+    conv_kernel: int = Field(default=4, ge=0)
     full_attention_interval: int | None = Field(default=None, gt=1)
     full_attention_layers: list[int] | None = None
 
@@ -109,8 +112,14 @@ class LinearAttention(_Spec):
 
     @property
     def gates(self) -> int:
-        """Per-token gate values of each value head: decay and beta (GDN); a decay per channel and beta (KDA)."""
-        return 2 if self.kind == "gated_deltanet" else self.key_head_dim + 1
+        """Per-token gate values of each value head: decay and beta (GDN); a decay per channel and beta (KDA);
+        none (lightning: the decay is a constant of the head)."""
+        return {"gated_deltanet": 2, "kda": self.key_head_dim + 1, "lightning": 0}[self.kind]
+
+    @property
+    def conv_state(self) -> int:
+        """Elements of one sequence's conv state: the last conv_kernel - 1 inputs of each channel."""
+        return self.conv_channels * max(0, self.conv_kernel - 1)
 
 
 class Mamba2(_Spec):
@@ -406,6 +415,8 @@ class ModelSpec(_Spec):
         la, h = self.linear_attention, self.hidden_size
         convs = la.conv_channels * la.conv_kernel
         out = la.value_head_dim + la.value_dim * h
+        if la.kind == "lightning":   # qkv_proj, output_gate, one RMSNorm over all heads, out_proj
+            return h * la.conv_channels + h * la.value_dim + la.value_dim + la.value_dim * h
         if la.kind == "kda":
             low_rank = 2 * (h * la.key_head_dim + la.key_head_dim * la.value_dim)   # f_a, f_b, g_a, g_b
             return (h * la.conv_channels + convs + low_rank + la.key_dim + la.num_value_heads
@@ -429,7 +440,7 @@ class ModelSpec(_Spec):
         if la is not None:
             n = self.num_linear_layers
             state += n * la.num_value_heads * la.key_head_dim * la.value_head_dim
-            conv += n * la.conv_channels * (la.conv_kernel - 1)
+            conv += n * la.conv_state
         if mb is not None:
             n = self.num_mamba_layers
             state += n * mb.inner * mb.state_size

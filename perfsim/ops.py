@@ -313,6 +313,9 @@ class SSDScan(LinearRecurrence):
     v_dim = head_dim channels with a state of k_dim = ssm_state_size per channel; B and C per group (num_k_heads
     = n_groups); one gate (dt) per head (gates=1).
 
+    Lightning attention (MiniMax-01; Qin et al. 2024) is the same scan with a fixed decay per head, keys for B and
+    queries for C (gates=0, chunks of 256).
+
     recurrent: S <- exp(dt A) S + dt B x^T, y = C^T S: 5 k_dim v_dim FLOPs per token and head.
     chunked: 2Q(k_dim + v_dim) inside the chunk (C B^T, its masked product with x) plus 4 k_dim v_dim across
       chunks (the chunk state B^T x, the output C S); mamba_ssm's mamba_chunk_scan_combined (5 kernels: dt

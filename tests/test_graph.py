@@ -272,3 +272,16 @@ def test_kimi_delta_attention_layers_between_mla_layers():
     assert kda[0].gates == 128 + 1                      # a decay per channel and one beta per head
     assert len([op for op in ops if op.name == "decay_up"]) == 20 and not [op for op in ops if op.name == "rope"]
     assert kv_cache_bytes(m, 1, 1000) == 7 * 1000 * (512 + 64) * 2   # MLA latents of the 7 MLA layers only
+
+
+def test_lightning_attention_layers_scan_with_a_fixed_decay():
+    from perfsim.ops import SSDScan
+    m = load_model("minimax-m1-80k")   # 7 lightning layers, then 1 softmax layer, ten times
+    ops = graph.ops_of(graph.build(m, "decode", 2, context=4000))
+    scans = [op for op in ops if isinstance(op, SSDScan)]
+    assert len(scans) == 70 and len([op for op in ops if type(op) is Attention]) == 10
+    assert scans[0].gates == 0 and scans[0].num_k_heads == scans[0].num_v_heads == 64
+    assert not [op for op in ops if op.name == "short_conv"]
+    assert len([op for op in ops if op.name == "output_gate"]) == 70
+    prefill = next(op for op in graph.ops_of(graph.build(m, "prefill", 1, seq=1024)) if isinstance(op, SSDScan))
+    assert prefill.chunk == 256 and prefill.flops == 1024 * 64 * (2 * 256 * (128 + 128) + 4 * 128 * 128)

@@ -258,8 +258,10 @@ FIXTURE_TWINS = {
     "NemotronHForCausalLM": "nemotron-nano-12b-v2",
     "Glm4MoeForCausalLM": "glm-4.5-air",
     "KimiLinearForCausalLM": "kimi-linear-48b-a3b",
+    "MiniMaxM1ForCausalLM": "minimax-m1-80k",
     "NemotronHForCausalLM-MoE": "nemotron-3-nano-30b-a3b",
     "Qwen3_5MoeForConditionalGeneration": "qwen3.5-397b-a17b",
+    "Qwen3_5ForConditionalGeneration": "qwen3.5-27b",
     "MiniMaxM2ForCausalLM": "minimax-m2.5",
     "GptOssForCausalLM": "gpt-oss-120b",
     "PhiForCausalLM": "phi-2",
@@ -438,6 +440,9 @@ def test_qwen3_next_and_qwen3_5():
     assert close(q35.params_total, 397 * B, rel=0.01)
     assert close(q35.params_active, 17 * B, rel=0.5 / 17)
     assert q35.linear_attention.num_value_heads == 64 and q35.num_linear_layers == 45
+    # Qwen3.5-27B card: 27B parameters (dense: a SwiGLU MLP in each of its 64 layers)
+    dense = load_model("qwen3.5-27b")
+    assert close(dense.params_total, 27 * B, rel=0.5 / 27) and not dense.is_moe and dense.num_linear_layers == 48
 
 
 def test_nemotron_h_layer_pattern():
@@ -500,3 +505,12 @@ def test_hybrid_readers_refuse_layouts_they_cannot_model(tmp_path, arch, change,
     path.write_text(json.dumps({**cfg, **change}))
     with pytest.raises(SpecError, match=f"field {field}:"):
         from_hf_config(path)
+
+
+def test_minimax_m1():
+    # MiniMax-M1 card: 456B total, 45.9B activated (without the embedding table and LM head)
+    m = load_model("minimax-m1-80k")
+    assert close(m.params_total, 456 * B, rel=0.5 / 456)
+    assert close(m.params_non_embedding - m.lm_head_params(), 45.9 * B, rel=0.05 / 45.9)
+    assert (m.num_linear_layers, m.num_attention_layers) == (70, 10) and m.linear_attention.kind == "lightning"
+    assert m.recurrent_state_elems() == (70 * 64 * 128 * 128, 0)      # no short conv
