@@ -212,7 +212,13 @@ class _Builder:
         T, h = self.w.tokens, self.m.hidden_size
         self.gemm("o_proj", T, h, width, i)
         self.all_reduce("attn_all_reduce", T * h, i)
+        self.block_output_norm("post_mixer_norm", i)
         self.elementwise("attn_residual_add", T * h, i, reads=2, kind="add")
+
+    def block_output_norm(self, name: str, i: int) -> None:
+        """Sandwich norm (Gemma 2/3): the block's output normalised before it joins the residual stream."""
+        if self.m.sandwich_norm:
+            self.add(norm(self.w.tokens, self.m.hidden_size, self.act_dtype, name=name), i)
 
     def linear_attention_block(self, i: int) -> None:
         """Gated DeltaNet (Qwen3-Next): in_proj to q, k, v, z, b, a. KDA (Kimi Linear): q, k, v projections, the
@@ -326,6 +332,7 @@ class _Builder:
         else:
             self.dense_mlp("mlp", m.intermediate_size // w.tp, i)
             self.all_reduce("mlp_all_reduce", T * h, i)
+        self.block_output_norm("post_mlp_norm", i)
         self.elementwise("mlp_residual_add", T * h, i, reads=2, kind="add")
 
     def dense_mlp(self, prefix: str, width: int, i: int) -> None:
@@ -352,6 +359,9 @@ class _Builder:
             self.add(Collective(collective="all_to_all", size_bytes=a2a_bytes, group=w.ep, name="moe_combine"), i)
         if moe.num_shared_experts:
             self.dense_mlp("shared_expert", moe.num_shared_experts * moe.shared_size // w.tp, i)
+            if moe.shared_expert_gate:   # sigmoid(x . w) times the shared output
+                self.gemm("shared_expert_gate", T, 1, h, i)
+                self.elementwise("shared_expert_scale", T * h, i, reads=2, flops=5, kind="activation")
         self.all_reduce("moe_all_reduce", T * h, i)
 
     def head(self) -> None:

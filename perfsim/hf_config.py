@@ -155,7 +155,21 @@ def _mixtral(c: _Config) -> dict[str, Any]:
 
 
 def _qwen3_moe(c: _Config) -> dict[str, Any]:
-    spec = _llama_like(c, qk_norm=True)
+    return _qwen_experts(c, _llama_like(c, qk_norm=True))
+
+
+def _qwen2_moe(c: _Config) -> dict[str, Any]:
+    """Qwen1.5-MoE / Qwen2-MoE: Qwen2 attention (q/k/v biases), routed experts plus one shared expert whose output a
+    sigmoid gate scales."""
+    spec = _qwen_experts(c, _qwen2(c))
+    shared = c.integer("shared_expert_intermediate_size", default=0)
+    if shared and "moe" in spec:
+        spec["moe"].update(num_shared_experts=1, shared_intermediate_size=shared, shared_expert_gate=True)
+    return spec
+
+
+def _qwen_experts(c: _Config, spec: dict[str, Any]) -> dict[str, Any]:
+    """The routed experts of the Qwen MoE families on top of their attention layers' fields."""
     layers, experts = spec["num_layers"], c.integer("num_experts")
     step = c.integer("decoder_sparse_step", default=1)
     dense_only = set(c.int_list("mlp_only_layers"))
@@ -175,8 +189,8 @@ def _qwen3_moe(c: _Config) -> dict[str, Any]:
 
 def _qwen3_next(c: _Config) -> dict[str, Any]:
     """Qwen3-Next and Qwen3.5 MoE (text_config): Gated DeltaNet layers with every full_attention_interval-th layer
-    a gated (sigmoid output gate) softmax attention; MoE with a shared expert. Partial rotary, the shared expert's
-    gate and the MTP layers are not modelled."""
+    a gated (sigmoid output gate) softmax attention; MoE with a sigmoid-gated shared expert. Partial rotary and the
+    MTP layers are not modelled."""
     c = _language_model(c)
     if "intermediate_size" not in c.data:   # Qwen3.5 MoE has no dense layers and gives no dense width
         c = _Config({**c.data, "intermediate_size": c.integer("moe_intermediate_size")}, c.path, c.arch)
@@ -196,7 +210,7 @@ def _qwen3_next(c: _Config) -> dict[str, Any]:
         "conv_kernel": c.integer("linear_conv_kernel_dim", default=4), "full_attention_interval": interval}
     shared = c.integer("shared_expert_intermediate_size", default=0)
     if shared and "moe" in spec:
-        spec["moe"].update(num_shared_experts=1, shared_intermediate_size=shared)
+        spec["moe"].update(num_shared_experts=1, shared_intermediate_size=shared, shared_expert_gate=True)
     return spec
 
 
@@ -289,8 +303,10 @@ def _language_model(c: _Config) -> _Config:
 
 
 def _deepseek_v3(c: _Config) -> dict[str, Any]:
-    """DeepSeek-V3 and the models built on it, e.g. Kimi K2 / K2.5 (whose vision tower is not modelled)."""
+    """DeepSeek-V2 and V3 and the models built on them, e.g. Kimi K2 / K2.5 (whose vision tower is not modelled).
+    Several shared experts run as one MLP of their summed width, as DeepSeek's DeepseekV2MoE builds them."""
     c = _language_model(c)
+    routing = "greedy" if c.arch == "DeepseekV2ForCausalLM" else "noaux_tc"   # the config classes' defaults
     heads = c.integer("num_attention_heads")
     layers = c.integer("num_hidden_layers")
     if c.integer("moe_layer_freq", default=1) != 1:
@@ -316,7 +332,7 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
             "num_shared_experts": c.integer("n_shared_experts", default=0),
             "first_k_dense": c.integer("first_k_dense_replace", default=0),
             # noaux_tc routing keeps a per-expert e_score_correction_bias next to the gate weight
-            "router_bias": c.text("topk_method", "noaux_tc") == "noaux_tc",
+            "router_bias": c.text("topk_method", routing) == "noaux_tc",
         },
     }
     if c.integer("index_topk", default=None) is not None:   # DeepSeek-V3.2's sparse attention
@@ -467,6 +483,79 @@ def _internlm(c: _Config) -> dict[str, Any]:
     return _llama_like(c, qkv_bias=bias, out_bias=bias)
 
 
+# Gemma 2 / Gemma 3 configuration defaults (transformers Gemma2Config, Gemma3TextConfig): a Gemma 3 checkpoint's
+# text_config often lists only the keys that differ from them.
+_GEMMA_DEFAULTS = {
+    "Gemma2ForCausalLM": {"vocab_size": 256000, "max_position_embeddings": 8192, "head_dim": 256,
+                          "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True,
+                          "sliding_window": 4096},
+    "Gemma3": {"vocab_size": 262208, "max_position_embeddings": 131072, "head_dim": 256,
+               "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True, "sliding_window": 4096,
+               "sliding_window_pattern": 6},
+}
+
+
+def _gemma(c: _Config) -> dict[str, Any]:
+    """Gemma 2 and Gemma 3 (Gemma3ForConditionalGeneration: its text_config; the SigLIP vision tower is not
+    modelled): GeGLU MLP, sandwich norms around both blocks, tied embeddings, per-head q/k norms in Gemma 3.
+    Sliding-window layers after layer_types, else every other layer from the first (Gemma 2) or all but every
+    sliding_window_pattern-th (Gemma 3). Logit soft-capping and the embedding scale do not change cost."""
+    c = _language_model(c)
+    gemma3 = c.arch.startswith("Gemma3")
+    data = {**_GEMMA_DEFAULTS["Gemma3" if gemma3 else c.arch], **c.data}
+    data["hidden_act"] = data.get("hidden_activation") or data.get("hidden_act")
+    c = _Config(data, c.path, c.arch)
+    spec = _llama_like(c, qk_norm=gemma3) | {"sandwich_norm": True}
+    layers, window = spec["num_layers"], c.integer("sliding_window")
+    if "layer_types" not in c.data:
+        pattern = c.integer("sliding_window_pattern") if gemma3 else 2
+        sliding = layers - layers // pattern if gemma3 else (layers + 1) // 2
+        spec.update(sliding_window=window, num_sliding_layers=sliding)
+    return spec
+
+
+def _mistral3(c: _Config) -> dict[str, Any]:
+    """Mistral Small 3.1 and later (Mistral3ForConditionalGeneration): the Mistral language model of text_config;
+    the Pixtral vision tower and its projector are not modelled."""
+    return _llama(_language_model(c))
+
+
+def _olmo2(c: _Config) -> dict[str, Any]:
+    """OLMo 2 and OLMoE: q/k RMSNorm over the whole projections; OLMoE's every layer routes to experts of
+    `intermediate_size`. OLMo 2 normalises each block's output instead of its input (the same two norms a layer);
+    clip_qkv does not change cost."""
+    spec = _llama_like(c, qk_norm=True) | {"qk_norm_per_channel": True}
+    if c.arch == "OlmoeForCausalLM":
+        spec["moe"] = {"num_experts": c.integer("num_experts"), "top_k": c.integer("num_experts_per_tok"),
+                       "expert_intermediate_size": spec["intermediate_size"]}
+    return spec
+
+
+def _starcoder2(c: _Config) -> dict[str, Any]:
+    """StarCoder2: GQA with rotary positions, LayerNorm, a plain GELU MLP, biases everywhere unless use_bias is
+    false; a sliding window over every layer."""
+    bias = c.flag("use_bias", True)
+    return _llama_like(c) | {"mlp": "plain", "activation": c.activation("hidden_act", "gelu_pytorch_tanh"),
+                             "norm": "layernorm", "qkv_bias": bias, "out_bias": bias, "mlp_bias": bias}
+
+
+def _opt(c: _Config) -> dict[str, Any]:
+    """OPT: learned positions (two more table rows than max_position_embeddings, left uncounted), LayerNorm, a plain
+    ReLU MLP of ffn_dim, biases unless enable_bias is false, tied embeddings."""
+    hidden = c.integer("hidden_size")
+    if c.integer("word_embed_proj_dim", default=hidden) != hidden:
+        raise c._fail("word_embed_proj_dim", f"only equal to hidden_size ({hidden}) is supported (no project_in/out)")
+    bias = c.flag("enable_bias", True)
+    return {
+        "hidden_size": hidden, "num_layers": c.integer("num_hidden_layers"),
+        "num_heads": c.integer("num_attention_heads"), "intermediate_size": c.integer("ffn_dim"),
+        "vocab_size": c.integer("vocab_size"), "max_seq_len": c.integer("max_position_embeddings"),
+        "mlp": "plain", "activation": c.activation("activation_function", "relu"), "norm": "layernorm",
+        "position": "learned", "tie_embeddings": c.flag("tie_word_embeddings", True),
+        "qkv_bias": bias, "out_bias": bias, "mlp_bias": bias,
+    }
+
+
 _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "LlamaForCausalLM": ("llama", _llama),
     "MistralForCausalLM": ("mistral", _llama),
@@ -494,6 +583,18 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "PhiForCausalLM": ("phi", _phi),
     "QWenLMHeadModel": ("qwen", _qwen1),
     "InternLMForCausalLM": ("internlm", _internlm),
+    "Gemma2ForCausalLM": ("gemma2", _gemma),
+    "Gemma3ForCausalLM": ("gemma3", _gemma),
+    "Gemma3ForConditionalGeneration": ("gemma3", _gemma),
+    "Phi3ForCausalLM": ("phi3", _llama),
+    "Mistral3ForConditionalGeneration": ("mistral3", _mistral3),
+    "DeepseekV2ForCausalLM": ("deepseek-v2", _deepseek_v3),
+    "Qwen2MoeForCausalLM": ("qwen2-moe", _qwen2_moe),
+    "Olmo2ForCausalLM": ("olmo2", _olmo2),
+    "OlmoeForCausalLM": ("olmoe", _olmo2),
+    "GraniteForCausalLM": ("granite", _llama),
+    "Starcoder2ForCausalLM": ("starcoder2", _starcoder2),
+    "OPTForCausalLM": ("opt", _opt),
 }
 
 

@@ -160,6 +160,7 @@ class MoE(_Spec):
     layer_step: int = Field(default=1, ge=1)      # then every layer_step-th layer is MoE, the rest dense (Llama 4)
     router_bias: bool = False
     expert_bias: bool = False
+    shared_expert_gate: bool = False  # sigmoid(x . w) scales the shared experts' output (Qwen2-MoE)
 
     @field_validator("top_k")
     @classmethod
@@ -172,6 +173,11 @@ class MoE(_Spec):
     @property
     def shared_size(self) -> int:
         return self.shared_intermediate_size or self.expert_intermediate_size
+
+    def router_params(self, hidden: int) -> int:
+        """The gate (hidden x experts), its per-expert bias, and the shared experts' gate vector."""
+        return hidden * self.num_experts + (self.num_experts if self.router_bias else 0) \
+            + (hidden if self.shared_expert_gate else 0)
 
 
 class ModelSpec(_Spec):
@@ -195,6 +201,8 @@ class ModelSpec(_Spec):
     out_bias: bool = False
     mlp_bias: bool = False
     qk_norm: bool = False          # per-head RMSNorm on q and k (Qwen3)
+    qk_norm_per_channel: bool = False  # the q/k RMSNorm spans the whole projection, a weight per channel (OLMo 2)
+    sandwich_norm: bool = False    # an RMSNorm on each block's output before the residual add as well (Gemma 2/3)
     attention_sinks: bool = False  # one learned logit per head (gpt-oss)
     attention_output_gate: bool = False  # sigmoid gate on the attention output from a second q_proj half (Qwen3-Next)
     sliding_window: int | None = Field(default=None, gt=0)
@@ -402,7 +410,7 @@ class ModelSpec(_Spec):
         if self.out_bias:
             params += h
         if self.qk_norm:
-            params += 2 * d
+            params += (nh + nkv) * d if self.qk_norm_per_channel else 2 * d
         if self.attention_sinks:
             params += nh
         return params
@@ -457,12 +465,16 @@ class ModelSpec(_Spec):
     def norm_params(self) -> int:
         return self.hidden_size * (2 if self.norm == "layernorm" else 1)
 
+    @property
+    def norms_per_block(self) -> int:
+        """Hidden-wide norms per residual block: the input norm, and with sandwich_norm the output norm."""
+        return 2 if self.sandwich_norm else 1
+
     def _moe_layer_params(self, active: bool) -> int:
         m = self.moe
         experts = m.top_k if active else m.num_experts
-        router = self.hidden_size * m.num_experts + (m.num_experts if m.router_bias else 0)
         return (experts * self.mlp_params(m.expert_intermediate_size, m.expert_bias)
-                + m.num_shared_experts * self.mlp_params(m.shared_size, False) + router)
+                + m.num_shared_experts * self.mlp_params(m.shared_size, False) + m.router_params(self.hidden_size))
 
     def embedding_params(self) -> int:
         params = self.vocab_size * self.hidden_size
@@ -479,7 +491,7 @@ class ModelSpec(_Spec):
             mixers += self.num_linear_layers * self.linear_attention_params()
         if self.num_mamba_layers:
             mixers += self.num_mamba_layers * self.mamba_params()
-        norms = sum(self.blocks(i) for i in range(self.num_layers)) * self.norm_params()
+        norms = sum(self.blocks(i) for i in range(self.num_layers)) * self.norm_params() * self.norms_per_block
         total = mixers + norms + self.num_dense_layers * self.mlp_params(self.intermediate_size)
         if self.moe:
             total += self.num_moe_layers * self._moe_layer_params(active)

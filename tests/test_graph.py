@@ -285,3 +285,12 @@ def test_lightning_attention_layers_scan_with_a_fixed_decay():
     assert len([op for op in ops if op.name == "output_gate"]) == 70
     prefill = next(op for op in graph.ops_of(graph.build(m, "prefill", 1, seq=1024)) if isinstance(op, SSDScan))
     assert prefill.chunk == 256 and prefill.flops == 1024 * 64 * (2 * 256 * (128 + 128) + 4 * 128 * 128)
+
+
+def test_sandwich_norms_and_the_shared_expert_gate_are_ops():
+    names = [op.name for op in graph.ops_of(graph.build("gemma-2-9b", "decode", batch=2, context=64))]
+    assert names.count("post_mixer_norm") == names.count("post_mlp_norm") == 42
+    names = [op.name for op in graph.ops_of(graph.build("qwen2-57b-a14b", "decode", batch=2, context=64))]
+    assert names.count("shared_expert_gate") == 28
+    names = [op.name for op in graph.ops_of(graph.build("llama-3.1-8b", "decode", batch=2, context=64))]
+    assert "post_mixer_norm" not in names and "shared_expert_gate" not in names

@@ -267,6 +267,19 @@ FIXTURE_TWINS = {
     "PhiForCausalLM": "phi-2",
     "QWenLMHeadModel": "qwen-72b",
     "InternLMForCausalLM": "internlm-20b",
+    "Gemma2ForCausalLM": "gemma-2-9b",
+    "Gemma3ForCausalLM": "gemma-3-1b",
+    "Gemma3ForConditionalGeneration": "gemma-3-27b-it",
+    "Phi3ForCausalLM": "phi-4",
+    "Phi3ForCausalLM-mini": "phi-3-mini-4k",
+    "Mistral3ForConditionalGeneration": "mistral-small-3.1-24b",
+    "DeepseekV2ForCausalLM": "deepseek-v2-lite",
+    "Qwen2MoeForCausalLM": "qwen2-57b-a14b",
+    "OlmoeForCausalLM": "olmoe-1b-7b",
+    "Olmo2ForCausalLM": "olmo-2-7b",
+    "OPTForCausalLM": "opt-66b",
+    "GraniteForCausalLM": "granite-3.3-8b",
+    "Starcoder2ForCausalLM": "starcoder2-15b",
 }
 
 
@@ -514,3 +527,61 @@ def test_minimax_m1():
     assert close(m.params_non_embedding - m.lm_head_params(), 45.9 * B, rel=0.05 / 45.9)
     assert (m.num_linear_layers, m.num_attention_layers) == (70, 10) and m.linear_attention.kind == "lightning"
     assert m.recurrent_state_elems() == (70 * 64 * 128 * 128, 0)      # no short conv
+
+
+# Published totals: exact ones are safetensors sums (model.safetensors.index.json total_size / 2 for bf16) or
+# keras-hub preset counts of the same checkpoints; rounded ones are model cards and papers.
+@pytest.mark.parametrize("name,published,rel", [
+    ("gemma-2-9b", 9_241_705_984, 0),             # gemma-2-9b-it index total_size 18,483,411,968 bytes
+    ("gemma-3-1b", 999_885_952, 0),               # keras-hub gemma3_instruct_1b
+    # keras-hub gemma3_text_instruct_27b: 27,009,002,240 with 262,144 embedding rows; the HF checkpoint has 262,208
+    ("gemma-3-27b-it", 27_009_002_240 + 64 * 5376, 0),
+    ("phi-4", 14_659_507_200, 0),                 # phi-4 index total_size 29,319,014,400 bytes
+    ("phi-3-mini-4k", 3_821_079_552, 0),          # keras-hub phi3_mini_4k_instruct_en
+    ("mistral-small-3.1-24b", 23_572_403_200, 0),  # Mistral-Small-24B-Instruct-2501 index, same language model
+    ("deepseek-v2-lite", 15_706_484_224, 0),      # tensors of DeepSeek-V2-Lite-Chat summed
+    ("granite-3.3-8b", 8_170_864_640, 0),         # listed count of granite-3.3-8b-instruct
+    ("qwen2-57b-a14b", 57 * B, 0.5 / 57),
+    ("olmoe-1b-7b", 6.9 * B, 0.05 / 6.9),         # OLMoE paper: 6.9B total, 1.3B active
+    ("opt-66b", 66 * B, 0.5 / 66),
+    ("starcoder2-15b", 15.96 * B, 0.01),          # card: "15B"; the untied LM head makes it 16.0B
+])
+def test_new_architectures_match_published_counts(name, published, rel):
+    m = load_model(name)
+    assert close(m.params_total, published, rel=rel) if rel else m.params_total == published
+
+
+def test_gemma_sliding_layers_and_sandwich_norms():
+    g2, g3 = load_model("gemma-2-9b"), load_model("gemma-3-1b")
+    assert (g2.sliding_window, g2.sliding_layers) == (4096, 21)      # every other of 42 layers
+    assert (g3.sliding_window, g3.sliding_layers) == (512, 22)       # 5 of every 6 of 26 layers
+    assert g2.sandwich_norm and g3.sandwich_norm and g3.qk_norm and not g2.qk_norm
+    # four norms per layer instead of two: 2 x hidden more parameters per layer
+    plain = g2.model_copy(update={"sandwich_norm": False})
+    assert g2.params_total - plain.params_total == 2 * 42 * 3584
+
+
+def test_deepseek_v2_and_qwen2_moe_routing():
+    lite = load_model("deepseek-v2-lite")
+    assert lite.mla.q_lora_rank is None and not lite.moe.router_bias   # greedy softmax routing, no score bias
+    # DeepSeek-V2-Lite card: 2.4B activated (what it counts is not stated; 2.45B here without the input embedding)
+    assert close(lite.params_active - lite.vocab_size * lite.hidden_size, 2.4 * B, rel=0.1 / 2.4)
+    q = load_model("qwen2-57b-a14b")
+    assert q.moe.shared_expert_gate and q.qkv_bias and not q.out_bias
+    assert close(q.params_active, 14 * B, rel=0.5 / 14)
+    olmoe = load_model("olmoe-1b-7b")
+    assert olmoe.qk_norm_per_channel and close(olmoe.params_active, 1.3 * B, rel=0.05 / 1.3)
+
+
+def test_deepseek_v2_default_routing_has_no_bias(tmp_path):
+    cfg = json.loads((FIXTURES / "DeepseekV2ForCausalLM" / "config.json").read_text())
+    del cfg["topk_method"]                 # DeepseekV2Config's default is greedy; V3's is noaux_tc
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert not from_hf_config(tmp_path).moe.router_bias
+
+
+def test_opt_refuses_a_projected_embedding(tmp_path):
+    cfg = json.loads((FIXTURES / "OPTForCausalLM" / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "word_embed_proj_dim": 512}))
+    with pytest.raises(SpecError, match="field word_embed_proj_dim:"):
+        from_hf_config(tmp_path)

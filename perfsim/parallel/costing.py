@@ -45,7 +45,8 @@ from perfsim.ops import (
     dispatch_bytes,
 )
 
-RESIDUAL_OPS = ("input_norm", "attn_residual_add", "post_attn_norm", "mlp_residual_add")
+RESIDUAL_OPS = ("input_norm", "attn_residual_add", "post_attn_norm", "mlp_residual_add", "post_mixer_norm",
+                "post_mlp_norm")
 
 
 def per_node(stride: int, group: int, devices_per_node: int) -> int:

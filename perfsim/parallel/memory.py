@@ -72,7 +72,8 @@ class ModelMemory:
             if m.qkv_bias:
                 params = params + (a / tp + 2 * kv_rank) * d
             # the per-head q/k norms, the sinks and the output bias, as ModelSpec.attention_params counts them
-            params = params + (2 * d if m.qk_norm else 0) + (a / tp if m.attention_sinks else 0) \
+            qk_norm = (a / tp + kv_rank) * d if m.qk_norm_per_channel else 2 * d
+            params = params + (qk_norm if m.qk_norm else 0) + (a / tp if m.attention_sinks else 0) \
                 + (h if m.out_bias else 0)
         if m.num_attention_layers == self.L:
             return params
@@ -84,13 +85,13 @@ class ModelMemory:
         """(replicated-over-dp params, expert params) of one layer on one rank: the mean mixer and norms, and a
         non-MoE layer's share of the dense MLPs (all of one, unless a layer pattern has mixer-only layers)."""
         m, tp, ep = self.m, _a(tp), _a(ep)
-        norms = sum(m.blocks(i) for i in range(self.L)) / self.L * m.norm_params()
+        norms = sum(m.blocks(i) for i in range(self.L)) / self.L * m.norm_params() * m.norms_per_block
         base = self.attention_params(tp) + norms
         if not moe:
             share = self.n_dense / max(1, self.L - self.n_moe)
             return base + share * m.mlp_params(m.intermediate_size) / tp, np.zeros_like(tp)
         mo = m.moe
-        router = m.hidden_size * mo.num_experts + (mo.num_experts if mo.router_bias else 0)
+        router = mo.router_params(m.hidden_size)
         shared = mo.num_shared_experts * m.mlp_params(mo.shared_size, False) / tp
         experts = mo.num_experts / ep * m.mlp_params(mo.expert_intermediate_size, mo.expert_bias) / tp
         return base + router + shared, experts
