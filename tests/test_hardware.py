@@ -29,7 +29,7 @@ REQUIRED = {
 # Real hardware whose aggregate capacities are not nested; everything else must grow outward.
 #   a40: 84 SMs x 100 KiB shared memory (8.2 MiB) exceeds GA102's 6 MiB L2.
 #   xeon-8480: 56 x 2 MiB private L2 (112 MiB) exceeds the 105 MB non-inclusive L3.
-CAPACITY_INVERSIONS = {("a40", "smem", "l2"), ("xeon-8480", "l2", "l3")}
+CAPACITY_INVERSIONS = {("a40", "smem", "l2"), ("a10", "smem", "l2"), ("mi355x", "lds", "l2"), ("xeon-8480", "l2", "l3")}
 
 DEVICES = [n for n in hardware_names() if isinstance(load_hardware(n), Device)]
 LINKS = [n for n in hardware_names() if isinstance(load_hardware(n), Link)]
