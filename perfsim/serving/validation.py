@@ -64,8 +64,10 @@ AIC_SYSTEMS = {"h100_sxm": "dgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "dgx-
 # ML.ENERGY GPU (perfsim device) -> perfsim system
 MLE_SYSTEMS = {"h100-sxm": "dgx-h100", "b200": "dgx-b200", "h200-sxm": "hgx-h200", "a100-sxm-80gb": "dgx-a100-80gb"}
 AIC_PRECISION = {"fp8": "fp8", "fp4": "fp4", "bf16": "bf16", "fp16": "fp16"}
-# LM-Arena chat prompts: the data set gives no input length; an assumed mean prompt (conversation) length.
-MLE_ASSUMED_ISL = 512
+# LM-Arena chat prompts: the data set gives no input length. Each request is a conversation so far (all earlier
+# turns concatenated); their mean is 634 tokens (ML.ENERGY's v3.0 leaderboard post, ml-energy/blog
+# docs/posts/ml-energy-leaderboard-v3.0.md at 2bfa158d: "mean 634 vs. 224" input tokens, chat vs. GPQA).
+MLE_ASSUMED_ISL = 634
 TARGET_MAPE = 0.20
 # Models whose silicon rows are simulated with multi-token prediction: DeepSeek-V3/R1 ship one MTP module and
 # the engines' DeepSeek recipes decode with it (aiconfigurator's default for the architecture, nextn = 1);
