@@ -1,8 +1,9 @@
 """Training-step validation: predicted vs published iteration times and throughputs, per row.
 
 Korthikanti et al. 2022 (Table 4: 22B, 175B, 530B, 1T; full recomputation vs sequence parallel + selective
-recomputation) and Narayanan et al. 2021 (Table 1: GPT 1.7B..1T, per-GPU throughput) on DGX A100 80GB.
-Rows and sources: tests/data/published_training_runs.yaml. Nothing is fitted to these rows.
+recomputation) and Narayanan et al. 2021 (Table 1: GPT 1.7B..1T, per-GPU throughput) on DGX A100 80GB;
+DeepSeek-V3's pre-training throughput on 2048 H800s (DeepSeek-AI 2024). Rows and sources:
+tests/data/published_training_runs.yaml. Nothing is fitted to these rows.
 
     python benchmarks/training_validation.py [--profile auto|none|PATH]
 """
@@ -28,13 +29,14 @@ def main() -> None:
     t0 = time.perf_counter()
     rows = compare(profile=profile)
     print(f"cost model: {what}")
-    print(f"{'run':32s} {'metric':16s} {'published':>10s} {'perfsim':>10s} {'error':>8s}  plan")
+    print(f"{'run':32s} {'metric':20s} {'published':>10s} {'perfsim':>10s} {'error':>8s}  plan")
     for r in rows:
         plan = ", ".join(f"{k}={v}" for k, v in r.plan.items() if k not in ("ep", "cp", "zero") or v not in (0, 1))
         flag = f"  (assumed: {', '.join(r.assumed)})" if r.assumed else ""
-        print(f"{r.id:32s} {r.metric:16s} {r.published:10.2f} {r.predicted:10.2f} {100 * r.error:+7.1f}%  {plan}{flag}")
+        print(f"{r.id:32s} {r.metric:20s} {r.published:10.2f} {r.predicted:10.2f} {100 * r.error:+7.1f}%  {plan}{flag}")
     for name, prefix in (("Korthikanti et al. 2022, Table 4 (iteration time)", "korthikanti"),
-                         ("Narayanan et al. 2021, Table 1 (TFLOP/s per GPU)", "narayanan")):
+                         ("Narayanan et al. 2021, Table 1 (TFLOP/s per GPU)", "narayanan"),
+                         ("DeepSeek-V3 technical report (tokens/s per H800)", "deepseek")):
         sub = [r for r in rows if r.id.startswith(prefix)]
         worst = max(sub, key=lambda r: abs(r.error))
         print(f"{name}: mean |error| {100 * mean_abs_error(sub):.2f}% over {len(sub)} rows, "

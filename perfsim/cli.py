@@ -208,6 +208,9 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
             recompute: str = typer.Option("none", "--recompute", help="none, selective or full (train)."),
             zero: int = typer.Option(0, "--zero", help="ZeRO stage 0-3 (train)."),
             interleave: int = typer.Option(1, "--interleave", help="Virtual pipeline stages per rank (train)."),
+            ep_overlap: bool = typer.Option(False, "--ep-overlap",
+                                            help="train: MoE all-to-all hidden behind another micro-batch's "
+                                                 "compute (DualPipe)."),
             steps: int = typer.Option(1, "--steps", help="train: optimizer steps for the energy/cost footprint."),
             power_limit: str | None = typer.Option(None, "--power-limit", help="Per-GPU power cap, e.g. 330W."),
             price_per_gpu_hour: float | None = typer.Option(None, "--price-per-gpu-hour",
@@ -221,7 +224,7 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
         est = predict_parallel(model, hardware, task.value, num_gpus, tp=tp, pp=pp, dp=dp, ep=ep, cp=cp,
                                global_batch=global_batch or batch, micro_batch=micro_batch, seq=seq, context=context,
                                recompute=recompute, zero=zero, interleave=interleave, dtype=dtype.value,
-                               profile=None if profile == "none" else profile)
+                               profile=None if profile == "none" else profile, ep_overlap=ep_overlap)
         from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, run_footprint
         if steps < 1:
             raise InvalidInputError(f"steps: must be >= 1, got {steps}")

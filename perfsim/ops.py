@@ -470,6 +470,8 @@ class MoEExperts(Op):
     `num_experts` is the experts held on this device (after expert parallelism); `total_experts` the
     model's. With p_e the routing probability of local expert e (see routing_probabilities), the device
     computes T * sum(p_e) token-expert pairs and reads the weights of sum(1 - (1 - p_e)^T) experts.
+    `scanned_tokens`: the tokens its routing and permutation passes read, when fewer than `tokens` (an
+    all-to-all dispatch delivers each rank only its own tokens' routes; default: all `tokens`).
     """
     tokens: int
     hidden: int
@@ -481,6 +483,7 @@ class MoEExperts(Op):
     dtype: str = "bf16"
     weight_dtype: str | None = None
     distribution: str = "balanced"
+    scanned_tokens: int | None = None
 
     kind = "moe"
     matrix = True

@@ -4,6 +4,7 @@ the training step and its validation against published runs."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ A100 = "dgx-a100-80gb"
 @pytest.mark.parametrize("plan, kwargs, field, words", [
     (Plan(tp=3), {}, "tp:", "num_heads"),
     (Plan(ep=2, dp=2), {}, "ep:", "dense"),
-    (Plan(pp=5), {}, "pp:", "num_layers"),
+    (Plan(pp=5, interleave=2), {}, "interleave:", "num_layers"),
     (Plan(pp=200), {}, "pp:", "exceed"),
     (Plan(interleave=2), {}, "interleave:", "pp > 1"),
     (Plan(dp=4, micro_batch=3), {"global_batch": 16}, "global_batch:", "multiple"),
@@ -243,6 +244,46 @@ def test_korthikanti_iteration_times_within_floor():
             sel = next(x for x in rows if x.id == r.id.replace("-full", "-sp-selective"))
             assert r.predicted > sel.predicted
             assert math.isclose(r.predicted / sel.predicted, r.published / sel.published, rel_tol=0.15)
+
+
+def test_deepseek_v3_pretraining_throughput_within_floor():
+    """DeepSeek-V3 on 2048 H800s (180K GPU-hours per trillion tokens, PP16 / EP64 / ZeRO-1, FP8, DualPipe): a
+    floor that a regression would break; the benchmark prints the error (about -21%: the all-to-all is priced
+    without DeepSeek's node-limited, per-node deduplicated FP8 dispatch)."""
+    from perfsim.parallel.validation import compare
+    (row,) = compare(prefix="deepseek-v3-h800")
+    assert abs(row.error) < 0.35, row.predicted
+
+
+def test_uneven_pipeline_stages():
+    """61 layers on 16 stages: the heaviest stage holds 4, and more layers never train faster."""
+    from perfsim.parallel.memory import stage_layers
+    assert stage_layers(61, 16) == 4 and stage_layers(64, 16) == 4
+    assert not plan_problems(Plan(pp=16, ep=64, dp=128), load_model("deepseek-v3"), global_batch=1024, seq=4096)
+    base = load_model("llama-2-7b")
+    times = [train_step(base.model_copy(update={"num_layers": n}), A100, Plan(pp=8, dp=1), 16, 1024).latency_s
+             for n in (24, 30, 32)]
+    assert times[0] < times[1] <= times[2]
+
+
+def test_ep_overlap_hides_the_all_to_all():
+    kw = dict(global_batch=32, seq=2048)
+    plan = Plan(ep=8, dp=8, micro_batch=1)
+    exposed = train_step("mixtral-8x7b", "dgx-h100", plan, **kw)
+    hidden = train_step("mixtral-8x7b", "dgx-h100", replace(plan, ep_overlap=True), **kw)
+    assert hidden.time_breakdown["ep_comm"] < exposed.time_breakdown["ep_comm"]
+    assert hidden.latency_s < exposed.latency_s
+    dense = [train_step("llama-2-7b", "dgx-h100", Plan(dp=8, ep_overlap=o), **kw).latency_s for o in (False, True)]
+    assert dense[0] == dense[1]
+
+
+def test_all_to_all_dispatch_scans_only_the_ranks_own_tokens():
+    from perfsim.costmodel import op_time
+    from perfsim.ops import MoEExperts
+    op = MoEExperts(tokens=65536, hidden=7168, inter=2048, top_k=8, num_experts=4, total_experts=256, dtype="fp8")
+    full, own = (op_time(replace(op, scanned_tokens=s), "h100-sxm").time_s for s in (None, 65536 // 64))
+    assert own < full
+    assert op_time(replace(op, scanned_tokens=65536), "h100-sxm").time_s == pytest.approx(full)
 
 
 @pytest.mark.parametrize("task, kw", [("train", dict(seq=1024)), ("prefill", dict(seq=1024)),

@@ -78,7 +78,7 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
         tile_s = params.gemm_for(device.compute_dtype(op.dtype)).tile_overhead_cycles / roofs.clock_hz
         t = moe_time(op.tokens, op.hidden, op.inter, op.top_k, op.experts_total, op.num_experts, float(op.gated),
                      nbytes(fmt), _activation_bytes(op.dtype), device.peak_flops(op.dtype), roofs, p,
-                     op.distribution, tile_s)[0]
+                     op.distribution, tile_s, op.scanned_tokens)[0]
         return float(t), p.launch_s
     if isinstance(op, (Elementwise, Embedding)):
         p = params.elementwise_for(op.kind)

@@ -33,17 +33,21 @@ TILE_M, TILE_N = 128.0, 128.0
 
 
 def moe_time(tokens, hidden, inter, top_k, experts_total, experts_local, gated, w_bytes, a_bytes, peak,
-             roofs: DeviceRoofs, p: MoEParams, distribution: str = "balanced", tile_overhead_s: float = 0.0):
+             roofs: DeviceRoofs, p: MoEParams, distribution: str = "balanced", tile_overhead_s: float = 0.0,
+             scanned=None):
     """Seconds per call, vectorised over rows that share (top_k, experts_total, experts_local, distribution);
-    the mean over the routing's draws of expert loads (one for balanced routing)."""
-    tokens, hidden, inter, gated, w_bytes, a_bytes, peak = (
+    the mean over the routing's draws of expert loads (one for balanced routing). `scanned`: tokens the
+    routing and permutation passes read (default: `tokens`)."""
+    scanned = tokens if scanned is None else scanned
+    tokens, hidden, inter, gated, w_bytes, a_bytes, peak, scanned = (
         x[:, None, None] for x in np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, float)) for v in
-                                                        (tokens, hidden, inter, gated, w_bytes, a_bytes, peak))))
+                                                        (tokens, hidden, inter, gated, w_bytes, a_bytes, peak,
+                                                         scanned))))
     unique, index = np.unique(tokens[:, 0, 0], return_inverse=True)
     per_count = [_routed(t, top_k, experts_total, experts_local, distribution) for t in unique]
     row_tiles, experts_hit, assignments = (np.stack([c[i] for c in per_count])[index.reshape(-1)] for i in range(3))
     per_unit = peak / roofs.units * p.compute_efficiency
-    total = p.launch_s + p.expert_s * experts_local + (assignments * p.route_bytes + tokens * p.token_bytes) * \
+    total = p.launch_s + p.expert_s * experts_local + (assignments * p.route_bytes + scanned * p.token_bytes) * \
         hidden / (roofs.main_bw * p.memory_efficiency)
     n_up = inter * np.where(gated > 0, 2.0, 1.0)
     for n, k in ((n_up, hidden), (hidden, inter)):

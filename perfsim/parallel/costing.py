@@ -16,7 +16,8 @@ Communication per layer (Korthikanti et al. 2022, Sec. 4.2.2; Narayanan et al. 2
                                 of the output-projection gradients (exposed), and the re-all-gather of the
                                 QKV / MLP-up inputs for their weight gradients (under the input-gradient GEMMs)
   tp_overlap               every TP collective hidden behind its neighbouring GEMM, up to that GEMM's time
-  expert parallel          all-to-all dispatch and combine per MoE layer, forward and backward (exposed)
+  expert parallel          all-to-all dispatch and combine per MoE layer, forward and backward (exposed; with
+                           ep_overlap hidden behind the layer's compute of another micro-batch, as DualPipe does)
   context parallel         ring attention: cp-1 exchanges of the K/V chunk per layer forward, of K/V and their
                            gradients backward, each overlapped with the attention of the previous chunk
 An exposed collective adds its time; an overlapped one adds max(0, t_comm - t_compute it hides under).
@@ -175,10 +176,11 @@ class Costing:
         if ops is None:
             ops = self._fwd[key] = self._build_forward_ops(task, batch, seq, context, tp, layer, sp, unfused)
         if ep > 1 and self.model.moe:
-            # tokens of the ep data-parallel replicas meet on the experts this rank holds
+            # tokens of the ep data-parallel replicas meet on the experts this rank holds; the all-to-all delivers
+            # only their routes here, so the routing and permutation passes read this rank's own tokens
             E = self.model.moe.num_experts
-            ops = [replace(op, tokens=op.tokens * ep, num_experts=E // ep) if isinstance(op, MoEExperts) else op
-                   for op in ops]
+            ops = [replace(op, tokens=op.tokens * ep, num_experts=E // ep, scanned_tokens=op.tokens)
+                   if isinstance(op, MoEExperts) else op for op in ops]
         return ops
 
     def _build_forward_ops(self, task, batch, seq, context, tp, layer, sp, unfused) -> list[Op]:
@@ -199,33 +201,34 @@ class Costing:
 
     # ---- training layer table ------------------------------------------------------------------
     def train_layer(self, tp: int, micro_batch: int, cp: int, ep: int, seq: int, sp: bool, tp_overlap: bool,
-                    unfused: bool, a2a_group: int | None = None, a2a_stride: int | None = None
-                    ) -> tuple[LayerCost, LayerCost]:
+                    unfused: bool, a2a_group: int | None = None, a2a_stride: int | None = None,
+                    ep_overlap: bool = False) -> tuple[LayerCost, LayerCost]:
         """(dense, MoE) per-layer costs for one micro-batch of `micro_batch` sequences of `seq` tokens.
 
         ep: the data-parallel expert split (expert_layout's ep_data); a2a_group / a2a_stride: the ranks of the
         all-to-all and their spacing (default ep ranks spaced tp x cp apart)."""
         a2a_group = ep if a2a_group is None else a2a_group
         a2a_stride = tp * cp if a2a_stride is None else a2a_stride
-        key = ("train", tp, micro_batch, cp, ep, seq, sp, tp_overlap, unfused, a2a_group, a2a_stride)
+        key = ("train", tp, micro_batch, cp, ep, seq, sp, tp_overlap, unfused, a2a_group, a2a_stride, ep_overlap)
         hit = self._layers.get(key)
         if hit is not None:
             return hit
         sums = {False: [LayerCost(), 0], True: [LayerCost(), 0]}
         for index, is_moe, count in self.kinds():
             a2a = (a2a_group, a2a_stride) if is_moe else (1, 1)
-            kkey = ("kind", tp, micro_batch, cp, ep if is_moe else 1, seq, sp, tp_overlap, unfused, index) + a2a
+            kkey = ("kind", tp, micro_batch, cp, ep if is_moe else 1, seq, sp, tp_overlap, unfused, index) + a2a \
+                + (ep_overlap,)
             c = self._layers.get(kkey)
             if c is None:
                 c = self._layers[kkey] = self._train_layer_kind(tp, micro_batch, cp, ep if is_moe else 1, seq, sp,
-                                                                tp_overlap, unfused, index, *a2a)
+                                                                tp_overlap, unfused, index, *a2a, ep_overlap)
             _accumulate(sums[is_moe], c, count)
         out = [_mean(sums[False]), _mean(sums[True])]
         hit = self._layers[key] = (out[0], out[1])
         return hit
 
     def _train_layer_kind(self, tp, b, cp, ep, seq, sp, tp_overlap, unfused, index, a2a_group,
-                          a2a_stride) -> LayerCost:
+                          a2a_stride, ep_overlap=False) -> LayerCost:
         m = self.model
         s_loc = seq // cp
         fwd_ops = self._forward_ops("train", b, s_loc, None, tp, index, ep, sp, unfused)
@@ -295,7 +298,9 @@ class Costing:
             mo = m.moe
             size = dispatch_bytes(s_loc * b, mo.top_k, mo.num_experts, m.hidden_size, ep, "train") / (tp if sp else 1)
             a2a = self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
-            c.ep_fwd, c.ep_bwd = 2 * a2a, 2 * a2a
+            # dispatch and combine; overlapped: under the same layer's compute of the paired micro-batch
+            c.ep_fwd = max(0.0, 2 * a2a - c.fwd) if ep_overlap else 2 * a2a
+            c.ep_bwd = max(0.0, 2 * a2a - c.bwd) if ep_overlap else 2 * a2a
         if cp > 1 and m.mixer(index) == "attention":
             kv_rank = max(1, m.kv_heads // tp) if not m.mla else m.num_heads // tp
             width = (m.qk_head_dim + m.v_head_dim) if m.mla else 2 * m.dim_head

@@ -44,6 +44,12 @@ def _a(x):
     return np.asarray(x, dtype=float)
 
 
+def stage_layers(num_layers: int, pp):
+    """Layers of the heaviest pipeline stage: L / pp, or ceil(L / pp) when the stages are uneven (Megatron's
+    --decoder-first/last-pipeline-num-layers; DeepSeek-V3's 61 layers on 16 stages)."""
+    return np.ceil(num_layers / _a(pp))
+
+
 class ModelMemory:
     """Per-device parameter counts and activation sizes of one model under a plan's degrees."""
 
@@ -103,7 +109,7 @@ class ModelMemory:
         embedding (first stage) and the LM head (last stage; with tied embeddings a copy when pp > 1).
         """
         m, tp, pp = self.m, _a(tp), _a(pp)
-        lps = self.L / pp
+        lps = stage_layers(self.L, pp)
         n_moe = np.minimum(lps, self.n_moe)
         n_dense = lps - n_moe
         d_dense, _ = self.layer_params(tp, ep, False)
@@ -160,7 +166,7 @@ class ModelMemory:
     def in_flight_layers(self, pp, interleave, micro_batches, stage: str = "first"):
         """Layer-activations (in units of one layer for one micro-batch) a stage keeps during 1F1B."""
         p, v, mb = _a(pp), _a(interleave), _a(micro_batches)
-        lps = self.L / p
+        lps = stage_layers(self.L, p)
         if stage == "first":
             chunks = np.where(v > 1, 2 * (p - 1) + (v - 1) * p + 1, p)
         else:  # last stage

@@ -42,6 +42,8 @@ class Plan:
         only Megatron's default overlaps (backward input-grad reduction under the weight-grad GEMM) apply.
     dp_overlap: gradient reduce-scatter / all-reduce overlapped with the backward pass, parameter
         all-gather with the next forward.
+    ep_overlap: each MoE layer's all-to-all dispatch and combine hidden behind the compute of another
+        micro-batch (DeepSeek-V3's DualPipe, Megatron-Core's overlapped 1F1B all-to-all), up to that compute's time.
     attention: flash (fused, FlashAttention) or unfused (QK^T GEMM, softmax, dropout, PV GEMM: Megatron 2022).
     """
     tp: int = 1
@@ -58,6 +60,7 @@ class Plan:
     optimizer_dtype: str = "fp32"
     tp_overlap: bool = False
     dp_overlap: bool = True
+    ep_overlap: bool = False
     attention: str = "flash"
 
     @property
@@ -169,13 +172,13 @@ def plan_problems(plan: Plan, model: ModelSpec, *, task: str = "train", num_gpus
                            f"replicas), or be a multiple of tp = {t} whose quotient divides dp x cp (experts spread "
                            f"over the tensor-parallel group)")
 
-    # pipeline: whole layers per (virtual) stage
+    # pipeline: whole layers per stage; uneven stages (the heaviest holds ceil(L / pp)) only without interleaving
     L, p, v = model.num_layers, plan.pp, plan.interleave
     if p > L:
         out.append(f"pp: {p} stages exceed the {L} layers of {model.name}")
-    elif L % (p * v):
-        what = f"pp x interleave = {p} x {v} = {p * v}" if v > 1 else f"pp = {p}"
-        out.append(f"pp: {what} must divide num_layers ({L}) of {model.name} (whole layers per stage)")
+    elif v > 1 and L % (p * v):
+        out.append(f"interleave: pp x interleave = {p} x {v} = {p * v} must divide num_layers ({L}) of {model.name} "
+                   f"(whole layers per virtual stage)")
     if v > 1 and p == 1:
         out.append("interleave: virtual pipeline stages need pp > 1")
 

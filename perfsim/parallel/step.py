@@ -50,6 +50,7 @@ class Options:
     sp: bool = True
     tp_overlap: bool = False
     dp_overlap: bool = True
+    ep_overlap: bool = False
     attention: str = "flash"
     dtype: str = "bf16"
     optimizer_dtype: str = "fp32"
@@ -57,8 +58,8 @@ class Options:
     @classmethod
     def of(cls, plan: Plan) -> Options:
         return cls(sp=plan.sequence_parallel is None or bool(plan.sequence_parallel), tp_overlap=plan.tp_overlap,
-                   dp_overlap=plan.dp_overlap, attention=plan.attention, dtype=plan.dtype,
-                   optimizer_dtype=plan.optimizer_dtype)
+                   dp_overlap=plan.dp_overlap, ep_overlap=plan.ep_overlap, attention=plan.attention,
+                   dtype=plan.dtype, optimizer_dtype=plan.optimizer_dtype)
 
 
 class ParallelEstimate(EstimateBase):
@@ -145,7 +146,8 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     p2p_tab = np.zeros((len(uk), 2))
     for i, (t, b, c, e, f) in enumerate(uk.tolist()):
         group, stride = (e * t, 1) if f else (e, t * c)
-        dense, moe = costing.train_layer(t, b, c, e, seq, sp and t > 1, opts.tp_overlap, unfused, group, stride)
+        dense, moe = costing.train_layer(t, b, c, e, seq, sp and t > 1, opts.tp_overlap, unfused, group, stride,
+                                         opts.ep_overlap)
         tab_d[i] = [getattr(dense, f) for f in LAYER_FIELDS]
         tab_m[i] = [getattr(moe, f) for f in LAYER_FIELDS]
         ends = costing.train_ends(t, b, c, seq, sp and t > 1)
@@ -158,7 +160,7 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
 
     L, n_moe = model.num_layers, model.num_moe_layers
     n_dense = L - n_moe
-    lps = L / pp
+    lps = pmem.stage_layers(L, pp)
     st_moe = np.minimum(lps, n_moe)
     st_dense = lps - st_moe
     is_sel, is_full = (rc == 1), (rc == 2)
@@ -329,6 +331,8 @@ def _assumptions(costing: Costing, plan: Plan, task: str) -> list[str]:
                 "TP collectives exposed except Megatron's default overlaps (input-gradient reduction under the "
                 "weight-gradient GEMM, SP re-all-gather under the input-gradient GEMM)"
                 + ("; all others hidden behind their GEMMs (tp_overlap)" if plan.tp_overlap else ""),
+                "MoE all-to-all " + ("hidden behind another micro-batch's compute, up to its time (ep_overlap)"
+                                     if plan.ep_overlap else "exposed"),
                 "DP gradient reduction " + ("overlapped with the last micro-batch's backward, but for the last "
                                             "layer's bucket" if plan.dp_overlap else "after the backward pass (not "
                                             "overlapped)"),
@@ -417,7 +421,7 @@ def evaluate_infer(costing: Costing, arrays: dict[str, np.ndarray], task: str, b
     inter = n > dpn
     t_p2p = np.where(inter, T[:, 5], T[:, 4])
     L, n_moe = model.num_layers, model.num_moe_layers
-    lps = L / pp
+    lps = pmem.stage_layers(L, pp)
     st_moe = np.minimum(lps, n_moe)
     stage = st_moe * lt_m + (lps - st_moe) * lt_d
     t_max = np.where(pp > 1, np.maximum(stage + emb, stage + head), stage + emb + head)
@@ -483,7 +487,7 @@ def predict_parallel(model: str | Path | ModelSpec, hardware: str | Path | Hardw
     'train': latency_s is one optimizer step of global_batch sequences) or infer_step ('prefill' | 'decode':
     one step of global_batch sequences). dp defaults to num_gpus / (tp x pp x cp), num_gpus to
     tp x pp x cp x dp (dp default 1); options are further Plan fields (sequence_parallel, tp_overlap,
-    dp_overlap, attention, optimizer_dtype)."""
+    dp_overlap, ep_overlap, attention, optimizer_dtype)."""
     if num_gpus is None:
         num_gpus = tp * pp * cp * (dp or 1) if all(isinstance(x, int) for x in (tp, pp, cp, dp or 1)) else 0
     for name, v in (("num_gpus", num_gpus), ("tp", tp), ("pp", pp), ("cp", cp)):

@@ -1,7 +1,8 @@
 """Score the training-step model against published end-to-end training runs.
 
 Rows live in tests/data/published_training_runs.yaml (Korthikanti et al. 2022 Table 4 iteration times;
-Narayanan et al. 2021 Table 1 per-GPU throughput), each with its source. `compare()` predicts every row
+Narayanan et al. 2021 Table 1 per-GPU throughput; DeepSeek-V3's pre-training throughput on H800), each with its
+source. `compare()` predicts every row
 with perfsim.parallel.train_step and returns the signed and absolute percentage errors.
 
 Nothing here is fitted to these rows: operator costs come from the device's calibration profile (or the
@@ -83,8 +84,9 @@ def predict_row(row: dict, profile="auto") -> Comparison:
     gb, seq, n = row["global_batch"], row["seq"], row["num_gpus"]
     tp, pp = row["tp"], row["pp"]
     dp = row.get("dp") or n // (tp * pp)
-    common = dict(tp=tp, pp=pp, dp=dp, recompute=row["recompute"], sequence_parallel=row["sequence_parallel"],
-                  attention=row["attention"], dtype=row["dtype"], dp_overlap=row["dp_overlap"])
+    common = dict(tp=tp, pp=pp, dp=dp, ep=row.get("ep", 1), zero=row.get("zero", 0),
+                  recompute=row["recompute"], sequence_parallel=row["sequence_parallel"], attention=row["attention"],
+                  dtype=row["dtype"], dp_overlap=row["dp_overlap"], ep_overlap=row.get("ep_overlap", False))
     mbs = SEARCH_MICRO_BATCHES if row["micro_batch"] == "search" else (row["micro_batch"],)
     lps = model.num_layers // pp
     vs = [v for v in range(1, lps + 1) if lps % v == 0] if row["interleave"] == "search" else [row["interleave"]]
@@ -107,6 +109,8 @@ def predict_row(row: dict, profile="auto") -> Comparison:
         predicted = est.latency_s
     elif row["metric"] == "tflops_per_gpu":
         predicted = narayanan_flops(model, gb, seq) / (n * est.latency_s) / 1e12
+    elif row["metric"] == "tokens_per_s_per_gpu":
+        predicted = gb * seq / (n * est.latency_s)
     else:
         raise DataError(f"{row['id']}: unknown metric {row['metric']!r}")
     return Comparison(id=row["id"], source=row["source"], metric=row["metric"], published=float(row["value"]),
