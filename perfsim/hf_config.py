@@ -335,6 +335,9 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
             "router_bias": c.text("topk_method", routing) == "noaux_tc",
         },
     }
+    groups, limit = c.integer("n_group", default=1), c.integer("topk_group", default=1)
+    if 1 <= limit < groups:   # group-limited routing: a token's experts come from at most topk_group groups
+        spec["moe"].update(route_groups=groups, route_group_limit=limit)
     if c.integer("index_topk", default=None) is not None:   # DeepSeek-V3.2's sparse attention
         spec["sparse_attention"] = {"index_heads": c.integer("index_n_heads"),
                                     "index_head_dim": c.integer("index_head_dim"),

@@ -161,6 +161,10 @@ class MoE(_Spec):
     router_bias: bool = False
     expert_bias: bool = False
     shared_expert_gate: bool = False  # sigmoid(x . w) scales the shared experts' output (Qwen2-MoE)
+    # group-limited routing (DeepSeek-V2/V3 n_group, topk_group): experts in route_groups equal groups, a token's
+    # experts drawn from at most route_group_limit of them
+    route_groups: int = Field(default=1, ge=1)
+    route_group_limit: int | None = Field(default=None, ge=1)
 
     @field_validator("top_k")
     @classmethod
@@ -169,6 +173,22 @@ class MoE(_Spec):
         if experts is not None and top_k > experts:
             raise ValueError(f"top_k ({top_k}) must not exceed num_experts ({experts})")
         return top_k
+
+    @field_validator("route_groups")
+    @classmethod
+    def _groups(cls, groups: int, info: ValidationInfo) -> int:
+        experts = info.data.get("num_experts")
+        if experts is not None and experts % groups:
+            raise ValueError(f"route_groups ({groups}) must divide num_experts ({experts})")
+        return groups
+
+    @field_validator("route_group_limit")
+    @classmethod
+    def _group_limit(cls, limit: int | None, info: ValidationInfo) -> int | None:
+        groups = info.data.get("route_groups")
+        if limit is not None and groups is not None and limit > groups:
+            raise ValueError(f"route_group_limit ({limit}) must not exceed route_groups ({groups})")
+        return limit
 
     @property
     def shared_size(self) -> int:

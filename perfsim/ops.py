@@ -450,6 +450,18 @@ def ranks_reached(top_k: int, experts_total: int, ep: int) -> float:
     return ep * (1.0 - miss)
 
 
+def nodes_reached(top_k: int, experts_total: int, nodes: int, groups: int = 1, group_limit: int | None = None) -> float:
+    """Expected distinct nodes among one token's experts, the experts laid out over `nodes` nodes in equal
+    contiguous shares. Group-limited routing with whole groups per node (DeepSeek-V3: 8 groups, at most 4 per
+    token) reaches N (1 - C(G - G/N, M) / C(G, M)) nodes; otherwise as ranks_reached over the nodes."""
+    if nodes <= 1:
+        return 1.0
+    if group_limit is not None and group_limit < groups and groups % nodes == 0:
+        per_node = groups // nodes
+        return nodes * (1.0 - math.comb(groups - per_node, group_limit) / math.comb(groups, group_limit))
+    return ranks_reached(top_k, experts_total, nodes)
+
+
 def dispatch_bytes(tokens: float, top_k: int, experts_total: int, hidden: int, ep: int, task: str) -> float:
     """Bytes one rank's expert-parallel all-to-all sends for `tokens` tokens (dispatch; combine sends as
     many back), activations in bf16. Copies per token: training's dispatcher (Megatron's all-to-all) one per

@@ -44,7 +44,13 @@ from perfsim.ops import (
     MoEExperts,
     Op,
     dispatch_bytes,
+    nodes_reached,
+    ranks_reached,
 )
+
+# SMs DeepEP's all-to-all kernels occupy while they overlap computation (DeepSeek-V3 Technical Report, Sec. 3.2.2:
+# 20 of the H800's 132 SMs suffice to saturate InfiniBand and NVLink)
+DEEPEP_SMS = 20
 
 RESIDUAL_OPS = ("input_norm", "attn_residual_add", "post_attn_norm", "mlp_residual_add", "post_mixer_norm",
                 "post_mlp_norm")
@@ -202,14 +208,15 @@ class Costing:
     # ---- training layer table ------------------------------------------------------------------
     def train_layer(self, tp: int, micro_batch: int, cp: int, ep: int, seq: int, sp: bool, tp_overlap: bool,
                     unfused: bool, a2a_group: int | None = None, a2a_stride: int | None = None,
-                    ep_overlap: bool = False) -> tuple[LayerCost, LayerCost]:
+                    ep_overlap: bool = False, dispatcher: str = "alltoall") -> tuple[LayerCost, LayerCost]:
         """(dense, MoE) per-layer costs for one micro-batch of `micro_batch` sequences of `seq` tokens.
 
         ep: the data-parallel expert split (expert_layout's ep_data); a2a_group / a2a_stride: the ranks of the
         all-to-all and their spacing (default ep ranks spaced tp x cp apart)."""
         a2a_group = ep if a2a_group is None else a2a_group
         a2a_stride = tp * cp if a2a_stride is None else a2a_stride
-        key = ("train", tp, micro_batch, cp, ep, seq, sp, tp_overlap, unfused, a2a_group, a2a_stride, ep_overlap)
+        key = ("train", tp, micro_batch, cp, ep, seq, sp, tp_overlap, unfused, a2a_group, a2a_stride, ep_overlap,
+               dispatcher)
         hit = self._layers.get(key)
         if hit is not None:
             return hit
@@ -217,18 +224,19 @@ class Costing:
         for index, is_moe, count in self.kinds():
             a2a = (a2a_group, a2a_stride) if is_moe else (1, 1)
             kkey = ("kind", tp, micro_batch, cp, ep if is_moe else 1, seq, sp, tp_overlap, unfused, index) + a2a \
-                + (ep_overlap,)
+                + (ep_overlap, dispatcher)
             c = self._layers.get(kkey)
             if c is None:
                 c = self._layers[kkey] = self._train_layer_kind(tp, micro_batch, cp, ep if is_moe else 1, seq, sp,
-                                                                tp_overlap, unfused, index, *a2a, ep_overlap)
+                                                                tp_overlap, unfused, index, *a2a, ep_overlap,
+                                                                dispatcher)
             _accumulate(sums[is_moe], c, count)
         out = [_mean(sums[False]), _mean(sums[True])]
         hit = self._layers[key] = (out[0], out[1])
         return hit
 
     def _train_layer_kind(self, tp, b, cp, ep, seq, sp, tp_overlap, unfused, index, a2a_group,
-                          a2a_stride, ep_overlap=False) -> LayerCost:
+                          a2a_stride, ep_overlap=False, dispatcher="alltoall") -> LayerCost:
         m = self.model
         s_loc = seq // cp
         fwd_ops = self._forward_ops("train", b, s_loc, None, tp, index, ep, sp, unfused)
@@ -296,11 +304,23 @@ class Costing:
             c.tp_fwd, c.tp_bwd = fwd, bwd
         if is_moe and a2a_group > 1:
             mo = m.moe
-            size = dispatch_bytes(s_loc * b, mo.top_k, mo.num_experts, m.hidden_size, ep, "train") / (tp if sp else 1)
-            a2a = self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
-            # dispatch and combine; overlapped: under the same layer's compute of the paired micro-batch
-            c.ep_fwd = max(0.0, 2 * a2a - c.fwd) if ep_overlap else 2 * a2a
-            c.ep_bwd = max(0.0, 2 * a2a - c.bwd) if ep_overlap else 2 * a2a
+            d = per_node(a2a_stride, a2a_group, self.dpn)
+            if dispatcher == "deepep":
+                tokens = s_loc * b / (tp if sp else 1)
+                dispatch = self.deepep_all_to_all(tokens, a2a_group, d, 1.0 if self.dtype == "fp8" else 2.0)
+                combine = self.deepep_all_to_all(tokens, a2a_group, d, 2.0)
+                fwd, bwd = dispatch + combine, 2 * combine   # gradients travel in bf16
+            else:
+                size = dispatch_bytes(s_loc * b, mo.top_k, mo.num_experts, m.hidden_size, ep, "train") \
+                    / (tp if sp else 1)
+                fwd = bwd = 2 * self.coll("all_to_all", size, a2a_group, d)   # dispatch and combine
+            if dispatcher == "deepep" and ep_overlap:
+                # DeepEP's kernels hold their SMs while the paired micro-batch computes on the rest
+                share = self.device.compute.units / max(1.0, self.device.compute.units - DEEPEP_SMS)
+                c.fwd, c.bwd, c.rc_sel = c.fwd * share, c.bwd * share, c.rc_sel * share
+            # overlapped: under the same layer's compute of the paired micro-batch
+            c.ep_fwd = max(0.0, fwd - c.fwd) if ep_overlap else fwd
+            c.ep_bwd = max(0.0, bwd - c.bwd) if ep_overlap else bwd
         if cp > 1 and m.mixer(index) == "attention":
             kv_rank = max(1, m.kv_heads // tp) if not m.mla else m.num_heads // tp
             width = (m.qk_head_dim + m.v_head_dim) if m.mla else 2 * m.dim_head
@@ -313,6 +333,22 @@ class Costing:
         c.comm_fwd = c.tp_fwd + c.ep_fwd + c.cp_fwd
         c.comm_bwd = c.tp_bwd + c.ep_bwd + c.cp_bwd
         return c
+
+    def deepep_all_to_all(self, tokens: float, group: int, per_node_ranks: int, elem_bytes: float) -> float:
+        """One DeepEP dispatch (or combine) of `tokens` tokens over `group` ranks, `per_node_ranks` per node: each
+        token crosses the network once per other node holding any of its experts (node-limited routing where the
+        model has route groups), then NVLink once per rank holding any of them."""
+        mo, h = self.model.moe, self.model.hidden_size
+        ranks = ranks_reached(mo.top_k, mo.num_experts, group)
+        nvlink = self.coll("all_to_all", tokens * ranks * h * elem_bytes, per_node_ranks, per_node_ranks)
+        nodes = group // per_node_ranks
+        if nodes <= 1:
+            return nvlink
+        remote = nodes_reached(mo.top_k, mo.num_experts, nodes, mo.route_groups, mo.route_group_limit) \
+            * (1.0 - 1.0 / nodes)
+        # the network carries (group - per_node) / group of an all-to-all's bytes: the size whose share is `remote`
+        size = tokens * remote * h * elem_bytes * group / (group - per_node_ranks)
+        return max(nvlink, self.coll("all_to_all", size, group, per_node_ranks))
 
     def train_ends(self, tp: int, micro_batch: int, cp: int, seq: int, sp: bool) -> EndsCost:
         """Embedding and head + cross-entropy for one micro-batch, with their TP collectives."""

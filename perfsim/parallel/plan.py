@@ -22,6 +22,7 @@ from perfsim.model import ModelSpec
 RECOMPUTE = ("none", "selective", "full")
 ZERO = (0, 1, 2, 3)
 ATTENTION = ("flash", "unfused")
+DISPATCHERS = ("alltoall", "deepep")
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 OPTIMIZER_DTYPES = ("fp32", "bf16")
 TASKS = ("train", "prefill", "decode")
@@ -44,6 +45,9 @@ class Plan:
         all-gather with the next forward.
     ep_overlap: each MoE layer's all-to-all dispatch and combine hidden behind the compute of another
         micro-batch (DeepSeek-V3's DualPipe, Megatron-Core's overlapped 1F1B all-to-all), up to that compute's time.
+    dispatcher: alltoall (Megatron's all-to-all: one bf16 copy per routed expert) or deepep (DeepEP: one copy per
+        destination node over the network, forwarded over NVLink to the ranks holding the experts; FP8 dispatch
+        when the GEMMs are FP8; node-limited routing where the model has route groups).
     attention: flash (fused, FlashAttention) or unfused (QK^T GEMM, softmax, dropout, PV GEMM: Megatron 2022).
     """
     tp: int = 1
@@ -61,6 +65,7 @@ class Plan:
     tp_overlap: bool = False
     dp_overlap: bool = True
     ep_overlap: bool = False
+    dispatcher: str = "alltoall"
     attention: str = "flash"
 
     @property
@@ -136,6 +141,8 @@ def plan_problems(plan: Plan, model: ModelSpec, *, task: str = "train", num_gpus
         out.append(f"zero: got {plan.zero!r}; accepted: 0, 1, 2, 3")
     if plan.attention not in ATTENTION:
         out.append(f"attention: got {plan.attention!r}; accepted: {', '.join(ATTENTION)}")
+    if plan.dispatcher not in DISPATCHERS:
+        out.append(f"dispatcher: got {plan.dispatcher!r}; accepted: {', '.join(DISPATCHERS)}")
     if plan.dtype not in TRAIN_DTYPES:
         out.append(f"dtype: got {plan.dtype!r}; accepted for parallel plans: {', '.join(TRAIN_DTYPES)}")
     elif plan.dtype == "fp8" and not has_fp8:

@@ -51,6 +51,7 @@ class Options:
     tp_overlap: bool = False
     dp_overlap: bool = True
     ep_overlap: bool = False
+    dispatcher: str = "alltoall"
     attention: str = "flash"
     dtype: str = "bf16"
     optimizer_dtype: str = "fp32"
@@ -58,8 +59,8 @@ class Options:
     @classmethod
     def of(cls, plan: Plan) -> Options:
         return cls(sp=plan.sequence_parallel is None or bool(plan.sequence_parallel), tp_overlap=plan.tp_overlap,
-                   dp_overlap=plan.dp_overlap, ep_overlap=plan.ep_overlap, attention=plan.attention,
-                   dtype=plan.dtype, optimizer_dtype=plan.optimizer_dtype)
+                   dp_overlap=plan.dp_overlap, ep_overlap=plan.ep_overlap, dispatcher=plan.dispatcher,
+                   attention=plan.attention, dtype=plan.dtype, optimizer_dtype=plan.optimizer_dtype)
 
 
 class ParallelEstimate(EstimateBase):
@@ -147,7 +148,7 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     for i, (t, b, c, e, f) in enumerate(uk.tolist()):
         group, stride = (e * t, 1) if f else (e, t * c)
         dense, moe = costing.train_layer(t, b, c, e, seq, sp and t > 1, opts.tp_overlap, unfused, group, stride,
-                                         opts.ep_overlap)
+                                         opts.ep_overlap, opts.dispatcher)
         tab_d[i] = [getattr(dense, f) for f in LAYER_FIELDS]
         tab_m[i] = [getattr(moe, f) for f in LAYER_FIELDS]
         ends = costing.train_ends(t, b, c, seq, sp and t > 1)
@@ -331,8 +332,8 @@ def _assumptions(costing: Costing, plan: Plan, task: str) -> list[str]:
                 "TP collectives exposed except Megatron's default overlaps (input-gradient reduction under the "
                 "weight-gradient GEMM, SP re-all-gather under the input-gradient GEMM)"
                 + ("; all others hidden behind their GEMMs (tp_overlap)" if plan.tp_overlap else ""),
-                "MoE all-to-all " + ("hidden behind another micro-batch's compute, up to its time (ep_overlap)"
-                                     if plan.ep_overlap else "exposed"),
+                f"MoE all-to-all ({plan.dispatcher}) " + ("hidden behind another micro-batch's compute, up to its "
+                                                          "time (ep_overlap)" if plan.ep_overlap else "exposed"),
                 "DP gradient reduction " + ("overlapped with the last micro-batch's backward, but for the last "
                                             "layer's bucket" if plan.dp_overlap else "after the backward pass (not "
                                             "overlapped)"),
@@ -487,7 +488,7 @@ def predict_parallel(model: str | Path | ModelSpec, hardware: str | Path | Hardw
     'train': latency_s is one optimizer step of global_batch sequences) or infer_step ('prefill' | 'decode':
     one step of global_batch sequences). dp defaults to num_gpus / (tp x pp x cp), num_gpus to
     tp x pp x cp x dp (dp default 1); options are further Plan fields (sequence_parallel, tp_overlap,
-    dp_overlap, ep_overlap, attention, optimizer_dtype)."""
+    dp_overlap, ep_overlap, dispatcher, attention, optimizer_dtype)."""
     if num_gpus is None:
         num_gpus = tp * pp * cp * (dp or 1) if all(isinstance(x, int) for x in (tp, pp, cp, dp or 1)) else 0
     for name, v in (("num_gpus", num_gpus), ("tp", tp), ("pp", pp), ("cp", cp)):

@@ -86,7 +86,8 @@ def predict_row(row: dict, profile="auto") -> Comparison:
     dp = row.get("dp") or n // (tp * pp)
     common = dict(tp=tp, pp=pp, dp=dp, ep=row.get("ep", 1), zero=row.get("zero", 0),
                   recompute=row["recompute"], sequence_parallel=row["sequence_parallel"], attention=row["attention"],
-                  dtype=row["dtype"], dp_overlap=row["dp_overlap"], ep_overlap=row.get("ep_overlap", False))
+                  dtype=row["dtype"], dp_overlap=row["dp_overlap"], ep_overlap=row.get("ep_overlap", False),
+                  dispatcher=row.get("dispatcher", "alltoall"))
     mbs = SEARCH_MICRO_BATCHES if row["micro_batch"] == "search" else (row["micro_batch"],)
     lps = model.num_layers // pp
     vs = [v for v in range(1, lps + 1) if lps % v == 0] if row["interleave"] == "search" else [row["interleave"]]
