@@ -2,7 +2,8 @@
 
 Korthikanti et al. 2022 (Table 4: 22B, 175B, 530B, 1T; full recomputation vs sequence parallel + selective
 recomputation) and Narayanan et al. 2021 (Table 1: GPT 1.7B..1T, per-GPU throughput) on DGX A100 80GB;
-DeepSeek-V3's pre-training throughput on 2048 H800s (DeepSeek-AI 2024). Rows and sources:
+Llama 3 405B on 8192 and 16384 H100s (Llama Team 2024, Table 4); DeepSeek-V3's pre-training throughput on 2048
+H800s (DeepSeek-AI 2024). Rows and sources:
 tests/data/published_training_runs.yaml. Nothing is fitted to these rows.
 
     python benchmarks/training_validation.py [--profile auto|none|PATH]
@@ -36,6 +37,7 @@ def main() -> None:
         print(f"{r.id:32s} {r.metric:20s} {r.published:10.2f} {r.predicted:10.2f} {100 * r.error:+7.1f}%  {plan}{flag}")
     for name, prefix in (("Korthikanti et al. 2022, Table 4 (iteration time)", "korthikanti"),
                          ("Narayanan et al. 2021, Table 1 (TFLOP/s per GPU)", "narayanan"),
+                         ("Llama 3 Herd of Models, Table 4 (PaLM TFLOP/s per H100)", "llama3"),
                          ("DeepSeek-V3 technical report (tokens/s per H800)", "deepseek")):
         sub = [r for r in rows if r.id.startswith(prefix)]
         worst = max(sub, key=lambda r: abs(r.error))

@@ -44,10 +44,12 @@ def _a(x):
     return np.asarray(x, dtype=float)
 
 
-def stage_layers(num_layers: int, pp):
-    """Layers of the heaviest pipeline stage: L / pp, or ceil(L / pp) when the stages are uneven (Megatron's
-    --decoder-first/last-pipeline-num-layers; DeepSeek-V3's 61 layers on 16 stages)."""
-    return np.ceil(num_layers / _a(pp))
+def stage_layers(num_layers: int, pp, interleave=1):
+    """Layers of the heaviest pipeline rank: L / pp, or interleave x ceil(L / (pp x interleave)) when the
+    (virtual) stages are uneven (Megatron's --decoder-first/last-pipeline-num-layers; DeepSeek-V3's 61 layers
+    on 16 stages, Llama 3 405B's 126)."""
+    v = _a(interleave)
+    return v * np.ceil(num_layers / (_a(pp) * v))
 
 
 class ModelMemory:
@@ -166,7 +168,7 @@ class ModelMemory:
     def in_flight_layers(self, pp, interleave, micro_batches, stage: str = "first"):
         """Layer-activations (in units of one layer for one micro-batch) a stage keeps during 1F1B."""
         p, v, mb = _a(pp), _a(interleave), _a(micro_batches)
-        lps = stage_layers(self.L, p)
+        lps = stage_layers(self.L, p, v)
         if stage == "first":
             chunks = np.where(v > 1, 2 * (p - 1) + (v - 1) * p + 1, p)
         else:  # last stage

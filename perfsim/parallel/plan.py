@@ -179,13 +179,13 @@ def plan_problems(plan: Plan, model: ModelSpec, *, task: str = "train", num_gpus
                            f"replicas), or be a multiple of tp = {t} whose quotient divides dp x cp (experts spread "
                            f"over the tensor-parallel group)")
 
-    # pipeline: whole layers per stage; uneven stages (the heaviest holds ceil(L / pp)) only without interleaving
+    # pipeline: whole layers per (virtual) stage, uneven where they do not divide (the heaviest holds the ceiling)
     L, p, v = model.num_layers, plan.pp, plan.interleave
     if p > L:
         out.append(f"pp: {p} stages exceed the {L} layers of {model.name}")
-    elif v > 1 and L % (p * v):
-        out.append(f"interleave: pp x interleave = {p} x {v} = {p * v} must divide num_layers ({L}) of {model.name} "
-                   f"(whole layers per virtual stage)")
+    elif p * v > L:
+        out.append(f"interleave: pp x interleave = {p} x {v} = {p * v} virtual stages exceed the {L} layers of "
+                   f"{model.name}")
     if v > 1 and p == 1:
         out.append("interleave: virtual pipeline stages need pp > 1")
 

@@ -161,7 +161,7 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
 
     L, n_moe = model.num_layers, model.num_moe_layers
     n_dense = L - n_moe
-    lps = pmem.stage_layers(L, pp)
+    lps = pmem.stage_layers(L, pp, v)
     st_moe = np.minimum(lps, n_moe)
     st_dense = lps - st_moe
     is_sel, is_full = (rc == 1), (rc == 2)

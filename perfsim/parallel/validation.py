@@ -1,8 +1,8 @@
 """Score the training-step model against published end-to-end training runs.
 
 Rows live in tests/data/published_training_runs.yaml (Korthikanti et al. 2022 Table 4 iteration times;
-Narayanan et al. 2021 Table 1 per-GPU throughput; DeepSeek-V3's pre-training throughput on H800), each with its
-source. `compare()` predicts every row
+Narayanan et al. 2021 Table 1 per-GPU throughput; Llama 3 405B's pre-training throughput on H100; DeepSeek-V3's on
+H800), each with its source. `compare()` predicts every row
 with perfsim.parallel.train_step and returns the signed and absolute percentage errors.
 
 Nothing here is fitted to these rows: operator costs come from the device's calibration profile (or the
@@ -11,6 +11,7 @@ priors of the calibrated model when no profile ships), overlap follows what the 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from perfsim.parallel.step import train_step
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "published_training_runs.yaml"
 SEARCH_MICRO_BATCHES = (1, 2, 4, 8)
+SEARCH_RECOMPUTE = ("none", "selective", "full")
 
 
 @dataclass
@@ -68,6 +70,12 @@ def narayanan_flops(model: ModelSpec, batch: int, seq: int) -> float:
     return 96.0 * batch * seq * L * h * h * (1 + seq / (6 * h) + V / (16 * L * h))
 
 
+def palm_flops(model: ModelSpec, batch: int, seq: int) -> float:
+    """Model FLOPs of a training step by Chowdhery et al. 2022 (PaLM), App. B: (6 N + 12 L H Q T) per token."""
+    per_token = 6.0 * model.params_total + 12.0 * model.num_layers * model.num_heads * model.dim_head * seq
+    return per_token * batch * seq
+
+
 def default_profile(device_name: str, profile="auto"):
     """'auto': the device's shipped profile (or the transfer profile), else the calibrated model's priors
     (perfsim.cost.params defaults) rather than the bare roofline; None: the roofline; or a profile path."""
@@ -85,24 +93,24 @@ def predict_row(row: dict, profile="auto") -> Comparison:
     tp, pp = row["tp"], row["pp"]
     dp = row.get("dp") or n // (tp * pp)
     common = dict(tp=tp, pp=pp, dp=dp, ep=row.get("ep", 1), zero=row.get("zero", 0),
-                  recompute=row["recompute"], sequence_parallel=row["sequence_parallel"], attention=row["attention"],
+                  sequence_parallel=row["sequence_parallel"], attention=row["attention"],
                   dtype=row["dtype"], dp_overlap=row["dp_overlap"], ep_overlap=row.get("ep_overlap", False),
                   dispatcher=row.get("dispatcher", "alltoall"))
     mbs = SEARCH_MICRO_BATCHES if row["micro_batch"] == "search" else (row["micro_batch"],)
-    lps = model.num_layers // pp
+    lps = -(-model.num_layers // pp)   # the heaviest stage's layers, when the stages are uneven
     vs = [v for v in range(1, lps + 1) if lps % v == 0] if row["interleave"] == "search" else [row["interleave"]]
+    rcs = SEARCH_RECOMPUTE if row["recompute"] == "search" else (row["recompute"],)
+    searched = len(mbs) * len(vs) * len(rcs) > 1
     best = None
-    for mb in mbs:
-        for v in vs:
-            plan = Plan(micro_batch=mb, interleave=v, **common)
-            if plan_problems(plan, model, global_batch=gb, seq=seq):
-                continue
-            est = train_step(model, system, plan, gb, seq, profile=prof)
-            searched = len(mbs) * len(vs) > 1
-            if searched and not est.fits_in_memory:
-                continue
-            if best is None or est.latency_s < best[1].latency_s:
-                best = (plan, est)
+    for mb, v, rc in itertools.product(mbs, vs, rcs):
+        plan = Plan(micro_batch=mb, interleave=v, recompute=rc, **common)
+        if plan_problems(plan, model, global_batch=gb, seq=seq):
+            continue
+        est = train_step(model, system, plan, gb, seq, profile=prof)
+        if searched and not est.fits_in_memory:
+            continue
+        if best is None or est.latency_s < best[1].latency_s:
+            best = (plan, est)
     if best is None:
         raise DataError(f"{row['id']}: no valid plan for the published configuration")
     plan, est = best
@@ -110,6 +118,8 @@ def predict_row(row: dict, profile="auto") -> Comparison:
         predicted = est.latency_s
     elif row["metric"] == "tflops_per_gpu":
         predicted = narayanan_flops(model, gb, seq) / (n * est.latency_s) / 1e12
+    elif row["metric"] == "palm_tflops_per_gpu":
+        predicted = palm_flops(model, gb, seq) / (n * est.latency_s) / 1e12
     elif row["metric"] == "tokens_per_s_per_gpu":
         predicted = gb * seq / (n * est.latency_s)
     else:
