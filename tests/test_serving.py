@@ -455,3 +455,15 @@ def test_state_dtype_halves_the_recurrent_state_and_its_decode_traffic(capsys):
     code = main(["serve", "-m", "nemotron-nano-9b-v2", "-H", "h100-sxm", "--isl", "256", "--osl", "16", "-c", "4",
                  "-N", "8", "--state-dtype", "bf16", "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["tpot_s"] > 0
+
+
+def test_mlperf_llama2_70b_offline_within_floor():
+    """Published MLPerf Llama-2-70B Offline throughputs (H200 x8, B200 x1, MI325X x8): floors that a regression
+    would break; benchmarks/serving_validation.py scores all seven systems."""
+    from perfsim.serving.published import load_runs, predict_row
+    wanted = ("mlperf-v5.0-h200x8", "mlperf-v5.0-b200x1", "mlperf-v5.1-mi325x8")
+    rows = {r["id"]: predict_row(r) for r in load_runs() if r["id"] in wanted}
+    assert len(rows) == 3
+    assert abs(rows["mlperf-v5.0-h200x8"].error) < 0.3 and abs(rows["mlperf-v5.0-b200x1"].error) < 0.3
+    assert abs(rows["mlperf-v5.1-mi325x8"].error) < 0.6
+    assert rows["mlperf-v5.0-b200x1"].predicted > rows["mlperf-v5.0-h200x8"].predicted / 8   # FP4 B200 > an H200
