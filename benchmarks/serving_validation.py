@@ -90,7 +90,7 @@ def main() -> None:
     pub = published.compare(profile=args.profile)
     for r in pub:
         print(f"{r.id:24s} {r.published:10.1f} {r.predicted:10.1f} {100 * r.error:+7.1f}%  (batch limit "
-              f"{r.max_num_seqs}; assumed: {', '.join(r.assumed)})")
+              f"{r.plan['max_num_seqs']}; assumed: {', '.join(r.assumed)})")
     print(f"mean |error| {100 * sum(abs(r.error) for r in pub) / len(pub):.1f}% over {len(pub)} systems")
     print(f"\n({time.perf_counter() - start:.1f} s)")
     if args.json:

@@ -12,11 +12,9 @@ priors of the calibrated model when no profile ships), overlap follows what the 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from perfsim.calibrate.profile import Profile, resolve
 from perfsim.errors import DataError
@@ -24,33 +22,16 @@ from perfsim.hardware import load_hardware
 from perfsim.model import ModelSpec, load_model
 from perfsim.parallel.plan import Plan, plan_problems
 from perfsim.parallel.step import train_step
+from perfsim.published_runs import DATA_DIR, Comparison
+from perfsim.published_runs import load_runs as _load_runs
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "published_training_runs.yaml"
+DEFAULT_PATH = DATA_DIR / "published_training_runs.yaml"
 SEARCH_MICRO_BATCHES = (1, 2, 4, 8)
 SEARCH_RECOMPUTE = ("none", "selective", "full")
 
 
-@dataclass
-class Comparison:
-    id: str
-    source: str
-    metric: str
-    published: float
-    predicted: float
-    plan: dict
-    assumed: list
-
-    @property
-    def error(self) -> float:
-        """Signed relative error of the prediction."""
-        return self.predicted / self.published - 1.0
-
-
 def load_runs(path: str | Path | None = None) -> list[dict]:
-    path = Path(path) if path else DEFAULT_PATH
-    if not path.is_file():
-        raise DataError(f"{path}: published training runs not found (the file ships with the repository's tests)")
-    return yaml.safe_load(path.read_text())["runs"]
+    return _load_runs(path or DEFAULT_PATH, "training")
 
 
 def gpt_model(row: dict) -> ModelSpec:

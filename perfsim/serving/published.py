@@ -8,41 +8,21 @@ training validation's micro-batch (the fastest of SEARCH_MAX_SEQS). Nothing is f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from perfsim.errors import DataError
+from perfsim.published_runs import DATA_DIR, Comparison
+from perfsim.published_runs import load_runs as _load_runs
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "published_serving_runs.yaml"
+DEFAULT_PATH = DATA_DIR / "published_serving_runs.yaml"
 SEARCH_MAX_SEQS = (256, 512, 1024, 2048)
 
 
-@dataclass
-class ServingComparison:
-    id: str
-    source: str
-    metric: str
-    published: float
-    predicted: float
-    max_num_seqs: int
-    assumed: list
-
-    @property
-    def error(self) -> float:
-        """Signed relative error of the prediction."""
-        return self.predicted / self.published - 1.0
-
-
 def load_runs(path: str | Path | None = None) -> list[dict]:
-    path = Path(path) if path else DEFAULT_PATH
-    if not path.is_file():
-        raise DataError(f"{path}: published serving runs not found (the file ships with the repository's tests)")
-    return yaml.safe_load(path.read_text())["runs"]
+    return _load_runs(path or DEFAULT_PATH, "serving")
 
 
-def predict_row(row: dict, profile="auto") -> ServingComparison:
+def predict_row(row: dict, profile="auto") -> Comparison:
     from perfsim.serving.simulate import serve
     if row["metric"] != "offline_tokens_per_s":
         raise DataError(f"{row['id']}: unknown metric {row['metric']!r}; accepted: offline_tokens_per_s")
@@ -55,9 +35,10 @@ def predict_row(row: dict, profile="auto") -> ServingComparison:
                   engine=row["engine"], profile=profile, timeline_bins=1).summary
         if best is None or s["throughput_tokens_per_s"] > best[0]:
             best = (s["throughput_tokens_per_s"], seqs)
-    return ServingComparison(id=row["id"], source=row["source"], metric=row["metric"], published=float(row["value"]),
-                             predicted=float(best[0]), max_num_seqs=best[1], assumed=row.get("assumed", []))
+    return Comparison(id=row["id"], source=row["source"], metric=row["metric"], published=float(row["value"]),
+                      predicted=float(best[0]), plan={"tp": row["tp"], "max_num_seqs": best[1]},
+                      assumed=row.get("assumed", []))
 
 
-def compare(path: str | Path | None = None, profile="auto", prefix: str | None = None) -> list[ServingComparison]:
+def compare(path: str | Path | None = None, profile="auto", prefix: str | None = None) -> list[Comparison]:
     return [predict_row(r, profile) for r in load_runs(path) if prefix is None or r["id"].startswith(prefix)]
