@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfsim.calibrate.profile import Profile, resolve
-from perfsim.cost.calibrated import calibrated
+from perfsim.cost.calibrated import achievable_ratio, calibrated
 from perfsim.cost.comm import collective_time
 from perfsim.cost.opcost import OpCost
 from perfsim.cost.roofline import roofline
@@ -30,4 +30,10 @@ def op_time(op: Op, hardware: str | Path | Hardware, profile: str | Path | Profi
                       level=hw.intra_link.name if op.group <= hw.devices_per_node else hw.nic_link or "")
     device: Device = load_device(hw)
     prof = resolve(profile, device.name)
-    return roofline(op, device) if prof is None else calibrated(op, device, prof.params)
+    if prof is None:
+        return roofline(op, device)
+    # a profile measured on another device carries over through this one's specs and achievable matmul share
+    scale = 1.0
+    if op.matrix and prof.device not in ("", device.name):
+        scale = achievable_ratio(device, load_device(prof.device), op.dtype)
+    return calibrated(op, device, prof.params, matmul_scale=scale)

@@ -49,9 +49,12 @@ class Compute(_Spec):
     vector: dict[str, Flops] = {}
     transcendental: Flops | None = None  # special-function (exp, rsqrt) results per second
     architecture: str = ""  # instruction-set generation kernels are built for (NVIDIA: sm + compute capability)
+    # maximum achievable matmul FLOP/s per dtype, measured (the best of a brute-force shape search): what the
+    # device's own kernels reach of `peak`, used to carry another device's calibration over to this one
+    mamf: dict[str, Flops] = {}
     source: Source
 
-    @field_validator("peak", "vector")
+    @field_validator("peak", "vector", "mamf")
     @classmethod
     def _known_dtypes(cls, v: dict[str, float]) -> dict[str, float]:
         for key in v:

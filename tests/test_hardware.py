@@ -321,3 +321,19 @@ def test_wrong_kind_where_a_system_or_device_is_needed():
         load_device("nvlink4")
     with pytest.raises(UnknownNameError):
         load_device("h100-sxm").level("l3")
+
+
+def test_achievable_matmul_share_carries_a_profile_over():
+    """A profile measured on the H100 runs on another device at that device's measured MAMF / peak relative to
+    the H100's: MI300X 668.4 of 1307.4 TF against 794.5 of 989.4 (bf16); a device's own profile is not scaled."""
+    from perfsim.cost.calibrated import achievable_ratio
+    from perfsim.ops import Gemm
+    h100, mi300x = load_device("h100-sxm"), load_device("mi300x")
+    assert achievable_ratio(mi300x, h100, "bf16") == pytest.approx((668.4 / 1307.4) / (794.5 / 989.4))
+    assert achievable_ratio(mi300x, h100, "fp8") == achievable_ratio(mi300x, h100, "bf16")   # no fp8 MAMF: bf16's
+    assert achievable_ratio(load_device("l40s"), h100, "bf16") == 1.0                         # none measured
+    big = Gemm(m=8192, n=8192, k=8192)
+    from perfsim import op_time
+    scaled = op_time(big, mi300x).time_s
+    unscaled = op_time(big, mi300x.model_copy(update={"compute": mi300x.compute.model_copy(update={"mamf": {}})}))
+    assert scaled / unscaled.time_s == pytest.approx(1 / achievable_ratio(mi300x, h100, "bf16"), rel=0.05)

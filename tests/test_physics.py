@@ -72,6 +72,20 @@ def test_more_bandwidth_or_compute_never_slower(profile, op, bw, fl):
     assert perfsim.op_time(op, _faster(H100, flops=fl), profile=profile).time_s <= base * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("device", ["mi300x", "b200"])   # the H100 profile carried over by achievable matmul share
+@settings(max_examples=60, deadline=None)
+@given(op=any_op, bw=scale, fl=scale)
+def test_transferred_profile_obeys_the_roofline_and_speedups(device, op, bw, fl):
+    dev = perfsim.load_hardware(device)
+    base = perfsim.op_time(op, dev).time_s
+    assert base >= roofline(op, dev).time_s * (1 - 1e-9)
+    faster = _faster(dev, flops=fl)
+    faster = faster.model_copy(update={"compute": faster.compute.model_copy(update={
+        "mamf": {k: v * fl for k, v in dev.compute.mamf.items()}})})
+    assert perfsim.op_time(op, faster).time_s <= base * (1 + 1e-9)
+    assert perfsim.op_time(op, _faster(dev, bw=bw)).time_s <= base * (1 + 1e-9)
+
+
 @settings(max_examples=100, deadline=None)
 @given(dims, dims, dims, st.integers(2, 8))
 def test_gemm_flops_scale_linearly(m, n, k, factor):

@@ -26,14 +26,30 @@ def _activation_bytes(dtype: str) -> float:
     return 2.0 if dtype in ("fp8", "int8", "int4", "fp4") else nbytes(dtype)
 
 
-def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs | None = None) -> tuple[float, float]:
-    """(time, launch overhead) of one op under the efficiency model of its family."""
+def achievable_ratio(device: Device, reference: Device, dtype: str) -> float:
+    """How much of its peak `device`'s matmuls reach relative to `reference`'s: (MAMF / peak) over the reference's,
+    for the dtype's format when both measured it, else for bf16; 1 when either lacks a measurement."""
+    for fmt in (device.compute_dtype(dtype), "bf16"):
+        mine, theirs = device.compute.mamf.get(fmt), reference.compute.mamf.get(fmt)
+        if mine and theirs and fmt in reference.compute.peak:
+            return (mine / device.peak_flops(fmt)) / (theirs / reference.peak_flops(fmt))
+    return 1.0
+
+
+def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs | None = None,
+                matmul_scale: float = 1.0) -> tuple[float, float]:
+    """(time, launch overhead) of one op under the efficiency model of its family; `matmul_scale` scales the
+    tensor-core peak of matrix ops (a transferred profile's achievable_ratio)."""
     roofs = roofs or DeviceRoofs.of(device)
+
+    def peak_of(dtype: str) -> float:
+        return device.peak_flops(dtype) * matmul_scale
+
     if isinstance(op, Gemm):
         p = params.gemm_for(device.compute_dtype(op.dtype))
         t = gemm_time(op.m, op.n, op.k, op.batch, nbytes(op.dtype), nbytes(op.weight_dtype or op.dtype),
                       nbytes(op.out_dtype or ("bf16" if op.dtype in ("fp8", "int8", "int4", "fp4") else op.dtype)),
-                      device.peak_flops(op.dtype), roofs, p)[0]
+                      peak_of(op.dtype), roofs, p)[0]
         return float(t), p.launch_s
     if isinstance(op, IndexerScores):
         # one GEMM per sequence, (queries x heads) x visible keys x head_dim in FP8, the sum over heads kept in
@@ -41,12 +57,12 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
         p = params.gemm_for(device.compute_dtype(op.dtype))
         keys = op.attended_pairs / op.q_len
         t = gemm_time(op.q_len * op.num_heads, keys, op.head_dim, op.batch, nbytes(op.dtype),
-                      nbytes(op.kv_dtype or op.dtype), 4.0 / op.num_heads, device.peak_flops(op.dtype), roofs, p)[0]
+                      nbytes(op.kv_dtype or op.dtype), 4.0 / op.num_heads, peak_of(op.dtype), roofs, p)[0]
         stream = params.elementwise_for("softmax").memory_efficiency
         top_k = 4.0 * op.batch * op.attended_pairs / (roofs.main_bw * stream)
         return float(t + top_k), 2 * p.launch_s
     if isinstance(op, Attention):
-        peak = device.peak_flops(op.dtype)
+        peak = peak_of(op.dtype)
         if op.phase == "prefill":
             p = params.attention
             t = prefill_time(op.batch, op.q_len, op.kv_len, op.num_heads, op.head_dim, op.dv, op.bytes,
@@ -68,7 +84,7 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
         return float(t), p.launch_s
     if isinstance(op, LinearRecurrence):
         pa, pd = params.attention, params.decode_for(op.state_dtype)
-        t = linear_attention_time(op.flops, op.bytes, op.recurrent, op.chunk_kernels, device.peak_flops(op.dtype),
+        t = linear_attention_time(op.flops, op.bytes, op.recurrent, op.chunk_kernels, peak_of(op.dtype),
                                   device.vector_flops("fp32"), roofs, pa, pd)
         launch = pd.launch_s if op.recurrent else op.chunk_kernels * pa.launch_s
         return float(t), float(launch)
@@ -77,7 +93,7 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
         p = params.moe_for(fmt)
         tile_s = params.gemm_for(device.compute_dtype(op.dtype)).tile_overhead_cycles / roofs.clock_hz
         t = moe_time(op.tokens, op.hidden, op.inter, op.top_k, op.experts_total, op.num_experts, float(op.gated),
-                     nbytes(fmt), _activation_bytes(op.dtype), device.peak_flops(op.dtype), roofs, p,
+                     nbytes(fmt), _activation_bytes(op.dtype), peak_of(op.dtype), roofs, p,
                      op.distribution, tile_s, op.scanned_tokens)[0]
         return float(t), p.launch_s
     if isinstance(op, (Elementwise, Embedding)):
@@ -89,9 +105,11 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
     return max(compute_time(op, device), memory_time(op, device)), 0.0
 
 
-def calibrated(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs | None = None) -> OpCost:
-    t, launch = kernel_time(op, device, params, roofs)
+def calibrated(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs | None = None,
+               matmul_scale: float = 1.0) -> OpCost:
+    t, launch = kernel_time(op, device, params, roofs, matmul_scale)
     compute_s, memory_s = compute_time(op, device), memory_time(op, device)
+    t = max(t, compute_s, memory_s)   # a transferred share above the reference's never beats the roofline
     # name the bound by which ceiling the op is closest to, and overhead when launch dominates
     bound = "overhead" if launch >= max(compute_s, memory_s) else ("compute" if compute_s >= memory_s else "memory")
     return OpCost(op=op, time_s=t, compute_s=compute_s, memory_s=memory_s, overhead_s=launch, comm_s=0.0,
