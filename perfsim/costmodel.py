@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfsim.calibrate.profile import Profile, resolve
-from perfsim.cost.calibrated import achievable_ratio, calibrated
+from perfsim.cost.calibrated import calibrated, transferred_device
 from perfsim.cost.comm import collective_time
 from perfsim.cost.opcost import OpCost
 from perfsim.cost.roofline import roofline
@@ -33,7 +33,6 @@ def op_time(op: Op, hardware: str | Path | Hardware, profile: str | Path | Profi
     if prof is None:
         return roofline(op, device)
     # a profile measured on another device carries over through this one's specs and achievable matmul share
-    scale = 1.0
-    if op.matrix and prof.device not in ("", device.name):
-        scale = achievable_ratio(device, load_device(prof.device), op.dtype)
-    return calibrated(op, device, prof.params, matmul_scale=scale)
+    kernel_device = transferred_device(device, load_device(prof.device)) if prof.device not in ("", device.name) \
+        else None
+    return calibrated(op, device, prof.params, kernel_device=kernel_device)

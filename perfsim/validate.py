@@ -19,6 +19,7 @@ from perfsim import measured
 from perfsim.calibrate.fit import fit, fit_many
 from perfsim.calibrate.profile import TRANSFER as TRANSFER_SOURCE
 from perfsim.calibrate.rows import PREDICTORS, predict_rows
+from perfsim.cost.calibrated import transferred_device
 from perfsim.cost.params import CostParams
 from perfsim.errors import UnknownNameError
 from perfsim.hardware import load_device
@@ -116,7 +117,8 @@ def score_frame(name: str, df: pd.DataFrame, family: str, device, transfer: Cost
     errors = {"uncalibrated": ape(predict_rows(test, ds_family, device, CostParams()), y),
               "calibrated": ape(predict_rows(test, ds_family, device, calibrated), y)}
     if transfer is not None and device.name != TRANSFER_SOURCE:
-        errors["transfer"] = ape(predict_rows(test, ds_family, device, transfer), y)
+        seen = transferred_device(device, load_device(TRANSFER_SOURCE))   # at its achievable matmul share
+        errors["transfer"] = ape(predict_rows(test, ds_family, seen, transfer), y)
     groups = {"all": np.ones(len(test), bool)}
     col = _group_column(test, ds_family)
     if col:

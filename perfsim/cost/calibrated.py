@@ -36,14 +36,20 @@ def achievable_ratio(device: Device, reference: Device, dtype: str) -> float:
     return 1.0
 
 
-def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs | None = None,
-                matmul_scale: float = 1.0) -> tuple[float, float]:
-    """(time, launch overhead) of one op under the efficiency model of its family; `matmul_scale` scales the
-    tensor-core peak of matrix ops (a transferred profile's achievable_ratio)."""
-    roofs = roofs or DeviceRoofs.of(device)
+def transferred_device(device: Device, reference: Device) -> Device:
+    """`device` as a profile fitted on `reference` sees it: each tensor-core peak scaled by achievable_ratio
+    (fp32 and fp64, which run elsewhere on some devices, as they are)."""
+    if device.name == reference.name or not device.compute.mamf:
+        return device
+    peak = {d: v * (1.0 if d in ("fp32", "fp64") else achievable_ratio(device, reference, d))
+            for d, v in device.compute.peak.items()}
+    return device.model_copy(update={"compute": device.compute.model_copy(update={"peak": peak})})
 
-    def peak_of(dtype: str) -> float:
-        return device.peak_flops(dtype) * matmul_scale
+
+def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs | None = None) -> tuple[float, float]:
+    """(time, launch overhead) of one op under the efficiency model of its family."""
+    roofs = roofs or DeviceRoofs.of(device)
+    peak_of = device.peak_flops
 
     if isinstance(op, Gemm):
         p = params.gemm_for(device.compute_dtype(op.dtype))
@@ -106,8 +112,9 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
 
 
 def calibrated(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs | None = None,
-               matmul_scale: float = 1.0) -> OpCost:
-    t, launch = kernel_time(op, device, params, roofs, matmul_scale)
+               kernel_device: Device | None = None) -> OpCost:
+    """The op's cost on `device`, its kernels timed on `kernel_device` (a transferred_device) when given."""
+    t, launch = kernel_time(op, kernel_device or device, params, roofs)
     compute_s, memory_s = compute_time(op, device), memory_time(op, device)
     t = max(t, compute_s, memory_s)   # a transferred share above the reference's never beats the roofline
     # name the bound by which ceiling the op is closest to, and overhead when launch dominates
