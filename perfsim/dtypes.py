@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from perfsim.errors import UnknownNameError
 
-# bytes per element
+# Bytes per element, block scales included. fp4 is NVFP4: 4-bit E2M1 values with one FP8 E4M3 scale per
+# 16 values, 4.5 bits (NVIDIA, "Introducing NVFP4 for Efficient and Accurate Low-Precision Inference", 2025).
 BYTES: dict[str, float] = {
     "fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0,
-    "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5,
+    "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 4.5 / 8,
 }
+# MXFP4 (OCP Microscaling Formats v1.0): 4-bit E2M1 values with one E8M0 scale per 32 values, 4.25 bits.
+MXFP4_BYTES = 4.25 / 8
+# Formats whose GEMM outputs and activations are kept in bf16.
+LOW_PRECISION = ("fp8", "int8", "int4", "fp4")
 DTYPES = tuple(BYTES)
 
 # When a device has no native peak for a dtype, compute runs at the first format it does support.
@@ -34,3 +39,8 @@ def check(dtype: str, field: str = "dtype") -> str:
 
 def nbytes(dtype: str) -> float:
     return BYTES[check(dtype)]
+
+
+def activation_dtype(dtype: str) -> str:
+    """The dtype activations and GEMM outputs are kept in: bf16 for the low-precision formats."""
+    return "bf16" if dtype in LOW_PRECISION else dtype

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import networkx as nx
 
-from perfsim.dtypes import check
+from perfsim.dtypes import activation_dtype, check
 from perfsim.errors import InvalidInputError
 from perfsim.model import ModelSpec, load_model
 from perfsim.ops import (
@@ -155,7 +155,7 @@ class _Builder:
 
     @property
     def act_dtype(self) -> str:
-        return "bf16" if self.w.dtype in ("fp8", "int8", "int4", "fp4") else self.w.dtype
+        return activation_dtype(self.w.dtype)
 
     def all_reduce(self, name: str, elements: int, layer: int) -> None:
         if self.w.tp > 1:

@@ -10,7 +10,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from perfsim.dtypes import check, nbytes
+from perfsim.dtypes import activation_dtype, check, nbytes
 from perfsim.errors import InvalidInputError
 
 
@@ -92,16 +92,11 @@ class Gemm(Op):
 
     @property
     def bytes_written(self) -> float:
-        return self.batch * self.m * self.n * nbytes(self.out_dtype or _activation_dtype(self.dtype))
+        return self.batch * self.m * self.n * nbytes(self.out_dtype or activation_dtype(self.dtype))
 
     @property
     def cold_bytes(self) -> float:
         return self.batch * self.k * self.n * nbytes(self.weight_dtype or self.dtype)
-
-
-def _activation_dtype(dtype: str) -> str:
-    """GEMM outputs and elementwise activations in low-precision formats are kept in bf16."""
-    return "bf16" if dtype in ("fp8", "int8", "int4", "fp4") else dtype
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +172,7 @@ class Attention(Op):
 
     @property
     def bytes_written(self) -> float:
-        return self.batch * self.q_len * self.num_heads * self.dv * nbytes(_activation_dtype(self.dtype))
+        return self.batch * self.q_len * self.num_heads * self.dv * nbytes(activation_dtype(self.dtype))
 
     @property
     def cold_bytes(self) -> float:
@@ -266,13 +261,13 @@ class LinearRecurrence(Op):
     def _activations_in(self) -> float:
         # q and k (B and C) per key head, v (x) and the gates per value head
         per_token = 2 * self.num_k_heads * self.k_dim + self.num_v_heads * (self.v_dim + self.gates)
-        return self.tokens * per_token * nbytes(_activation_dtype(self.dtype))
+        return self.tokens * per_token * nbytes(activation_dtype(self.dtype))
 
     @property
     def _chunk_state_bytes(self) -> float:
         if self.recurrent:
             return 0.0
-        return self.chunks * self.num_v_heads * self.k_dim * self.v_dim * nbytes(_activation_dtype(self.dtype))
+        return self.chunks * self.num_v_heads * self.k_dim * self.v_dim * nbytes(activation_dtype(self.dtype))
 
     @property
     def bytes_read(self) -> float:
@@ -280,7 +275,7 @@ class LinearRecurrence(Op):
 
     @property
     def bytes_written(self) -> float:
-        return self.tokens * self.num_v_heads * self.v_dim * nbytes(_activation_dtype(self.dtype)) \
+        return self.tokens * self.num_v_heads * self.v_dim * nbytes(activation_dtype(self.dtype)) \
             + self.batch * self.state_bytes + self._chunk_state_bytes
 
     @property
@@ -532,12 +527,12 @@ class MoEExperts(Op):
 
     @property
     def bytes_read(self) -> float:
-        acts = self.local_assignments * self.hidden * nbytes(_activation_dtype(self.dtype))
+        acts = self.local_assignments * self.hidden * nbytes(activation_dtype(self.dtype))
         return self.weight_bytes + acts
 
     @property
     def bytes_written(self) -> float:
-        return self.local_assignments * self.hidden * nbytes(_activation_dtype(self.dtype))
+        return self.local_assignments * self.hidden * nbytes(activation_dtype(self.dtype))
 
     @property
     def weight_bytes(self) -> float:

@@ -13,6 +13,7 @@ from perfsim.calibrate.profile import resolve
 from perfsim.cost import memory
 from perfsim.cost.energy import run_energy
 from perfsim.costmodel import op_time
+from perfsim.dtypes import activation_dtype
 from perfsim.errors import InvalidInputError
 from perfsim.hardware import Hardware, System, load_device, load_hardware
 from perfsim.model import ModelSpec, load_model
@@ -108,7 +109,7 @@ def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task
 
 def _memory(spec: ModelSpec, w: graphs.Workload, task: str, dtype: str, weight_dtype: str | None,
             kv_dtype: str | None) -> dict[str, float]:
-    act_dtype = "bf16" if dtype in ("fp8", "int8", "int4", "fp4") else dtype
+    act_dtype = activation_dtype(dtype)
     mem = {"weights": memory.weight_bytes(spec, weight_dtype or dtype, w.tp, w.ep)}
     if task == "train":
         from perfsim.parallel.memory import training_memory

@@ -61,6 +61,14 @@ def test_decode_is_two_n_active_plus_kv_reads(name):
     assert kv_bytes == pytest.approx(expected_kv, rel=0.05)
 
 
+@pytest.mark.parametrize("weight_dtype, bits", [("bf16", 16), ("fp8", 8), ("fp4", 4.5), ("int4", 4)])
+def test_weights_are_read_at_their_stored_size_block_scales_included(tiny_model, weight_dtype, bits):
+    # NVFP4 stores one FP8 scale per 16 four-bit values: 4.5 bits per weight
+    g = graph.build(tiny_model, "decode", batch=1, context=10, weight_dtype=weight_dtype)
+    weight_reads = sum(op.cold_bytes for op in graph.ops_of(g) if isinstance(op, Gemm))
+    assert weight_reads == pytest.approx((2 * 40960 + 64 * 100) * bits / 8)
+
+
 def test_moe_touches_only_active_experts_per_token():
     m = load_model("mixtral-8x7b")
     g = graph.build(m, "decode", batch=1, context=100)

@@ -17,13 +17,13 @@ from perfsim.cost.moe import moe_time
 from perfsim.cost.opcost import OpCost
 from perfsim.cost.params import CostParams
 from perfsim.cost.roofline import compute_time, memory_time, serving_level
-from perfsim.dtypes import nbytes
+from perfsim.dtypes import activation_dtype, nbytes
 from perfsim.hardware import Device
 from perfsim.ops import Attention, Elementwise, Embedding, Gemm, IndexerScores, LinearRecurrence, MoEExperts, Op
 
 
 def _activation_bytes(dtype: str) -> float:
-    return 2.0 if dtype in ("fp8", "int8", "int4", "fp4") else nbytes(dtype)
+    return nbytes(activation_dtype(dtype))
 
 
 def achievable_ratio(device: Device, reference: Device, dtype: str) -> float:
@@ -54,7 +54,7 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
     if isinstance(op, Gemm):
         p = params.gemm_for(device.compute_dtype(op.dtype))
         t = gemm_time(op.m, op.n, op.k, op.batch, nbytes(op.dtype), nbytes(op.weight_dtype or op.dtype),
-                      nbytes(op.out_dtype or ("bf16" if op.dtype in ("fp8", "int8", "int4", "fp4") else op.dtype)),
+                      nbytes(op.out_dtype or activation_dtype(op.dtype)),
                       peak_of(op.dtype), roofs, p)[0]
         return float(t), p.launch_s
     if isinstance(op, IndexerScores):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from perfsim.cost import memory as cmem
-from perfsim.dtypes import nbytes
+from perfsim.dtypes import activation_dtype, nbytes
 from perfsim.model import ModelSpec
 
 RECOMPUTE_CODE = {"none": 0, "selective": 1, "full": 2}
@@ -225,7 +225,7 @@ def inference_memory(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, kv
     new_tokens: tokens computed per sequence in the step (prefill: seq, decode: 1).
     """
     mm = mm or ModelMemory(model)
-    act_dtype = "bf16" if dtype in ("fp8", "int8", "int4", "fp4") else dtype
+    act_dtype = activation_dtype(dtype)
     dense, expert = mm.stage_params(tp, pp, ep)
     weights = float(dense + expert) * nbytes(weight_dtype or dtype)
     kv = cmem.kv_cache_bytes(model, batch, kv_tokens, kv_dtype or act_dtype, tp) / pp

@@ -41,7 +41,7 @@ import numpy as np
 from perfsim import graph as graphs
 from perfsim.cost.memory import weight_bytes
 from perfsim.costmodel import op_time
-from perfsim.dtypes import check
+from perfsim.dtypes import activation_dtype, check
 from perfsim.errors import InvalidInputError
 from perfsim.hardware import Device, Hardware, System, load_device, load_hardware
 from perfsim.model import ModelSpec, load_model
@@ -102,7 +102,7 @@ class Deployment:
 
     @property
     def act_dtype(self) -> str:
-        return "bf16" if self.dtype in ("fp8", "int8", "int4", "fp4") else self.dtype
+        return activation_dtype(self.dtype)
 
     @property
     def kv_dtype_eff(self) -> str:
