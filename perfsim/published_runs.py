@@ -22,6 +22,7 @@ class Comparison:
     predicted: float
     plan: dict
     assumed: list
+    model: str = ""
 
     @property
     def error(self) -> float:

@@ -71,7 +71,8 @@ def serve_command(
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Closed loop: requests in flight."),
     rate: float | None = typer.Option(None, "--rate", "-r", help="Open loop: Poisson arrivals, requests/s."),
     trace: Path | None = typer.Option(None, "--trace", help="Arrival trace (CSV or JSONL: arrival_s, "
-                                                               "input_len, output_len)."),
+                                                               "input_len, output_len; without arrival_s, an "
+                                                               "offline batch: all requests at once)."),
     burstiness: float | None = typer.Option(None, "--burstiness",
                                                help="With --rate: gamma inter-arrivals of this coefficient of "
                                                     "variation (1 = Poisson, > 1 burstier)."),

@@ -24,8 +24,9 @@ from perfsim.errors import InvalidInputError
 
 # Accepted column names of a trace file (first match wins).
 ARRIVAL_KEYS = ("arrival_s", "arrival_time", "arrival", "timestamp", "time_s", "time")
-INPUT_KEYS = ("input_len", "input_tokens", "isl", "prompt_len", "prompt_tokens", "num_prompt_tokens")
-OUTPUT_KEYS = ("output_len", "output_tokens", "osl", "completion_len", "completion_tokens", "num_output_tokens")
+INPUT_KEYS = ("input_len", "input_length", "input_tokens", "isl", "prompt_len", "prompt_tokens", "num_prompt_tokens")
+OUTPUT_KEYS = ("output_len", "output_length", "output_tokens", "osl", "completion_len", "completion_tokens",
+               "num_output_tokens")
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ def _pick(row: dict, keys: tuple[str, ...], path: Path, line: int, what: str):
 def trace(path: str | Path, n: int | None = None) -> Workload:
     """Read a CSV (header row) or JSONL trace: arrival time in seconds, input and output lengths in tokens.
 
-    Arrival times are shifted so the first request arrives at 0 and sorted; `n` keeps the first n rows.
+    Arrival times are shifted so the first request arrives at 0 and sorted; `n` keeps the first n rows. A trace
+    without an arrival column is an offline batch: every request arrives at 0 (MLPerf's Offline scenario).
     """
     path = Path(path)
     if not path.is_file():
@@ -134,8 +136,10 @@ def trace(path: str | Path, n: int | None = None) -> Workload:
     if n is not None:
         _check_n(n)
         rows = rows[:n]
+    offline = not any(key in rows[0] for key in ARRIVAL_KEYS)
     try:
-        arr = np.array([float(_pick(r, ARRIVAL_KEYS, path, i + 2, "arrival time")) for i, r in enumerate(rows)])
+        arr = np.zeros(len(rows)) if offline else \
+            np.array([float(_pick(r, ARRIVAL_KEYS, path, i + 2, "arrival time")) for i, r in enumerate(rows)])
         isl = np.array([int(float(_pick(r, INPUT_KEYS, path, i + 2, "input length"))) for i, r in enumerate(rows)])
         osl = np.array([int(float(_pick(r, OUTPUT_KEYS, path, i + 2, "output length"))) for i, r in enumerate(rows)])
     except (TypeError, ValueError) as exc:
@@ -146,4 +150,5 @@ def trace(path: str | Path, n: int | None = None) -> Workload:
         raise InvalidInputError(f"trace: {path}: arrival times must be finite numbers of seconds")
     order = np.argsort(arr, kind="stable")
     arr = arr[order] - arr[order][0]
-    return Workload(isl[order].astype(np.int64), osl[order].astype(np.int64), arr, kind=f"trace({path.name})")
+    return Workload(isl[order].astype(np.int64), osl[order].astype(np.int64), arr,
+                    kind=f"{'offline' if offline else 'trace'}({path.name})")

@@ -43,6 +43,24 @@ def latency(arrival: np.ndarray, first: np.ndarray, finish: np.ndarray, osl: np.
     return out, {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e}
 
 
+def saturated_throughput(first: np.ndarray, finish: np.ndarray, osl: np.ndarray) -> float:
+    """Output tokens per second while the server is saturated: from the first completion (the batch has turned
+    over) to the last first token (the queue has drained), each request's tokens spread evenly between its first
+    token and its finish. A long offline run (MLPerf Offline: at least 600 s) is this rate; a short simulated one
+    would otherwise be dominated by its ramp and its drain."""
+    t0, t1 = float(finish.min()), float(first.max())
+    if not t1 > t0:
+        return float("nan")
+
+    def made_by(t: float) -> float:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip((t - first) / (finish - first), 0.0, 1.0)
+        frac = np.where(finish > first, frac, (finish <= t).astype(float))
+        return float((np.where(first <= t, 1.0, 0.0) + (osl - 1) * frac).sum())
+
+    return (made_by(t1) - made_by(t0)) / (t1 - t0)
+
+
 def goodput(per: dict, osl: np.ndarray, makespan: float, slo_ttft: float | None, slo_tpot: float | None,
             slo_e2e: float | None = None) -> dict:
     ok = np.ones(osl.size, dtype=bool)

@@ -306,7 +306,7 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
 def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1, pp: int = 1,
           attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
           kv_dtype: str | None = None, isl: int = 1024, osl: int = 256, concurrency: int | None = None,
-          rate: float | None = None, trace: str | None = None, burstiness: float | None = None,
+          rate: float | None = None, trace: str | arr.Workload | None = None, burstiness: float | None = None,
           ramp: float | str | None = 0.0,
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
@@ -322,8 +322,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     """Simulate serving `model` on `num_gpus` GPUs of `hardware`; see the module docstring.
 
     Exactly one of concurrency (closed loop), rate (Poisson, or gamma with `burstiness` = CV of the gaps) or
-    trace (CSV/JSONL file). A closed loop's clients start spread over `ramp` seconds (0, the default: all at
-    once, as benchmark clients do; 'auto': one request's expected latency, the staggered steady state).
+    trace (CSV/JSONL file, or a Workload). A closed loop's clients start spread over `ramp` seconds (0, the
+    default: all at once, as benchmark clients do; 'auto': one request's expected latency, the staggered steady state).
     disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
     and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs, max_num_batched_tokens, hardware} (a pool on
     another system makes a mixed fleet; its KV crosses the NICs). `engine` picks the fitted host overhead per
@@ -341,7 +341,9 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
         raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
     if num_requests is None:
         num_requests = 1000 if trace is None else None
-    if trace is not None:
+    if isinstance(trace, arr.Workload):
+        w = trace
+    elif trace is not None:
         w = arr.trace(trace, num_requests)
     elif rate is not None:
         w = (arr.gamma(rate, burstiness, num_requests, isl, osl, seed, length_spread) if burstiness
@@ -442,6 +444,7 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
         "num_requests": int(w.num_requests), "makespan_s": makespan,
         "throughput_tokens_per_s": out_tokens / span, "total_tokens_per_s": (out_tokens + isl.sum()) / span,
         "requests_per_s": w.num_requests / span, "throughput_tokens_per_s_per_gpu": out_tokens / span / num_gpus,
+        "saturated_tokens_per_s": metrics.saturated_throughput(first, finish, osl),
     })
     summary.update(metrics.goodput(per, osl, makespan, slo_ttft, slo_tpot, slo_e2e))
     summary["goodput"] = summary["goodput_requests_per_s"]
