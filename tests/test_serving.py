@@ -83,7 +83,7 @@ def test_trace_files(tmp_path):
     _check_invariants(res)
     assert res.summary["num_requests"] == 2
     bad = tmp_path / "bad.csv"
-    bad.write_text("when,isl,osl\n1,2,3\n")
+    bad.write_text("arrival_s,prompt,completion\n1,2,3\n")   # no input-length column it knows
     with pytest.raises(InvalidInputError, match="trace"):
         arrivals.trace(bad)
 

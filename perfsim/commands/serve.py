@@ -177,7 +177,9 @@ def print_result(result) -> None:
     console.print(f"fleet: {pools}")
     good = f" | goodput {s['goodput_requests_per_s']:.3g} req/s ({100 * s['slo_attainment']:.1f}% within SLO)" \
         if s["slo_ttft_s"] is not None or s["slo_tpot_s"] is not None else ""
-    console.print(f"throughput {s['throughput_tokens_per_s']:,.0f} output tokens/s "
+    saturated = s.get("saturated_tokens_per_s")
+    steady = f" ({saturated:,.0f} while saturated)" if saturated and math.isfinite(saturated) else ""
+    console.print(f"throughput {s['throughput_tokens_per_s']:,.0f} output tokens/s{steady} "
                   f"({s['throughput_tokens_per_s_per_gpu']:,.0f}/GPU), {s['requests_per_s']:.3g} req/s{good} | "
                   f"busy {100 * s['utilization']:.0f}% | preemptions {s['preemptions']}")
     cost = "-" if s["cost_usd"] is None else f"${s['cost_usd']:.4g} (${s['cost_per_million_tokens_usd']:.3g}/M tokens)"
