@@ -372,6 +372,18 @@ class _Builder:
         if w.task == "train":
             self.add(softmax(rows, m.vocab_size // w.tp, "fp32", name="cross_entropy"))
 
+    def mtp_module(self) -> None:
+        """A multi-token-prediction module (DeepSeek-V3 report, 2.2): the hidden state and the next token's
+        embedding, each RMS-normed, concatenated and projected 2h -> h, then a decoder layer like the last one
+        (its ops counted with that layer) and the shared LM head with its loss."""
+        m, w = self.m, self.w
+        T, h, last = w.tokens, m.hidden_size, m.num_layers - 1
+        for name in ("mtp_hidden_norm", "mtp_embedding_norm"):
+            self.add(norm(T, h, self.act_dtype, name=name), last)
+        self.gemm("mtp_proj", T, h, 2 * h, last)
+        self.layer(last)
+        self.head()
+
     # -- training passes ---------------------------------------------------------------------------
     def backward(self, recompute: str) -> None:
         for _, layer, op in reversed(list(self.forward)):
@@ -426,6 +438,8 @@ def build(model: ModelSpec | str, task: str, batch: int, seq: int | None = None,
         b.layer(i)
     b.head()
     if task == "train":
+        for _ in range(model.mtp_modules):
+            b.mtp_module()
         b.backward(recompute)
         b.optimizer()
     b.g.graph.update(model=model.name, workload=w)

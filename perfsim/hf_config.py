@@ -249,7 +249,7 @@ def _nemotron_h(c: _Config) -> dict[str, Any]:
 def _glm4_moe(c: _Config) -> dict[str, Any]:
     """GLM-4.5/4.6 (Glm4MoeForCausalLM): q/k/v biases but none on o_proj, optional per-head q/k RMSNorm, the first
     first_k_dense_replace layers dense, then routed experts (sigmoid scores with a per-expert correction bias) plus
-    shared ones. Partial rotary and the MTP layers are not modelled."""
+    shared ones; the MTP layers (num_nextn_predict_layers) train with the model. Partial rotary is not modelled."""
     spec = _llama_like(c, qkv_bias=c.flag("attention_bias", False), out_bias=False,
                        qk_norm=c.flag("use_qk_norm", False))
     shared = c.integer("n_shared_experts", default=0)
@@ -258,6 +258,7 @@ def _glm4_moe(c: _Config) -> dict[str, Any]:
                    # several shared experts run as one MLP of their summed width
                    "shared_intermediate_size": c.integer("moe_intermediate_size") * shared if shared > 1 else None,
                    "first_k_dense": c.integer("first_k_dense_replace", default=0), "router_bias": True}
+    spec["mtp_modules"] = c.integer("num_nextn_predict_layers", default=0)
     return spec
 
 
@@ -311,10 +312,10 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
     layers = c.integer("num_hidden_layers")
     if c.integer("moe_layer_freq", default=1) != 1:
         raise c._fail("moe_layer_freq", "only 1 (every layer after first_k_dense_replace is MoE) is supported")
-    # The multi-token-prediction module (num_nextn_predict_layers) is not part of the model served; ignored.
     spec = {
         "hidden_size": c.integer("hidden_size"),
         "num_layers": layers,
+        "mtp_modules": c.integer("num_nextn_predict_layers", default=0),
         "num_heads": heads,
         "num_kv_heads": heads,   # MLA: every head has its own (decompressed) K and V
         **_rotary_gated_decoder(c),

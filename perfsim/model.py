@@ -234,6 +234,10 @@ class ModelSpec(_Spec):
     moe: MoE | None = None
     # Nemotron-H's hybrid_override_pattern: one block per layer, M Mamba-2, * attention, - dense MLP, E MoE
     layer_pattern: str | None = None
+    # Multi-token-prediction modules trained with the model (DeepSeek-V3 report, 2.2; HF num_nextn_predict_layers):
+    # each a decoder layer like the last one plus a 2h -> h projection, sharing the embedding and the LM head.
+    # Training runs them; serving uses them only as speculative drafts (perfsim.serving.speculative).
+    mtp_modules: int = Field(default=0, ge=0)
 
     # Cross-field checks are field validators so that an error names the offending field
     # ("field num_kv_heads: ..."); info.data holds the fields declared (and validated) before it.

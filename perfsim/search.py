@@ -244,7 +244,7 @@ def plan(model: str | Path | ModelSpec, hardware: str | Path | Hardware, num_gpu
     default_seq = min(spec.max_seq_len, 4096)
     opts = options or Options()
     costing = Costing(spec, system, profile, opts.dtype)
-    mm = ModelMemory(spec)
+    mm = ModelMemory(spec, training=task == "train")
     if task == "train":
         gb = num_gpus if global_batch is None else global_batch
         seq = default_seq if seq is None else seq

@@ -52,14 +52,24 @@ def stage_layers(num_layers: int, pp, interleave=1):
     return v * np.ceil(num_layers / (_a(pp) * v))
 
 
-class ModelMemory:
-    """Per-device parameter counts and activation sizes of one model under a plan's degrees."""
+def mtp_layers(model: ModelSpec) -> tuple[int, int]:
+    """(layers, MoE layers) the multi-token-prediction modules add in training: one decoder layer each, of the
+    last layer's kind."""
+    mtp = model.mtp_modules
+    return mtp, mtp if model.is_moe_layer(model.num_layers - 1) else 0
 
-    def __init__(self, model: ModelSpec):
+
+class ModelMemory:
+    """Per-device parameter counts and activation sizes of one model under a plan's degrees; in `training`, with
+    the multi-token-prediction modules as extra layers (on the last stages) and their projections."""
+
+    def __init__(self, model: ModelSpec, training: bool = False):
         self.m = model
         m = model
-        self.L = m.num_layers
-        self.n_moe = m.num_moe_layers
+        extra, extra_moe = mtp_layers(m) if training else (0, 0)
+        self.mtp = extra
+        self.L = m.num_layers + extra
+        self.n_moe = m.num_moe_layers + extra_moe
         self.n_dense = m.num_dense_layers
         self.h = m.hidden_size
         self.V = m.vocab_size
@@ -121,7 +131,7 @@ class ModelMemory:
             d_moe = e_moe = np.zeros_like(tp)
         emb = self.V * self.h / tp + (m.embedding_params() - self.V * self.h)   # position table replicated
         head = np.where(pp > 1, self.V * self.h / tp, 0.0) if m.tie_embeddings else self.V * self.h / tp
-        head = head + m.norm_params()
+        head = head + m.norm_params() + self.mtp * 2 * self.h * self.h / tp   # MTP: the 2h -> h projections
         ends = np.where(pp > 1, np.maximum(emb, head), emb + head)
         return n_dense * d_dense + n_moe * d_moe + ends, n_moe * e_moe
 
@@ -185,7 +195,7 @@ def training_memory(model: ModelSpec, tp, pp, dp, ep, cp, micro_batch, recompute
     recompute: code 0/1/2 or name; arrays broadcast. Returns weights, gradients, optimizer_states,
     activations and workspace (ZeRO-3 gather buffers, full-recompute layer rebuild, pipeline buffers).
     """
-    mm = mm or ModelMemory(model)
+    mm = mm or ModelMemory(model, training=True)
     if isinstance(recompute, str):
         recompute = RECOMPUTE_CODE[recompute]
     tp, pp, dp, ep, cp = (_a(x) for x in (tp, pp, dp, ep, cp))

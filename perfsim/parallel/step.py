@@ -129,7 +129,7 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     memory_per_device_bytes (and its parts mem_*), fits, energy_j, cost_usd, and the time breakdown t_*.
     """
     model, dev = costing.model, costing.device
-    mm = mm or pmem.ModelMemory(model)
+    mm = mm or pmem.ModelMemory(model, training=True)
     tp, pp, dp, ep_given, cp = (_i(arrays[k]) for k in ("tp", "pp", "dp", "ep", "cp"))
     mb, rc, zero, v = (_i(arrays[k]) for k in ("mb", "rc", "zero", "v"))
     ep, folded = expert_layout(tp, dp, cp, ep_given)     # ep: the data-parallel expert split
@@ -159,9 +159,12 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     M = {f: tab_m[inv, j] for j, f in enumerate(LAYER_FIELDS)}
     E = {f: tab_e[inv, j] for j, f in enumerate(ENDS_FIELDS)}
 
-    L, n_moe = model.num_layers, model.num_moe_layers
+    mtp, mtp_moe = pmem.mtp_layers(model)            # multi-token-prediction modules: extra layers ...
+    L, n_moe = model.num_layers + mtp, model.num_moe_layers + mtp_moe
     n_dense = L - n_moe
     lps = pmem.stage_layers(L, pp, v)
+    # ... and an LM-head pass each, with its 2h -> h projection (2h / V of the head's FLOPs)
+    heads = 1.0 + mtp * (1.0 + 2.0 * model.hidden_size / model.vocab_size)
     st_moe = np.minimum(lps, n_moe)
     st_dense = lps - st_moe
     is_sel, is_full = (rc == 1), (rc == 2)
@@ -179,7 +182,7 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     t_p2p = np.where(inter, p2p_tab[inv, 1], p2p_tab[inv, 0])
     p2p_mb = np.where(pp > 1, 2.0 * v * t_p2p, 0.0)
     emb = E["emb_fwd"] + E["emb_bwd"]
-    head = E["head_fwd"] + E["head_bwd"]
+    head = heads * (E["head_fwd"] + E["head_bwd"])
     first = stage_fwd + stage_bwd + emb + p2p_mb
     last = stage_fwd + stage_bwd + head + p2p_mb
     multi = pp > 1
@@ -250,7 +253,7 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     mfu = flops / (n * peak * latency)
     e_layer_d = D["e_fwd"] + D["e_bwd"] + np.where(is_sel, D["e_rc_sel"], 0.0) + np.where(is_full, D["e_fwd"], 0.0)
     e_layer_m = M["e_fwd"] + M["e_bwd"] + np.where(is_sel, M["e_rc_sel"], 0.0) + np.where(is_full, M["e_fwd"], 0.0)
-    e_rank = n_moe * e_layer_m + n_dense * e_layer_d + E["e_emb"] + E["e_head"]   # whole model, one tp-cp rank
+    e_rank = n_moe * e_layer_m + n_dense * e_layer_d + E["e_emb"] + heads * E["e_head"]   # one tp-cp rank
     dynamic = m * e_rank * tp * cp * dp + e_opt * n
     idle, tdp = dev.power.idle, dev.power.tdp
     energy = np.minimum(dynamic + idle * n * latency, tdp * n * latency)
@@ -265,8 +268,9 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
 
     # ---- time breakdown along the critical stage (sums to the latency) -------------------------
     crit_first = multi & (first >= last)
-    ends_f = np.where(multi, np.where(crit_first, E["emb_fwd"], E["head_fwd"]), E["emb_fwd"] + E["head_fwd"])
-    ends_b = np.where(multi, np.where(crit_first, E["emb_bwd"], E["head_bwd"]), E["emb_bwd"] + E["head_bwd"])
+    head_f, head_b = heads * E["head_fwd"], heads * E["head_bwd"]
+    ends_f = np.where(multi, np.where(crit_first, E["emb_fwd"], head_f), E["emb_fwd"] + head_f)
+    ends_b = np.where(multi, np.where(crit_first, E["emb_bwd"], head_b), E["emb_bwd"] + head_b)
 
     def per_stage(field, full_too=False):
         val = st_moe * M[field] + st_dense * D[field]
