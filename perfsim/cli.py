@@ -214,6 +214,9 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
             dispatcher: str = typer.Option("alltoall", "--dispatcher",
                                            help="train: MoE token dispatch, alltoall (Megatron) or deepep (one "
                                                 "copy per node over the network, FP8 with --dtype fp8)."),
+            stage_layout: str = typer.Option("even", "--stage-layout",
+                                             help="train: pipeline layers even (L/pp on every rank) or balanced "
+                                                  "(fewer on the ranks holding the embedding and the LM head)."),
             steps: int = typer.Option(1, "--steps", help="train: optimizer steps for the energy/cost footprint."),
             power_limit: str | None = typer.Option(None, "--power-limit", help="Per-GPU power cap, e.g. 330W."),
             price_per_gpu_hour: float | None = typer.Option(None, "--price-per-gpu-hour",
@@ -228,7 +231,7 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
                                global_batch=global_batch or batch, micro_batch=micro_batch, seq=seq, context=context,
                                recompute=recompute, zero=zero, interleave=interleave, dtype=dtype.value,
                                profile=None if profile == "none" else profile, ep_overlap=ep_overlap,
-                               dispatcher=dispatcher)
+                               dispatcher=dispatcher, stage_layout=stage_layout)
         from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, run_footprint
         if steps < 1:
             raise InvalidInputError(f"steps: must be >= 1, got {steps}")

@@ -256,7 +256,7 @@ def test_deepseek_v3_pretraining_throughput_within_floor():
 
 
 def test_llama3_405b_throughput_within_floor():
-    """Llama 3 405B on 8192 and 16384 H100s (TP8 PP16 over uneven stages, 16M tokens per batch): 430 and 400
+    """Llama 3 405B on 8192 and 16384 H100s (TP8 PP16 over balanced stages, 16M tokens per batch): 430 and 400
     TFLOP/s per GPU published; a floor, and the larger data-parallel degree slower per GPU, as published."""
     from perfsim.parallel.validation import compare
     rows = compare(prefix="llama3")
@@ -310,6 +310,37 @@ def test_multi_token_prediction_modules_train_with_the_model():
     with_mtp, without = (train_step(spec, "hgx-h800", plan, **kw) for spec in (m, plain))
     assert with_mtp.latency_s > without.latency_s
     assert with_mtp.memory_per_device_bytes > without.memory_per_device_bytes
+
+
+def test_balanced_stages_take_layers_off_the_ranks_with_the_embedding_and_the_head():
+    """Llama 3 405B's layout (Sec. 3.3.2): 126 layers on 16 ranks, one layer fewer on the first and the last,
+    so the busiest rank does 8 layers' work rather than 8 layers and the LM head."""
+    from perfsim.parallel.step import balanced_stage_time
+    assert balanced_stage_time(1.0, 126, 16, 0.1, 0.66) == pytest.approx(8.0)
+    assert balanced_stage_time(1.0, 128, 16, 0.1, 0.66) == pytest.approx(8.66)   # no spare slot: as even
+    assert balanced_stage_time(1.0, 61, 16, 0.0, 3.5) == pytest.approx(4.5)      # the head rank holds one
+    assert balanced_stage_time(1.0, 10, 2, 0.0, 12.0) == pytest.approx(12.0)     # a head heavier than the layers
+    kw = dict(global_batch=64, seq=4096)
+    plan = Plan(tp=8, pp=16, dp=1, recompute="full")
+    model = load_model("llama-3.1-405b")
+    even, balanced = (train_step(model, "grand-teton-h100", replace(plan, stage_layout=lay), **kw)
+                      for lay in ("even", "balanced"))
+    assert balanced.latency_s < even.latency_s
+    assert sum(balanced.time_breakdown.values()) == pytest.approx(balanced.latency_s, rel=1e-6)
+    assert plan_problems(replace(plan, stage_layout="greedy"), model, global_batch=64, seq=4096)[0] \
+        .startswith("stage_layout:")
+
+
+@settings(max_examples=40, deadline=None)
+@given(layers=st.integers(1, 200), pp=st.integers(2, 32), layer_t=st.floats(0.1, 10.0),
+       e=st.floats(0.0, 5.0), h=st.floats(0.0, 20.0))
+def test_balanced_stages_never_slower_than_even(layers, pp, layer_t, e, h):
+    from perfsim.parallel.memory import stage_layers
+    from perfsim.parallel.step import balanced_stage_time
+    even = float(stage_layers(layers, pp)) * layer_t + max(e, h)
+    t = balanced_stage_time(layer_t, layers, pp, e, h).item()
+    assert t <= even + 1e-9
+    assert t >= max(h, layers * layer_t / pp) - 1e-9   # never below the mean load or the head alone
 
 
 def test_ep_overlap_hides_the_all_to_all():

@@ -23,6 +23,7 @@ RECOMPUTE = ("none", "selective", "full")
 ZERO = (0, 1, 2, 3)
 ATTENTION = ("flash", "unfused")
 DISPATCHERS = ("alltoall", "deepep")
+STAGE_LAYOUTS = ("even", "balanced")
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
 OPTIMIZER_DTYPES = ("fp32", "bf16")
 TASKS = ("train", "prefill", "decode")
@@ -49,6 +50,9 @@ class Plan:
         destination node over the network, forwarded over NVLink to the ranks holding the experts; FP8 dispatch
         when the GEMMs are FP8; node-limited routing where the model has route groups).
     attention: flash (fused, FlashAttention) or unfused (QK^T GEMM, softmax, dropout, PV GEMM: Megatron 2022).
+    stage_layout: even (every pipeline rank holds the heaviest rank's layers, L / pp rounded up; Megatron's
+        default) or balanced (fewer layers on the ranks that also hold the embedding and the LM head, as
+        Megatron's --decoder-first/last-pipeline-num-layers set them: Llama 3 405B took a layer off each).
     """
     tp: int = 1
     pp: int = 1
@@ -67,6 +71,7 @@ class Plan:
     ep_overlap: bool = False
     dispatcher: str = "alltoall"
     attention: str = "flash"
+    stage_layout: str = "even"
 
     @property
     def num_gpus(self) -> int:
@@ -143,6 +148,8 @@ def plan_problems(plan: Plan, model: ModelSpec, *, task: str = "train", num_gpus
         out.append(f"attention: got {plan.attention!r}; accepted: {', '.join(ATTENTION)}")
     if plan.dispatcher not in DISPATCHERS:
         out.append(f"dispatcher: got {plan.dispatcher!r}; accepted: {', '.join(DISPATCHERS)}")
+    if plan.stage_layout not in STAGE_LAYOUTS:
+        out.append(f"stage_layout: got {plan.stage_layout!r}; accepted: {', '.join(STAGE_LAYOUTS)}")
     if plan.dtype not in TRAIN_DTYPES:
         out.append(f"dtype: got {plan.dtype!r}; accepted for parallel plans: {', '.join(TRAIN_DTYPES)}")
     elif plan.dtype == "fp8" and not has_fp8:

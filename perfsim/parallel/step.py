@@ -55,12 +55,14 @@ class Options:
     attention: str = "flash"
     dtype: str = "bf16"
     optimizer_dtype: str = "fp32"
+    stage_layout: str = "even"
 
     @classmethod
     def of(cls, plan: Plan) -> Options:
         return cls(sp=plan.sequence_parallel is None or bool(plan.sequence_parallel), tp_overlap=plan.tp_overlap,
                    dp_overlap=plan.dp_overlap, ep_overlap=plan.ep_overlap, dispatcher=plan.dispatcher,
-                   attention=plan.attention, dtype=plan.dtype, optimizer_dtype=plan.optimizer_dtype)
+                   attention=plan.attention, dtype=plan.dtype, optimizer_dtype=plan.optimizer_dtype,
+                   stage_layout=plan.stage_layout)
 
 
 class ParallelEstimate(EstimateBase):
@@ -97,6 +99,22 @@ def _unique_rows(*cols) -> tuple[np.ndarray, np.ndarray]:
     key = np.ravel_multi_index(cols, dims)
     _, first, inv = np.unique(key, return_index=True, return_inverse=True)
     return first, inv.ravel()
+
+
+def balanced_stage_time(layer_t, layers: int, pp, first_extra, last_extra) -> np.ndarray:
+    """Work of the busiest pipeline rank when L layers are split to balance the ranks, the first also holding
+    `first_extra` (the embedding) and the last `last_extra` (the LM head): the smallest T at which
+    floor((T - e) / l) + (pp - 2) floor(T / l) + floor((T - h) / l) >= L, trying T = k l, k l + e and k l + h."""
+    lt, p, e, h = (np.asarray(x, float) for x in (layer_t, pp, first_extra, last_extra))
+    k_max = int(np.max(np.ceil(layers / np.maximum(p, 1.0)) + np.ceil(np.maximum(e, h) / lt))) + 1
+    k = np.arange(k_max + 1, dtype=float)[:, None]
+    cands = np.concatenate([k * lt, k * lt + e, k * lt + h])
+
+    def fit(t, extra):   # layers a rank can hold within t; -inf when its extra alone exceeds t
+        return np.where(t >= extra - 1e-12, np.floor((t - extra) / lt + 1e-9), -np.inf)
+
+    capacity = fit(cands, e) + (p - 2) * fit(cands, 0.0) + fit(cands, h)
+    return np.where(capacity >= layers, cands, np.inf).min(axis=0)
 
 
 def model_flops_per_token(model: ModelSpec, seq: int) -> float:
@@ -187,6 +205,12 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
     last = stage_fwd + stage_bwd + head + p2p_mb
     multi = pp > 1
     t_max = np.where(multi, np.maximum(first, last), stage_fwd + stage_bwd + emb + head)
+    balanced = np.ones(len(tp))   # the busiest rank's share of the even layout's, for the time breakdown
+    if opts.stage_layout == "balanced" and multi.any():
+        even = t_max - p2p_mb
+        t_bal = balanced_stage_time((stage_fwd + stage_bwd) / lps, L, pp, emb, head)
+        balanced = np.where(multi, np.minimum(t_bal, even) / even, 1.0)
+        t_max = np.where(multi, p2p_mb + balanced * even, t_max)
     layers_all = n_moe * (fwd_m + bwd_m) + n_dense * (fwd_d + bwd_d)
     sigma = layers_all + emb + head + pp * p2p_mb
     m = global_batch // (dp * mb)
@@ -278,12 +302,14 @@ def evaluate_train(costing: Costing, arrays: dict[str, np.ndarray], global_batch
             val = val + np.where(is_full, val, 0.0)
         return val
 
-    out["t_forward"] = m * (per_stage("fwd") + ends_f)
-    out["t_backward"] = m * (per_stage("bwd") + ends_b)
-    out["t_recompute"] = m * (np.where(is_sel, per_stage("rc_sel"), 0.0) + np.where(is_full, per_stage("fwd"), 0.0))
-    out["t_tp_comm"] = m * (per_stage("tp_fwd", True) + per_stage("tp_bwd"))
-    out["t_ep_comm"] = m * (per_stage("ep_fwd", True) + per_stage("ep_bwd"))
-    out["t_cp_comm"] = m * (per_stage("cp_fwd", True) + per_stage("cp_bwd"))
+    mb_share = m * balanced   # a balanced layout's busiest rank, split in the even layout's proportions
+    out["t_forward"] = mb_share * (per_stage("fwd") + ends_f)
+    out["t_backward"] = mb_share * (per_stage("bwd") + ends_b)
+    out["t_recompute"] = mb_share * (np.where(is_sel, per_stage("rc_sel"), 0.0)
+                                     + np.where(is_full, per_stage("fwd"), 0.0))
+    out["t_tp_comm"] = mb_share * (per_stage("tp_fwd", True) + per_stage("tp_bwd"))
+    out["t_ep_comm"] = mb_share * (per_stage("ep_fwd", True) + per_stage("ep_bwd"))
+    out["t_cp_comm"] = mb_share * (per_stage("cp_fwd", True) + per_stage("cp_bwd"))
     out["t_pp_p2p"] = m * p2p_mb
     out["t_pp_bubble"] = bubble
     out["t_dp_comm"] = t_dp + t_tied
@@ -492,7 +518,7 @@ def predict_parallel(model: str | Path | ModelSpec, hardware: str | Path | Hardw
     'train': latency_s is one optimizer step of global_batch sequences) or infer_step ('prefill' | 'decode':
     one step of global_batch sequences). dp defaults to num_gpus / (tp x pp x cp), num_gpus to
     tp x pp x cp x dp (dp default 1); options are further Plan fields (sequence_parallel, tp_overlap,
-    dp_overlap, ep_overlap, dispatcher, attention, optimizer_dtype)."""
+    dp_overlap, ep_overlap, dispatcher, attention, optimizer_dtype, stage_layout)."""
     if num_gpus is None:
         num_gpus = tp * pp * cp * (dp or 1) if all(isinstance(x, int) for x in (tp, pp, cp, dp or 1)) else 0
     for name, v in (("num_gpus", num_gpus), ("tp", tp), ("pp", pp), ("cp", cp)):

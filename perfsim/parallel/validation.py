@@ -76,7 +76,7 @@ def predict_row(row: dict, profile="auto") -> Comparison:
     common = dict(tp=tp, pp=pp, dp=dp, ep=row.get("ep", 1), zero=row.get("zero", 0),
                   sequence_parallel=row["sequence_parallel"], attention=row["attention"],
                   dtype=row["dtype"], dp_overlap=row["dp_overlap"], ep_overlap=row.get("ep_overlap", False),
-                  dispatcher=row.get("dispatcher", "alltoall"))
+                  dispatcher=row.get("dispatcher", "alltoall"), stage_layout=row.get("stage_layout", "even"))
     mbs = SEARCH_MICRO_BATCHES if row["micro_batch"] == "search" else (row["micro_batch"],)
     lps = -(-model.num_layers // pp)   # the heaviest stage's layers, when the stages are uneven
     vs = [v for v in range(1, lps + 1) if lps % v == 0] if row["interleave"] == "search" else [row["interleave"]]
