@@ -6,9 +6,9 @@
 2. ML.ENERGY v3 LM-Arena chat: median inter-token latency (one decode step at the measured average batch)
    and energy per output token, the energy coefficients (static W per GPU, dynamic scale) fitted per GPU type
    on a random half (seed 0) and scored on the other half (target MAPE <= 20% each).
-3. MLPerf Inference Offline, published results: Llama-2-70B (H100, H200, B200, GB200, MI300X, MI325X), Mixtral
-   8x7B, Llama 3.1 405B and 8B, DeepSeek-R1; generated tokens per second, nothing fitted
-   (perfsim/serving/published.py).
+3. MLPerf Inference Offline and Server, published results: Llama-2-70B (H100, H200, B200, GB200, MI300X, MI325X),
+   Mixtral 8x7B, Llama 3.1 405B and 8B, DeepSeek-R1; generated tokens per second (Server: at the highest Poisson
+   rate within the p99 TTFT and TPOT limits), nothing fitted (perfsim/serving/published.py).
 --write-fit stores those coefficients in perfsim/serving/energy_fit.yaml, and vLLM's host overhead per step and
 sequence in perfsim/serving/host_fit.yaml, for `perfsim serve` to use.
 """
@@ -87,15 +87,15 @@ def main() -> None:
     for note in sil.notes + mle.notes:
         print(f"  note: {note}")
 
-    print("\n== MLPerf Inference Offline: published vs simulated generated tokens/s ==")
+    print("\n== MLPerf Inference Offline and Server: published vs simulated generated tokens/s ==")
     pub = published.compare(profile=args.profile)
     for r in pub:
         print(f"{r.id:34s} {r.published:10.1f} {r.predicted:10.1f} {100 * r.error:+7.1f}%  (batch limit "
               f"{r.plan['max_num_seqs']}; assumed: {', '.join(r.assumed) or '-'})")
-    for name, rows in published.by_model(pub).items():
-        print(f"{name:15s} mean |error| {100 * sum(abs(r.error) for r in rows) / len(rows):5.1f}% over {len(rows)} "
-              f"systems")
-    print(f"{'all':15s} mean |error| {100 * sum(abs(r.error) for r in pub) / len(pub):5.1f}% over {len(pub)} "
+    for (name, metric), rows in published.by_model(pub).items():
+        mean = 100 * sum(abs(r.error) for r in rows) / len(rows)
+        print(f"{name:15s} {metric.split('_')[0]:8s} mean |error| {mean:5.1f}% over {len(rows)} systems")
+    print(f"{'all':24s} mean |error| {100 * sum(abs(r.error) for r in pub) / len(pub):5.1f}% over {len(pub)} "
           f"results")
     print(f"\n({time.perf_counter() - start:.1f} s)")
     if args.json:
