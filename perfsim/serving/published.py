@@ -24,6 +24,8 @@ from perfsim.serving.arrivals import Workload, lengths, trace
 DEFAULT_PATH = DATA_DIR / "published_serving_runs.yaml"
 SEARCH_MAX_SEQS = (256, 512, 1024, 2048)
 SATURATION = 4   # an offline sample set holds at least this many times the server's batch places
+METRICS = ("offline_tokens_per_s", "server_tokens_per_s")
+SERVER_BISECTIONS = 7   # the Server rate search halves its bracket this many times (to 1/128 of the Offline rate)
 
 
 def load_runs(path: str | Path | None = None) -> list[dict]:
@@ -41,10 +43,6 @@ def sample_set(row: dict, slots: int) -> Workload:
     n = row.get("num_samples", max(w.num_requests, SATURATION * slots))
     order = np.random.default_rng(0).permutation(np.resize(np.arange(w.num_requests), n))
     return replace(w, input_len=w.input_len[order], output_len=out[order], arrival_s=np.zeros(n))
-
-
-METRICS = ("offline_tokens_per_s", "server_tokens_per_s")
-SERVER_BISECTIONS = 7   # the Server rate search halves its bracket this many times (to 1/128 of the Offline rate)
 
 
 def _samples(row: dict, slots: int, seed: int = 0) -> Workload:
