@@ -45,6 +45,18 @@ class _Config:
             raise self._fail(key, f"expected an integer, got {value!r}")
         return int(value)
 
+    def per_layer(self, key: str, layers: int, default: Any = _MISSING) -> Any:
+        """An integer given once or as a list of one per layer (Hunyuan's moe_topk), whose entries must agree."""
+        value = self.data.get(key)
+        if not isinstance(value, list):
+            return self.integer(key, default=default)
+        if len(value) != layers:
+            raise self._fail(key, f"has {len(value)} entries for {layers} layers")
+        if any(v != value[0] for v in value):
+            raise self._fail(key, f"per-layer values differ ({sorted(set(map(str, value)))}); only one value for "
+                                  "every layer is supported")
+        return _Config({key: value[0]}, self.path, self.arch).integer(key)
+
     def flag(self, key: str, default: bool) -> bool:
         key, value, given = self._get((key,), default)
         if given and not isinstance(value, bool):
@@ -156,6 +168,49 @@ def _mixtral(c: _Config) -> dict[str, Any]:
 
 def _qwen3_moe(c: _Config) -> dict[str, Any]:
     return _qwen_experts(c, _llama_like(c, qk_norm=True))
+
+
+def _qwen2_5_vl(c: _Config) -> dict[str, Any]:
+    """Qwen2.5-VL: the Qwen2 language model (q/k/v biases) of text_config, or of the top level where older checkpoints
+    keep it; the ViT and its merger are not modelled, multimodal rotary positions (mrope) have no parameters."""
+    return _qwen2(_language_model(c))
+
+
+def _qwen3_vl_moe(c: _Config) -> dict[str, Any]:
+    """Qwen3-VL MoE: the Qwen3-MoE language model of text_config; the ViT, its merger and the DeepStack features added
+    to the first layers' hidden states (no language-model parameters) are not modelled."""
+    return _qwen3_moe(_language_model(c))
+
+
+def _exaone4(c: _Config) -> dict[str, Any]:
+    """EXAONE 4.0: per-head q/k RMSNorm, each block's output normalised instead of its input (OLMo 2's layout: the same
+    two norms a layer); sliding-window layers after layer_types, the global ones without rotary positions (no
+    parameters either way)."""
+    if c.data.get("sliding_window") is not None and "layer_types" not in c.data:
+        raise c._fail("layer_types", "required field is missing (sliding_window is set; which layers slide?)")
+    return _qwen3(c)
+
+
+def _hunyuan_moe(c: _Config) -> dict[str, Any]:
+    """Hunyuan-A13B (HunYuanMoEV1ForCausalLM): GQA with per-head q/k RMSNorm, every layer a softmax top-k MoE beside a
+    shared MLP of intermediate_size * num_shared_expert; per-layer lists (moe_topk, ...) must hold one value.
+    Cross-layer KV sharing (use_cla) and MLA (use_mla) are not supported."""
+    for key in ("use_cla", "use_mla"):
+        if c.flag(key, False):
+            raise c._fail(key, "only false is supported")
+    if c.integer("moe_layer_num_skipped", default=0):
+        raise c._fail("moe_layer_num_skipped", "only 0 (every layer MoE) is supported")
+    spec = _llama_like(c, qk_norm=c.flag("use_qk_norm", True))
+    head_dim = c.integer("head_dim", "attention_head_dim", default=None)
+    if head_dim is not None:
+        spec["head_dim"] = head_dim
+    layers, dense = spec["num_layers"], spec["intermediate_size"]
+    shared = dense * c.per_layer("num_shared_expert", layers, default=1) if c.flag("use_mixed_mlp_moe", True) else 0
+    spec["moe"] = {"num_experts": c.per_layer("num_experts", layers), "top_k": c.per_layer("moe_topk", layers),
+                   "expert_intermediate_size": c.per_layer("moe_intermediate_size", layers, default=dense)}
+    if shared:
+        spec["moe"].update(num_shared_experts=1, shared_intermediate_size=shared)
+    return spec
 
 
 def _qwen2_moe(c: _Config) -> dict[str, Any]:
@@ -524,6 +579,28 @@ def _mistral3(c: _Config) -> dict[str, Any]:
     return _llama(_language_model(c))
 
 
+# transformers LlamaConfig / MistralConfig defaults: a LLaVA checkpoint's text_config lists only the keys that differ
+# from those of its model_type (llava-1.5: vocab_size and max_position_embeddings)
+_LLAVA_TEXT_DEFAULTS = {
+    "llama": {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "max_position_embeddings": 2048},
+    "mistral": {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072,
+                "sliding_window": 4096},
+}
+
+
+def _llava(c: _Config) -> dict[str, Any]:
+    """LLaVA (LlavaForConditionalGeneration): the Llama or Mistral language model of text_config (model_type, default
+    llama); the CLIP vision tower and the projector are not modelled."""
+    c = _language_model(c)
+    kind = c.text("model_type", "llama")
+    if kind not in _LLAVA_TEXT_DEFAULTS:
+        raise c._fail("model_type", f"language model {kind!r} is not supported; supported: "
+                                    f"{', '.join(_LLAVA_TEXT_DEFAULTS)}")
+    return _llama(_Config({**_LLAVA_TEXT_DEFAULTS[kind], **c.data}, c.path, c.arch))
+
+
 def _olmo2(c: _Config) -> dict[str, Any]:
     """OLMo 2 and OLMoE: q/k RMSNorm over the whole projections; OLMoE's every layer routes to experts of
     `intermediate_size`. OLMo 2 normalises each block's output instead of its input (the same two norms a layer);
@@ -599,6 +676,11 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "GraniteForCausalLM": ("granite", _llama),
     "Starcoder2ForCausalLM": ("starcoder2", _starcoder2),
     "OPTForCausalLM": ("opt", _opt),
+    "Qwen2_5_VLForConditionalGeneration": ("qwen2.5-vl", _qwen2_5_vl),
+    "Qwen3VLMoeForConditionalGeneration": ("qwen3-vl-moe", _qwen3_vl_moe),
+    "Exaone4ForCausalLM": ("exaone4", _exaone4),
+    "HunYuanMoEV1ForCausalLM": ("hunyuan-moe", _hunyuan_moe),
+    "LlavaForConditionalGeneration": ("llava", _llava),
 }
 
 

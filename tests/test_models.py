@@ -585,3 +585,81 @@ def test_opt_refuses_a_projected_embedding(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "word_embed_proj_dim": 512}))
     with pytest.raises(SpecError, match="field word_embed_proj_dim:"):
         from_hf_config(tmp_path)
+
+
+# ---- multimodal language models and more dense / MoE families ------------------------------------------
+
+def _fixture(arch: str) -> ModelSpec:
+    return load_model(FIXTURES / arch / "config.json")
+
+
+def test_qwen2_5_vl_7b():
+    # Qwen2.5-VL-7B's language model is Qwen2.5-7B's: 7.61B parameters, 6.53B without the embedding table and LM head
+    # (Qwen2.5-7B-Instruct card). Ours: 7.6156B and 6.5256B, so the card truncates one figure and rounds the other:
+    # within 0.01B of both. The ViT and its merger (in the checkpoint as well) are not modelled.
+    m = _fixture("Qwen2_5_VLForConditionalGeneration")
+    assert close(m.params_total, 7.61 * B, rel=0.01 / 7.61)
+    assert close(m.params_total - 2 * m.vocab_size * m.hidden_size, 6.53 * B, rel=0.01 / 6.53)
+    assert m.qkv_bias and not m.out_bias and not m.qk_norm and m.sliding_window is None   # use_sliding_window: false
+    text = _fixture("Qwen2ForCausalLM")
+    ignore = {"name", "source", "family", "max_seq_len"}
+    assert m.model_dump(exclude=ignore) == text.model_dump(exclude=ignore) and m.max_seq_len == 128000
+
+
+def test_qwen3_vl_235b_a22b():
+    # Qwen3-VL-235B-A22B: 235B total, 22B activated (model name; its language model is Qwen3-235B-A22B's, whose card
+    # says 235B in total and 22B activated). The vision tower is not modelled.
+    m = _fixture("Qwen3VLMoeForConditionalGeneration")
+    assert close(m.params_total, 235 * B, rel=0.5 / 235)
+    assert close(m.params_active, 22 * B, rel=0.5 / 22)
+    assert (m.num_layers, m.num_heads, m.kv_heads, m.moe.num_experts, m.moe.top_k) == (94, 64, 4, 128, 8)
+    assert m.qk_norm and not m.qkv_bias and m.moe.num_shared_experts == 0 and m.num_moe_layers == 94
+    text = load_model("qwen3-235b-a22b")
+    assert (m.params_total, m.params_active) == (text.params_total, text.params_active)
+
+
+def test_exaone_4_0_32b():
+    # LGAI-EXAONE/EXAONE-4.0-32B card: 30.95B parameters without embeddings, 64 layers, GQA with 40 heads and 8 KV
+    # heads, vocab 102,400. Ours, without the embedding table and the (untied) LM head: 30.955B.
+    m = _fixture("Exaone4ForCausalLM")
+    assert close(m.params_total - 2 * m.vocab_size * m.hidden_size, 30.95 * B, rel=0.005 / 30.95)
+    assert (m.num_layers, m.num_heads, m.kv_heads, m.vocab_size) == (64, 40, 8, 102400)
+    assert m.qk_norm and not m.qk_norm_per_channel and not m.tie_embeddings
+    assert (m.sliding_window, m.sliding_layers) == (4096, 48)        # three sliding layers to every global one
+
+
+def test_hunyuan_a13b():
+    # Tencent Hunyuan-A13B README: 80B total parameters, 13B active. Ours: 80.39B and 12.75B (with the tied embedding;
+    # 12.2B without it, so the published 13B counts it).
+    m = _fixture("HunYuanMoEV1ForCausalLM")
+    assert close(m.params_total, 80 * B, rel=0.5 / 80)
+    assert close(m.params_active, 13 * B, rel=0.5 / 13)
+    assert (m.num_layers, m.num_heads, m.kv_heads, m.dim_head) == (32, 32, 8, 128)
+    assert (m.moe.num_experts, m.moe.top_k, m.moe.expert_intermediate_size) == (64, 8, 3072)
+    assert (m.moe.num_shared_experts, m.moe.shared_size) == (1, 3072) and m.qk_norm and m.tie_embeddings
+
+
+def test_llava_1_5_7b():
+    # llava-hf/llava-1.5-7b-hf: the Vicuna-7B v1.5 language model (Llama 2 7B, 6.74B on its Hugging Face page) with its
+    # vocabulary padded to 32,064 rows; text_config names only what differs from LlamaConfig. The CLIP ViT-L/14-336
+    # tower and the projector (7.06B on the llava-hf page with them) are not modelled.
+    m, llama = _fixture("LlavaForConditionalGeneration"), load_model("llama-2-7b")
+    assert close(m.params_total, 6.74 * B, rel=0.005 / 6.74)
+    assert m.params_total == llama.params_total + 2 * (32064 - 32000) * 4096
+    ignore = {"name", "source", "family", "vocab_size"}
+    assert m.model_dump(exclude=ignore) == llama.model_dump(exclude=ignore) and m.vocab_size == 32064
+
+
+@pytest.mark.parametrize("arch,change,field", [
+    ("HunYuanMoEV1ForCausalLM", {"moe_topk": [8] * 31 + [4]}, "moe_topk"),
+    ("HunYuanMoEV1ForCausalLM", {"num_shared_expert": [1] * 16}, "num_shared_expert"),
+    ("HunYuanMoEV1ForCausalLM", {"use_cla": True}, "use_cla"),
+    ("Exaone4ForCausalLM", {"layer_types": None}, "layer_types"),
+    ("LlavaForConditionalGeneration", {"text_config": {"model_type": "qwen2"}}, "model_type"),
+])
+def test_new_readers_refuse_what_they_cannot_model(tmp_path, arch, change, field):
+    cfg = {**json.loads((FIXTURES / arch / "config.json").read_text()), **change}
+    cfg = {k: v for k, v in cfg.items() if v is not None}
+    with pytest.raises(SpecError) as exc:
+        from_hf_config(_write(tmp_path, cfg))
+    assert "\n" not in str(exc.value) and f"field {field}:" in str(exc.value)
