@@ -353,6 +353,32 @@ def test_host_overhead_adds_per_step_and_per_sequence():
         HostOverhead(per_seq_s=-1.0)
 
 
+def test_async_scheduling_overlaps_the_host_with_the_gpu():
+    from perfsim.serving.host import HostOverhead, host_overhead
+    dep = make_deployment("llama-3.1-8b", "h100-sxm")
+    bare = StepModel(dep, max_tokens=2048, max_seqs=128, max_context=2048, profile="none")
+    for host in (HostOverhead(1e-3, 50e-6, overlapped=True), HostOverhead(0.5, 0.0, overlapped=True)):
+        loaded = StepModel(dep, max_tokens=2048, max_seqs=128, max_context=2048, profile="none", host=host)
+        for n in (1, 37, 128):   # two pipelined stages: the slower one paces the steps
+            assert loaded.decode(n, 500)[0] == pytest.approx(max(bare.decode(n, 500)[0], host.time(n)), rel=1e-9)
+        mixed = loaded.mixed(10, 500, [(256, 256)], 11)[0]
+        assert mixed == pytest.approx(max(bare.mixed(10, 500, [(256, 256)], 11)[0], host.time(11)), rel=1e-9)
+    assert host_overhead("vllm").overlapped and not host_overhead("vllm", async_scheduling=False).overlapped
+    common = dict(**SMALL, isl=256, osl=64, concurrency=32, num_requests=64, engine="vllm")
+    sync = serve(**common, async_scheduling=False).summary
+    overlapped = serve(**common).summary
+    gpu_only = serve(**{**common, "engine": "none"}).summary
+    assert gpu_only["tpot_s"] <= overlapped["tpot_s"] < sync["tpot_s"]
+
+
+def test_engine_versions_that_schedule_asynchronously():
+    from perfsim.serving.host import schedules_async
+    assert schedules_async("vllm", "0.18.0") and schedules_async("vllm", "0.14.0") and schedules_async("vllm", "1.0")
+    assert not schedules_async("vllm", "0.12.0") and not schedules_async("vllm", "0.9.0.2")
+    assert schedules_async("vllm") and schedules_async("vllm", None)   # current releases
+    assert not schedules_async("trtllm", "1.2.0rc6") and not schedules_async("sglang", "0.5.9")
+
+
 def test_fit_host_recovers_known_coefficients():
     import pandas as pd
 
@@ -411,6 +437,10 @@ def test_cli_engine_and_speculation_flags(capsys):
     assert code == 0
     cfg = json.loads(out)["config"]
     assert cfg["engine"] == "none" and cfg["speculative"]["acceptance"] == [0.7, 0.4]
+    for flag, overlapped in (([], True), (["--no-async-scheduling"], False)):
+        code, out, _ = _cli(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--isl", "128", "--osl",
+                             "16", "-c", "4", "-N", "8", "--engine", "vllm", *flag, "--json"], capsys)
+        assert code == 0 and json.loads(out)["config"]["host_overhead"]["overlapped"] is overlapped
     for argv, flag in ((["--engine", "tgi"], "engine"), (["--spec-tokens", "1", "--spec-accept", "2"], "spec-accept")):
         code, _, err = _cli(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "-c", "1", *argv], capsys)
         assert code == 2 and flag in err and "Traceback" not in err

@@ -99,6 +99,9 @@ def serve_command(
                                                         "overhead per step and sequence apply: vllm, trtllm, sglang "
                                                         "(no host overhead fitted yet: zero) or none (GPU time only, "
                                                         "vLLM's batching)."),
+    async_scheduling: bool | None = typer.Option(None, "--async-scheduling/--no-async-scheduling",
+                                                 help="Host work of the next step overlapped with the GPU's "
+                                                      "current one (default: the engine's; vLLM >= 0.14 does)."),
     spec_tokens: int = typer.Option(0, "--spec-tokens", help="Speculative decoding: draft tokens per step "
                                                               "(MTP / draft heads; 0: off)."),
     spec_accept: str | None = typer.Option(None, "--spec-accept",
@@ -147,7 +150,8 @@ def serve_command(
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
                    prefill=prefill or None, decode=decode or None, policy=policy, max_num_seqs=max_num_seqs,
                    max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,
-                   engine=engine, spec_tokens=spec_tokens, spec_accept=spec_accept, power_limit=power_limit,
+                   engine=engine, async_scheduling=async_scheduling, spec_tokens=spec_tokens, spec_accept=spec_accept,
+                   power_limit=power_limit,
                    price_per_gpu_hour=price_per_gpu_hour,
                    grid_intensity=DEFAULT_GRID_KG_PER_KWH if grid_intensity is None else grid_intensity, pue=pue,
                    slo_ttft=slo_ttft, slo_tpot=slo_tpot, seed=seed, profile=profile)

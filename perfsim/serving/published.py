@@ -6,7 +6,9 @@ tokens of each), else uniform lengths around the data set's means. Offline issue
 scored over the whole run where the row states the queries its run issued, else at the simulated server's
 saturated rate. Server sends Poisson arrivals and is scored at the highest rate whose p99 TTFT and p99 TPOT
 meet the benchmark's limits. The batch limit is the submission's where its configuration states it, else
-searched like the training validation's micro-batch (the fastest of SEARCH_MAX_SEQS). Nothing is fitted.
+searched like the training validation's micro-batch (the fastest of SEARCH_MAX_SEQS). A row's `engine_version`
+decides whether the engine's host overhead overlaps the GPU's steps (perfsim.serving.host.schedules_async; without
+one, the engine's current releases). Nothing is fitted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from perfsim.errors import DataError
 from perfsim.published_runs import DATA_DIR, Comparison
 from perfsim.published_runs import load_runs as _load_runs
 from perfsim.serving.arrivals import Workload, lengths, trace
+from perfsim.serving.host import schedules_async
 
 DEFAULT_PATH = DATA_DIR / "published_serving_runs.yaml"
 SEARCH_MAX_SEQS = (256, 512, 1024, 2048)
@@ -62,6 +65,7 @@ def _simulate(row: dict, seqs: int, load: Workload, profile) -> dict:
     return serve(row["model"], row["hardware"], num_gpus=row["num_gpus"], dtype=row["dtype"],
                  kv_dtype=row.get("kv_dtype"), max_num_seqs=seqs, policy=row.get("policy"),
                  max_num_batched_tokens=row.get("max_num_batched_tokens"), engine=row["engine"], profile=profile,
+                 async_scheduling=schedules_async(row["engine"], row.get("engine_version")),
                  timeline_bins=1, trace=load, **layout).summary
 
 

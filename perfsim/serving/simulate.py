@@ -46,6 +46,7 @@ class SchedulerConfig:
     watermark: float = 0.01
     step_overhead_s: float = 0.0   # added to the engine's host overhead per step
     engine: str = DEFAULT_ENGINE   # whose default batching and fitted host overhead (perfsim.serving.host) apply
+    async_scheduling: bool | None = None  # host work under the GPU's previous step (None: the engine's default)
     spec: Speculation = field(default_factory=Speculation)  # speculative decoding (draft tokens, acceptance)
 
     def __post_init__(self) -> None:
@@ -70,7 +71,7 @@ class SchedulerConfig:
 
     @property
     def host(self) -> HostOverhead:
-        return host_overhead(self.engine).plus(self.step_overhead_s)
+        return host_overhead(self.engine, self.async_scheduling).plus(self.step_overhead_s)
 
 
 class Requests:
@@ -312,7 +313,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           prefill: dict | None = None, decode: dict | None = None,
           policy: str | None = None, max_num_seqs: int = DEFAULT_MAX_SEQS,
           max_num_batched_tokens: int | None = None, block_size: int = 16, gpu_memory_utilization: float = 0.9,
-          step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE,
+          step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None,
           spec_tokens: int = 0, spec_accept: str | float | list | None = None, power_limit: str | float | None = None,
           price_per_gpu_hour: float | None = None, grid_intensity: float = DEFAULT_GRID_KG_PER_KWH,
           pue: float = 1.0, slo_ttft: float | None = None, slo_tpot: float | None = None,
@@ -327,13 +328,15 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
     and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs, max_num_batched_tokens, hardware} (a pool on
     another system makes a mixed fleet; its KV crosses the NICs). `engine` picks the fitted host overhead per
-    step and sequence (perfsim.serving.host; 'none': GPU time only), `step_overhead_s` adds to it, and the
-    batching `policy` and token budget where they are not given (SGLang: prefill first, 16384 tokens).
+    step and sequence (perfsim.serving.host; 'none': GPU time only), overlapped with the GPU's steps when it
+    schedules asynchronously (`async_scheduling`; None: as the engine does by default, vLLM since 0.14),
+    `step_overhead_s` adds to it, and the batching `policy` and token budget where they are not given (SGLang:
+    prefill first, 16384 tokens).
     spec_tokens > 0 turns on speculative decoding with that many draft tokens per step, accepted at the rates
     `spec_accept` ('0.85,0.3' or one rate for all; perfsim.serving.speculative)."""
     wall0 = time.perf_counter()
     cfg = SchedulerConfig(policy, max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization,
-                          step_overhead_s=step_overhead_s, engine=engine,
+                          step_overhead_s=step_overhead_s, engine=engine, async_scheduling=async_scheduling,
                           spec=speculation(spec_tokens, spec_accept))
     cfg.check()
     modes = [x is not None for x in (concurrency, rate, trace)]
@@ -488,7 +491,8 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
     config = {
         "model": pools[0].dep.model.name, "hardware": getattr(pools[0].dep.hardware, "name", ""),
         "num_gpus": num_gpus, "workload": w.kind, "concurrency": w.concurrency, "policy": cfg.policy,
-        "engine": cfg.engine, "host_overhead": {"step_s": cfg.host.step_s, "per_seq_s": cfg.host.per_seq_s},
+        "engine": cfg.engine, "host_overhead": {"step_s": cfg.host.step_s, "per_seq_s": cfg.host.per_seq_s,
+                                                "overlapped": cfg.host.overlapped},
         "speculative": {"draft_tokens": cfg.spec.draft_tokens, "acceptance": list(cfg.spec.acceptance),
                         "tokens_per_step": cfg.spec.tokens_per_step},
         "max_num_seqs": cfg.max_num_seqs, "max_num_batched_tokens": engines[0].budget,

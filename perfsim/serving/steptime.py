@@ -2,7 +2,8 @@
 
 One engine step (a forward pass of a continuous-batching server) on one GPU rank takes
 
-  t = lin(T) + head(S) + attn_dec(n, c) + sum_j attn_pre(q_j, kv_j) + t_p2p(T) + t_host(n + prompts)
+  t = t_gpu (+) t_host(n + prompts),
+  t_gpu = lin(T) + head(S) + attn_dec(n, c) + sum_j attn_pre(q_j, kv_j) + t_p2p(T)
 
   lin(T)        every op whose size grows with the T tokens of the step (GEMMs, MoE experts, norms,
                 collectives, linear attention: one state per decoding sequence, one chunked prompt in a
@@ -12,7 +13,8 @@ One engine step (a forward pass of a continuous-batching server) on one GPU rank
   attn_dec      decode attention of n sequences at mean context c (2-D table over n and c)
   attn_pre      prefill attention of one chunk of q new tokens whose last key is kv (2-D table)
   t_p2p         pipeline parallel: (pp - 1) activation sends of T x hidden between stages
-  t_host        the engine's host overhead per step and per sequence in it (perfsim.serving.host)
+  t_host        the engine's host overhead per step and per sequence in it (perfsim.serving.host), added to
+                t_gpu, or overlapped with it (max) when the engine schedules asynchronously
 
 With speculative decoding (perfsim.serving.speculative, k draft tokens) each decoding sequence puts 1 + k
 tokens through lin and head, and the draft module adds k x (lin(n) / layers + attn_dec(n, c) / layers +
@@ -383,7 +385,7 @@ class StepModel:
     DIRECT_MAX = 16384  # token and sequence counts up to this are looked up in precomputed lists
 
     def _direct(self) -> None:
-        """Per-integer lookups: lin + head + host of a decode step of n sequences, lin + fixed host of T tokens."""
+        """Per-integer lookups: lin + head of a decode step of n sequences, lin of T tokens."""
         n_seq = min(self.DIRECT_MAX, max(self.seq) + 1)
         n_tok = min(self.DIRECT_MAX, max(self.tok) + 1)
         seqs = np.arange(n_seq, dtype=float)
@@ -392,10 +394,10 @@ class StepModel:
         lin_de = np.interp(seqs, self.tok, self._lin_dec_e)
         head_t = np.interp(seqs, self.seq, self._head_t)
         head_e = np.interp(seqs, self.seq, self._head_e)
-        self._dec_base_t = (lin_dt + head_t + self.host.step_s + self.host.per_seq_s * seqs).tolist()
+        self._dec_base_t = (lin_dt + head_t).tolist()
         self._dec_base_e = (lin_de + head_e).tolist()
         self._head_t_n, self._head_e_n = head_t.tolist(), head_e.tolist()
-        self._pre_t_n = (np.interp(toks, self.tok, self._lin_pre_t) + self.host.step_s).tolist()
+        self._pre_t_n = np.interp(toks, self.tok, self._lin_pre_t).tolist()
         self._pre_e_n = np.interp(toks, self.tok, self._lin_pre_e).tolist()
         self._rows: dict[int, tuple[list[float], list[float]]] = {}
 
@@ -429,12 +431,12 @@ class StepModel:
             t = _interp1(self._tok, self._lin_dec_t, tokens) + _interp1(self._seq, self._head_t, tokens)
             e = _interp1(self._tok, self._lin_dec_e, tokens) + _interp1(self._seq, self._head_e, tokens)
             dt, de = self._draft(nr, at, ae)
-            return t + at + dt + self.host.time(nr), e + ae + de
+            return self.host.step(t + at + dt, nr), e + ae + de
         if nr < len(self._dec_base_t):
-            return self._dec_base_t[nr] + at, self._dec_base_e[nr] + ae
-        t = _interp1(self._tok, self._lin_dec_t, nr) + _interp1(self._seq, self._head_t, nr) + self.host.time(nr)
+            return self.host.step(self._dec_base_t[nr] + at, nr), self._dec_base_e[nr] + ae
+        t = _interp1(self._tok, self._lin_dec_t, nr) + _interp1(self._seq, self._head_t, nr)
         e = _interp1(self._tok, self._lin_dec_e, nr) + _interp1(self._seq, self._head_e, nr)
-        return t + at, e + ae
+        return self.host.step(t + at, nr), e + ae
 
     def _draft(self, nr: int, attn_t: float, attn_e: float) -> tuple[float, float]:
         """The draft module's k passes of one decoder layer and the LM head over nr sequences."""
@@ -454,10 +456,9 @@ class StepModel:
         if tr < len(self._pre_t_n):
             t, e = self._pre_t_n[tr], self._pre_e_n[tr]
         else:
-            t = _interp1(self._tok, self._lin_pre_t, tr) + self.host.step_s
+            t = _interp1(self._tok, self._lin_pre_t, tr)
             e = _interp1(self._tok, self._lin_pre_e, tr)
         seqs = n + len(chunks)
-        t += self.host.per_seq_s * (-(-seqs // adp) if adp > 1 else seqs)
         samples += n * self.spec.draft_tokens  # verified positions also go through the LM head
         if samples:
             sr = -(-samples // adp) if adp > 1 else samples
@@ -490,7 +491,7 @@ class StepModel:
                     ae += _interp2(q_, c_, ze, q, kv)
             t += at / adp
             e += ae / adp
-        return t, e
+        return self.host.step(t, -(-seqs // adp) if adp > 1 else seqs), e
 
     def prefill(self, prompt_lens: list[int]) -> tuple[float, float]:
         """A prefill-only step over whole prompts."""

@@ -4,12 +4,14 @@ aiconfigurator silicon_refs (NVIDIA; TensorRT-LLM, SGLang and vLLM on H100/H200/
 each row is a benchmark at a fixed client concurrency and fixed input/output lengths, aggregated or
 disaggregated. Each supported row is simulated as a closed loop at that concurrency with its layout (tp,
 attention-DP, MoE ep, pp; prefill and decode pools and their worker counts) and precision, and the
-simulated mean TTFT and TPOT are compared with the measured ones.
+simulated mean TTFT and TPOT are compared with the measured ones. vLLM rows from release 0.14 on schedule
+asynchronously (their host overhead overlaps the GPU's steps; perfsim.serving.host), earlier ones do not.
 
 ML.ENERGY v3 LM-Arena chat (vLLM on H100 and B200): per configuration the median inter-token latency
 (ITL) and energy per output token at the measured average batch. ITL is predicted as one decode step at
 the average batch and the mean context (an assumed prompt length plus half the average output), plus
-vLLM's host overhead per step and per sequence (perfsim.serving.host) fitted on a random half of the rows
+vLLM's host overhead per step and per sequence (perfsim.serving.host; vLLM 0.11.1 schedules synchronously)
+fitted on a random half of the rows
 (seed 0); energy per token is (n_gpu * P_static * ITL + s * E_dyn) / batch with P_static and s fitted per
 GPU type on the same half. Both are scored on the other half.
 
@@ -27,7 +29,7 @@ import pandas as pd
 
 from perfsim.errors import PerfsimError
 from perfsim.serving.host import FIT_FILE as HOST_FIT_FILE
-from perfsim.serving.host import HostOverhead, fitted_engines, reload_fits
+from perfsim.serving.host import HostOverhead, fitted_engines, reload_fits, schedules_async
 from perfsim.serving.scheduler import engine_batching
 
 # Hugging Face model id -> perfsim model (same architecture; fine-tunes and re-releases map to their base)
@@ -138,7 +140,8 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
     backend = str(r["backend"]).lower()
     policy, budget = engine_batching(backend)   # the engine's own batching, host overhead only where fitted
     common = dict(dtype=dtype, isl=isl, osl=osl, profile=profile, timeline_bins=1, ramp=ramp,
-                  engine=backend if backend in fitted_engines() else "none", policy=policy,
+                  engine=backend if backend in fitted_engines() else "none",
+                  async_scheduling=schedules_async(backend, r.get("backend_version")), policy=policy,
                   max_num_batched_tokens=budget, spec_tokens=MTP_DRAFT_TOKENS.get(model, 0))
     if r["mode"] == "disagg":
         def layout(prefix):
