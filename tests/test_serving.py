@@ -430,6 +430,17 @@ def test_speculative_decoding_speeds_up_small_batches_only_when_drafts_are_accep
     assert good.config["speculative"]["tokens_per_step"] == pytest.approx(1.9)
 
 
+def test_verification_attention_does_every_query_s_dot_products_over_one_cache_read():
+    from perfsim.serving.speculative import speculation
+    dep = make_deployment("deepseek-v3", "hgx-h200", tp=8, ep=8, dtype="fp8")   # MLA: 128 heads on one latent
+    sm = StepModel(dep, max_tokens=2048, max_seqs=64, max_context=4096, spec=speculation(2))
+    for n, ctx in ((1, 512), (64, 3000)):
+        one, three = sm._attn_dec(n, ctx)[0], sm._attn_verify(n, ctx)[0]
+        assert one < three < 3 * one   # more work than one query, less than three passes over the cache
+    plain = StepModel(dep, max_tokens=2048, max_seqs=64, max_context=4096)
+    assert plain._attn_verify(64, 3000) == plain._attn_dec(64, 3000)
+
+
 def test_cli_engine_and_speculation_flags(capsys):
     code, out, _ = _cli(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--isl", "128", "--osl", "16",
                          "-c", "4", "-N", "8", "--engine", "none", "--spec-tokens", "2", "--spec-accept", "0.7,0.4",

@@ -18,8 +18,10 @@ One engine step (a forward pass of a continuous-batching server) on one GPU rank
 
 With speculative decoding (perfsim.serving.speculative, k draft tokens) each decoding sequence puts 1 + k
 tokens through lin and head, and the draft module adds k x (lin(n) / layers + attn_dec(n, c) / layers +
-head(n)); attention verifies the 1 + k queries in one pass over the KV cache (costed as one query: the pass
-is bound by reading the cache).
+head(n)); attention verifies the 1 + k queries in one pass over the KV cache: the cache is read once and each
+query does its dot products, a decode step with (1 + k) x the query heads per KV head (as FlashMLA and
+TensorRT-LLM's speculative XQA pack them; MLA's absorbed attention, many heads on one latent, turns compute
+bound with them).
 
 and the same sums of the ops' dynamic energy give the step's switching energy per GPU. Between grid
 points values are linear in the table's coordinates (op times are close to affine between them).
@@ -271,6 +273,10 @@ class StepModel:
         self.lin_pre = self._sweep(pre_ops, self.tok, p2p)
         self.head = self._sweep(dec_head, self.seq, [0.0] * len(self.seq))
         self.attn_dec = [[self._attn(dec_attn, b, 1, c + 1) for c in self.ctx] for b in self.seq]
+        k = self.spec.draft_tokens
+        ver_attn = Counter({replace(op, num_heads=op.num_heads * (1 + k)): n for op, n in dec_attn.items()})
+        self.attn_ver = [[self._attn(ver_attn, b, 1, c + 1) for c in self.ctx] for b in self.seq] if k else \
+            self.attn_dec
         self.qgrid = _geomspace_int(1, rank_tokens, max(6, self.grid * 2 // 3))
         self.attn_pre = [[self._attn(pre_attn, 1, q, max(q, kv)) for kv in self.ctx] for q in self.qgrid]
         # python lists for the hot path
@@ -283,6 +289,8 @@ class StepModel:
         self._head_t, self._head_e = [v[0] for v in self.head], [v[1] for v in self.head]
         self._ad_t = [[v[0] for v in row] for row in self.attn_dec]
         self._ad_e = [[v[1] for v in row] for row in self.attn_dec]
+        self._av_t = [[v[0] for v in row] for row in self.attn_ver]
+        self._av_e = [[v[1] for v in row] for row in self.attn_ver]
         self._ap_t = [[v[0] for v in row] for row in self.attn_pre]
         self._ap_e = [[v[1] for v in row] for row in self.attn_pre]
         self._direct()
@@ -400,19 +408,26 @@ class StepModel:
         self._pre_t_n = np.interp(toks, self.tok, self._lin_pre_t).tolist()
         self._pre_e_n = np.interp(toks, self.tok, self._lin_pre_e).tolist()
         self._rows: dict[int, tuple[list[float], list[float]]] = {}
+        self._ver_rows: dict[int, tuple[list[float], list[float]]] = {}
 
-    def _row(self, n: int) -> tuple[list[float], list[float]]:
-        """Decode-attention time and energy over the context grid at exactly n sequences."""
-        row = self._rows.get(n)
-        if row is None:
-            xs = self._seq
-            t = [_interp1(xs, [r[j] for r in self._ad_t], n) for j in range(len(self._ctx))]
-            e = [_interp1(xs, [r[j] for r in self._ad_e], n) for j in range(len(self._ctx))]
-            row = self._rows[n] = (t, e)
+    def _row(self, n: int, rows: dict, table_t: list, table_e: list) -> tuple[list[float], list[float]]:
+        """A decode-attention table's time and energy over the context grid at exactly n sequences."""
+        xs = self._seq
+        t = [_interp1(xs, [r[j] for r in table_t], n) for j in range(len(self._ctx))]
+        e = [_interp1(xs, [r[j] for r in table_e], n) for j in range(len(self._ctx))]
+        row = rows[n] = (t, e)
         return row
 
     def _attn_dec(self, n: int, ctx: float) -> tuple[float, float]:
-        rt, re_ = self._rows.get(n) or self._row(n)
+        """Decode attention of n sequences, one query each, at mean context ctx."""
+        return self._at_ctx(self._rows.get(n) or self._row(n, self._rows, self._ad_t, self._ad_e), ctx)
+
+    def _attn_verify(self, n: int, ctx: float) -> tuple[float, float]:
+        """Speculative verification's attention: 1 + k queries of each of n sequences in one pass."""
+        return self._at_ctx(self._ver_rows.get(n) or self._row(n, self._ver_rows, self._av_t, self._av_e), ctx)
+
+    def _at_ctx(self, row: tuple[list[float], list[float]], ctx: float) -> tuple[float, float]:
+        rt, re_ = row
         xs = self._ctx
         m = len(xs)
         i = bisect_right(xs, ctx) - 1
@@ -431,7 +446,8 @@ class StepModel:
             t = _interp1(self._tok, self._lin_dec_t, tokens) + _interp1(self._seq, self._head_t, tokens)
             e = _interp1(self._tok, self._lin_dec_e, tokens) + _interp1(self._seq, self._head_e, tokens)
             dt, de = self._draft(nr, at, ae)
-            return self.host.step(t + at + dt, nr), e + ae + de
+            vt, ve = self._attn_verify(nr, ctx_mean)
+            return self.host.step(t + vt + dt, nr), e + ve + de
         if nr < len(self._dec_base_t):
             return self.host.step(self._dec_base_t[nr] + at, nr), self._dec_base_e[nr] + ae
         t = _interp1(self._tok, self._lin_dec_t, nr) + _interp1(self._seq, self._head_t, nr)
@@ -471,12 +487,14 @@ class StepModel:
         if n:
             nr = -(-n // adp) if adp > 1 else n
             at, ae = self._attn_dec(nr, ctx_mean)
-            t += at
-            e += ae
             if self.spec.active:
                 dt, de = self._draft(nr, at, ae)
-                t += dt
-                e += de
+                vt, ve = self._attn_verify(nr, ctx_mean)
+                t += vt + dt
+                e += ve + de
+            else:
+                t += at
+                e += ae
         if chunks:
             at = ae = 0.0
             q_, c_, zt, ze = self._q, self._ctx, self._ap_t, self._ap_e
