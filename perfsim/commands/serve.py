@@ -171,8 +171,11 @@ def print_result(result) -> None:
     console = _console()
     pools = "; ".join(f"{p['role']} {p['gpus']} GPUs = {p['replicas']} x {p['layout']} ({p['kv_tokens_per_engine']:,} "
                       f"KV tokens/engine)" for p in c["pools"])
+    host = c["host_overhead"]
+    engine = c["engine"] + (" (host overlapped: async scheduling)" if host["overlapped"] and host["step_s"] else "")
     table = Table("metric", "mean", "p50", "p90", "p99",
-                  title=f"{c['model']} on {c['num_gpus']} x {c['hardware']}: {c['workload']}, {c['policy']} batching")
+                  title=f"{c['model']} on {c['num_gpus']} x {c['hardware']}: {c['workload']}, {c['policy']} batching, "
+                        f"engine {engine}")
     for name, key in (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2E latency", "e2e")):
         mean = s.get(f"{key}_s", s.get(f"{key}_mean_s"))
         table.add_row(name, _seconds(mean), _seconds(s[f"{key}_p50_s"]), _seconds(s[f"{key}_p90_s"]),
