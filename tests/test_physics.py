@@ -126,3 +126,23 @@ def test_power_cap_stretches_a_run_and_conserves_energy(dyn, t, more, gpus):
     assert run_energy(dyn + more, t, dev, gpus)[2] >= t2
     ideal = run_energy(dyn, t, dev, gpus, throttle=False)
     assert ideal[2] == t and ideal[0] == pytest.approx(dyn + dev.power.idle * t * gpus)
+
+
+@pytest.mark.parametrize("dist", ["balanced", "uniform"])
+@settings(max_examples=80, deadline=None)
+@given(t=st.integers(1, 8192), more=st.integers(1, 4096), e=st.sampled_from([8, 64, 256, 512]),
+       k=st.sampled_from([1, 2, 8]), dtype=st.sampled_from(["bf16", "fp8"]))
+def test_more_tokens_never_make_the_experts_faster(dist, t, more, e, k, dtype):
+    """The grouped GEMM's M tile grows with the tokens per expert, and the rows a tile wastes with it: never
+    enough to make more tokens cheaper."""
+    def time(tokens):
+        return perfsim.op_time(MoEExperts(tokens=tokens, hidden=4096, inter=1536, top_k=k, num_experts=e,
+                                          total_experts=e, dtype=dtype, distribution=dist), H100).time_s
+    assert time(t + more) >= time(t) * (1 - 1e-9)
+
+
+def test_moe_tile_follows_the_tokens_per_expert():
+    from perfsim.cost.moe import TILE_M, TILE_M_MIN, _routed
+    for tokens, expected in ((32, TILE_M_MIN), (32 * 24, 32.0), (32 * 100, TILE_M), (32 * 1000, TILE_M)):
+        # 256 experts, top-8: tokens / 32 tokens reach each expert under balanced routing
+        assert float(_routed(tokens, 8, 256, 256, "balanced")[3][0, 0]) == expected
