@@ -6,8 +6,10 @@
 
 Modules: arrivals (request streams), steptime (step-time tables from the cost model), kvcache (paged KV
 capacity, disaggregated KV transfer), scheduler (one engine: continuous batching, chunked prefill, static
-batching, preemption), simulate (the event loop and `serve`), metrics, energy (power cap, carbon, cost),
-validation (against measured serving runs), plan (deployment search).
+batching, preemption), host (the engine's host overhead per step, added to the GPU's time or overlapped with it),
+speculative (draft tokens and their acceptance), simulate (the event loop and `serve`), metrics, energy (power cap,
+carbon, cost), validation (against measured serving runs), published (against published MLPerf results), plan
+(deployment search).
 """
 
 from perfsim.serving.arrivals import Workload, closed_loop, gamma, poisson, trace
