@@ -305,6 +305,12 @@ def test_plan_serve_simulates_the_engine_it_is_asked_for(monkeypatch):
     res = plan_mod.plan_serving("llama-3.1-8b", "dgx-h100", isl=512, osl=64, rate=4.0, slo_tpot=0.05,
                                 num_requests=100, disagg=False, engine="sglang")
     assert res.plans and seen and all(s == ("sglang", "continuous", 16384) for s in seen)
+    seen.clear()
+    monkeypatch.setattr(plan_mod, "_evaluate", lambda model, spec_kwargs, common: seen.append(common) or
+                        real(model, spec_kwargs, common))
+    plan_mod.plan_serving("llama-3.1-8b", "dgx-h100", isl=512, osl=64, rate=4.0, num_requests=100, disagg=False,
+                          engine="vllm", async_scheduling=False)
+    assert seen and all(c["engine"] == "vllm" and c["async_scheduling"] is False for c in seen)
     with pytest.raises(InvalidInputError, match="engine"):
         plan_mod.plan_serving("llama-3.1-8b", "dgx-h100", isl=512, osl=64, rate=4.0, engine="tgi")
 

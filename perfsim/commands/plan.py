@@ -51,6 +51,9 @@ def plan_command(
     dtype: str = typer.Option("bf16", "--dtype", help="serve: bf16 or fp8."),
     engine: str = typer.Option("vllm", "--engine", help="serve: the engine that runs every deployment (its "
                                                         "batching and host overhead): vllm, trtllm, sglang, none."),
+    async_scheduling: bool | None = typer.Option(None, "--async-scheduling/--no-async-scheduling",
+                                                 help="serve: host work of the next step overlapped with the GPU's "
+                                                      "current one (default: the engine's; vLLM >= 0.14 does)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the plans, best first."),
 ) -> None:
     """Search every valid parallel plan (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO, interleaving),
@@ -64,7 +67,7 @@ def plan_command(
         from perfsim.commands.serve import plan_serve
         plan_serve(model, hardware, isl, osl, rate, slo_ttft, slo_tpot,
                    "cost" if objective.value == "time" else objective.value, max_gpus=num_gpus, top=top, out=out,
-                   as_json=as_json, dtype=dtype, profile=profile, engine=engine)
+                   as_json=as_json, dtype=dtype, profile=profile, engine=engine, async_scheduling=async_scheduling)
         return
     if num_gpus is None:
         raise InvalidInputError(f"num-gpus: plan --task {task.value} needs --num-gpus N")

@@ -102,21 +102,21 @@ def _layouts(spec, system: System, dtype: str) -> list[dict]:
     return keep[:4]
 
 
-def _engine_steps(dep, max_seqs: int, isl: int, osl: int, profile, engine: str):
+def _engine_steps(dep, max_seqs: int, isl: int, osl: int, profile, engine: str, async_scheduling: bool | None = None):
     """The step model of one engine of `dep` as `engine` batches (its token budget and host overhead)."""
     from perfsim.serving.simulate import step_model
     budget = engine_batching(engine)[1]
-    return step_model(dep, budget * dep.attn_dp, max_seqs, isl + osl, profile, host_overhead(engine))
+    return step_model(dep, budget * dep.attn_dp, max_seqs, isl + osl, profile, host_overhead(engine, async_scheduling))
 
 
 def _capacity(dep, isl: int, osl: int, slo_tpot: float | None, max_seqs: int, profile,
-              engine: str = DEFAULT_ENGINE) -> tuple[float, int, float]:
+              engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None) -> tuple[float, int, float]:
     """(requests/s one engine sustains, batch limit, prefill seconds per request) from the step model."""
     from perfsim.serving.kvcache import capacity_blocks
     cap = capacity_blocks(dep, max_seqs=max_seqs * dep.attn_dp)
     kv_batch = max(1, int(cap["tokens"] // (isl + osl)))
     limit = max(1, min(max_seqs * dep.attn_dp, kv_batch))
-    sm = _engine_steps(dep, limit, isl, osl, profile, engine)
+    sm = _engine_steps(dep, limit, isl, osl, profile, engine, async_scheduling)
     ctx = isl + osl / 2.0
     b = limit
     if slo_tpot is not None:
@@ -149,9 +149,10 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
                  slo_ttft: float | None = None, slo_tpot: float | None = None, objective: str = "cost",
                  max_gpus: int | None = None, top: int = 10, num_requests: int | None = None, dtype: str = "bf16",
                  profile: str = "auto", attainment: float = 0.9, disagg: bool = True, mixed: bool = True,
-                 seed: int = 0, engine: str = DEFAULT_ENGINE) -> ServePlanResult:
+                 seed: int = 0, engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None) -> ServePlanResult:
     """Search deployments serving `rate` requests/s of isl/osl tokens, run by `engine` (its batching and host
-    overhead); best first by `objective`."""
+    overhead, overlapped with the GPU's steps per `async_scheduling`, None: the engine's default); best first by
+    `objective`."""
     t0 = time.perf_counter()
     if objective not in OBJECTIVES:
         raise InvalidInputError(f"objective: got {objective!r}; accepted for serving: {', '.join(OBJECTIVES)}")
@@ -170,7 +171,8 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
     host_overhead(engine)   # an unknown engine fails here, naming the flag
     n_req = num_requests or int(min(600, max(200, rate * 60)))
     common = dict(isl=isl, osl=osl, rate=rate, num_requests=n_req, slo_ttft=slo_ttft, slo_tpot=slo_tpot,
-                  dtype=dtype, profile=profile, seed=seed, timeline_bins=1, engine=engine)
+                  dtype=dtype, profile=profile, seed=seed, timeline_bins=1, engine=engine,
+                  async_scheduling=async_scheduling)
     skipped: dict[str, int] = {}
     candidates: list[ServePlan] = []
     evaluated = 0
@@ -208,7 +210,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
             from perfsim.serving.steptime import make_deployment
             dep = make_deployment(spec, sysm, lay["tp"], lay["ep"], 1, lay.get("attn_dp"), dtype)
             try:
-                per_engine, batch, t_pre = _capacity(dep, isl, osl, slo_tpot, 256, profile, engine)
+                per_engine, batch, t_pre = _capacity(dep, isl, osl, slo_tpot, 256, profile, engine, async_scheduling)
             except PerfsimError as exc:
                 skip(str(exc).split(":")[0])
                 continue
@@ -245,7 +247,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
         for pkey, dkey in pairs:
             p_dep, p_lay, _, _, t_pre = per_layout[pkey]
             d_dep, d_lay, _, d_batch, _ = per_layout[dkey]
-            sm = _engine_steps(d_dep, d_batch, isl, osl, profile, engine)
+            sm = _engine_steps(d_dep, d_batch, isl, osl, profile, engine, async_scheduling)
             t_dec = sm.decode(d_batch, isl + osl / 2.0)[0]
             nd = max(1, math.ceil(rate / (d_batch / (max(osl - 1, 1) * t_dec))))
             np_ = max(1, math.ceil(rate * t_pre / 0.7))    # prefill engines at <= 70% busy keep TTFT queueing low
