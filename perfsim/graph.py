@@ -86,7 +86,7 @@ def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, co
         if seq > model.max_seq_len:
             raise InvalidInputError(f"seq: {seq} exceeds {model.name}'s maximum sequence length {model.max_seq_len}")
         q_len, kv_len = seq, seq
-    _check_split(model, tp, ep)
+    check_split(model, tp, ep)
     return Workload(task, batch, q_len, kv_len, dtype, weight_dtype, kv_dtype, tp, ep, state_dtype)
 
 
@@ -101,17 +101,28 @@ def check_state_dtype(dtype: str) -> str:
     return dtype
 
 
-def _check_split(model: ModelSpec, tp: int, ep: int) -> None:
+def split_problems(model: ModelSpec, tp: int, ep: int) -> list[str]:
+    """Why tensor parallelism `tp` and expert parallelism `ep` cannot split `model` evenly; empty when they can."""
+    out = []
     if tp < 1 or model.num_heads % tp:
-        raise InvalidInputError(f"tp: {tp} must be >= 1 and divide num_heads ({model.num_heads}) of {model.name}")
-    for heads, what in recurrent_heads(model):
-        if heads % tp:
-            raise InvalidInputError(f"tp: {tp} must divide the {what} ({heads}) of {model.name}")
+        out.append(f"tp: {tp} must divide num_heads ({model.num_heads}) of {model.name}")
+    else:
+        out += [f"tp: {tp} must divide the {what} ({heads}) of {model.name}"
+                for heads, what in recurrent_heads(model) if heads % tp]
     if ep < 1:
-        raise InvalidInputError(f"ep: must be >= 1, got {ep}")
-    if ep > 1 and (not model.moe or model.moe.num_experts % ep):
-        have = f"{model.moe.num_experts} experts" if model.moe else "no experts (dense model)"
-        raise InvalidInputError(f"ep: {ep} must divide the number of experts; {model.name} has {have}")
+        out.append(f"ep: must be >= 1, got {ep}")
+    elif ep > 1 and not model.moe:
+        out.append(f"ep: {ep} needs a Mixture-of-Experts model; {model.name} is dense")
+    elif ep > 1 and model.moe.num_experts % ep:
+        out.append(f"ep: {ep} must divide the number of experts ({model.moe.num_experts}) of {model.name}")
+    return out
+
+
+def check_split(model: ModelSpec, tp: int, ep: int) -> None:
+    """Raise the first of `split_problems`, naming the flag."""
+    problems = split_problems(model, tp, ep)
+    if problems:
+        raise InvalidInputError(problems[0])
 
 
 def recurrent_heads(model: ModelSpec) -> list[tuple[int, str]]:

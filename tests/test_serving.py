@@ -245,6 +245,10 @@ def test_training_run_footprint():
     (dict(rate=1.0, disagg="1:x"), "disagg"),
     (dict(rate=1.0, policy="fifo"), "policy"),
     (dict(rate=1.0, isl=0), "isl"),
+    (dict(rate=1.0, length_spread=2.0), "length-spread"),
+    (dict(rate=1.0, isl=200_000), "isl"),
+    (dict(rate=1.0, slo_ttft=-1.0), "slo-ttft"),
+    (dict(rate=1.0, slo_tpot=0.0), "slo-tpot"),
 ])
 def test_bad_input_names_the_flag(kwargs, flag):
     args = {**SMALL, "num_requests": 5, **kwargs}

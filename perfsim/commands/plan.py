@@ -45,7 +45,7 @@ def plan_command(
     profile: str = typer.Option("auto", "--profile", help="Calibration profile: auto, none, or a YAML path."),
     isl: int = typer.Option(1024, "--isl", help="serve: input tokens per request."),
     osl: int = typer.Option(256, "--osl", help="serve: output tokens per request."),
-    rate: float | None = typer.Option(None, "--rate", help="serve: requests per second."),
+    rate: float | None = typer.Option(None, "--rate", "-r", help="serve: requests per second."),
     slo_ttft: float | None = typer.Option(None, "--slo-ttft", help="serve: time-to-first-token SLO, seconds."),
     slo_tpot: float | None = typer.Option(None, "--slo-tpot", help="serve: time-per-output-token SLO, seconds."),
     dtype: str = typer.Option("bf16", "--dtype", help="serve: bf16 or fp8."),

@@ -127,8 +127,6 @@ def serve_command(
     from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH
 
     _positive("price-per-gpu-hour", price_per_gpu_hour)
-    _positive("slo-ttft", slo_ttft)
-    _positive("slo-tpot", slo_tpot)
     if grid_intensity is not None and grid_intensity < 0:
         raise InvalidInputError(f"grid-intensity: must be >= 0 kg CO2e/kWh, got {grid_intensity!r}")
     if burstiness is not None and rate is None:

@@ -159,14 +159,10 @@ def plan_problems(plan: Plan, model: ModelSpec, *, task: str = "train", num_gpus
 
     # tensor parallel: heads, KV heads and MLP widths split evenly over the tp ranks
     t = plan.tp
-    if model.num_heads % t:
-        out.append(f"tp: {t} must divide num_heads ({model.num_heads}) of {model.name}")
-    elif not model.mla and model.kv_heads % t and t % model.kv_heads:
+    out += graphs.split_problems(model, t, plan.ep)
+    if not model.num_heads % t and not model.mla and model.kv_heads % t and t % model.kv_heads:
         out.append(f"tp: {t} must divide the KV heads ({model.kv_heads}) of {model.name} or be a multiple of them "
                    f"(KV heads are then replicated)")
-    for heads, what in graphs.recurrent_heads(model):
-        if heads % t:
-            out.append(f"tp: {t} must divide the {what} ({heads}) of {model.name}")
     if model.num_dense_layers and model.intermediate_size % t:
         out.append(f"tp: {t} must divide intermediate_size ({model.intermediate_size}) of {model.name}")
     if model.moe and model.moe.expert_intermediate_size % t:
@@ -174,17 +170,11 @@ def plan_problems(plan: Plan, model: ModelSpec, *, task: str = "train", num_gpus
                    f"of {model.name}")
 
     # expert parallel: experts split evenly; ranks drawn from the data-parallel replicas
-    if plan.ep > 1:
-        if not model.moe:
-            out.append(f"ep: {plan.ep} needs a Mixture-of-Experts model; {model.name} is dense")
-        else:
-            if model.moe.num_experts % plan.ep:
-                out.append(f"ep: {plan.ep} must divide the number of experts ({model.moe.num_experts}) of {model.name}")
-            g = plan.dp * plan.cp
-            if g % plan.ep and (plan.ep % t or g % (plan.ep // t)):
-                out.append(f"ep: {plan.ep} must divide dp x cp = {g} (expert ranks drawn from the data-parallel "
-                           f"replicas), or be a multiple of tp = {t} whose quotient divides dp x cp (experts spread "
-                           f"over the tensor-parallel group)")
+    g = plan.dp * plan.cp
+    if plan.ep > 1 and model.moe and g % plan.ep and (plan.ep % t or g % (plan.ep // t)):
+        out.append(f"ep: {plan.ep} must divide dp x cp = {g} (expert ranks drawn from the data-parallel "
+                   f"replicas), or be a multiple of tp = {t} whose quotient divides dp x cp (experts spread "
+                   f"over the tensor-parallel group)")
 
     # pipeline: whole layers per (virtual) stage, uneven where they do not divide (the heaviest holds the ceiling)
     L, p, v = model.num_layers, plan.pp, plan.interleave

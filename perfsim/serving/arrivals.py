@@ -53,7 +53,7 @@ def lengths(n: int, mean: int, spread: float, rng: np.random.Generator, flag: st
     if not isinstance(mean, (int, np.integer)) or mean < 1:
         raise InvalidInputError(f"{flag}: must be an integer >= 1, got {mean!r}")
     if not 0 <= spread < 1:
-        raise InvalidInputError(f"{flag}-spread: must be in [0, 1), got {spread!r}")
+        raise InvalidInputError(f"length-spread: must be in [0, 1), got {spread!r}")
     if spread == 0:
         return np.full(n, int(mean), dtype=np.int64)
     lo, hi = max(1, round(mean * (1 - spread))), max(1, round(mean * (1 + spread)))

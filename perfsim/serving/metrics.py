@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from perfsim.errors import InvalidInputError
+
 PERCENTILES = (50, 90, 99)
 
 
@@ -59,6 +61,13 @@ def saturated_throughput(first: np.ndarray, finish: np.ndarray, osl: np.ndarray)
         return float((np.where(first <= t, 1.0, 0.0) + (osl - 1) * frac).sum())
 
     return (made_by(t1) - made_by(t0)) / (t1 - t0)
+
+
+def check_slos(**slos: float | None) -> None:
+    """Each SLO given (seconds) must be a positive number; the keyword names the flag (slo_ttft -> slo-ttft)."""
+    for name, value in slos.items():
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise InvalidInputError(f"{name.replace('_', '-')}: must be > 0 seconds, got {value!r}")
 
 
 def goodput(per: dict, osl: np.ndarray, makespan: float, slo_ttft: float | None, slo_tpot: float | None,

@@ -26,6 +26,7 @@ from perfsim.graph import recurrent_heads
 from perfsim.hardware import System, load_hardware
 from perfsim.model import load_model
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
+from perfsim.serving.metrics import check_slos
 from perfsim.serving.scheduler import engine_batching
 
 OBJECTIVES = ("cost", "energy", "gpus")
@@ -160,6 +161,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
         raise InvalidInputError(f"rate: must be > 0 requests/s, got {rate!r}")
     if top < 1:
         raise InvalidInputError(f"top: must be >= 1, got {top}")
+    check_slos(slo_ttft=slo_ttft, slo_tpot=slo_tpot)
     names = [h.strip() for h in (hardware.split(",") if isinstance(hardware, str) else hardware) if h.strip()]
     if not names:
         raise InvalidInputError("hardware: give at least one system, e.g. dgx-h100,hgx-h200")

@@ -339,6 +339,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
                           step_overhead_s=step_overhead_s, engine=engine, async_scheduling=async_scheduling,
                           spec=speculation(spec_tokens, spec_accept))
     cfg.check()
+    metrics.check_slos(slo_ttft=slo_ttft, slo_tpot=slo_tpot, slo_e2e=slo_e2e)
     modes = [x is not None for x in (concurrency, rate, trace)]
     if sum(modes) != 1:
         raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
@@ -358,7 +359,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     longest_prompt = int(w.input_len.max())
     max_context = int((w.input_len + w.output_len).max())
     if max_context > spec.max_seq_len:
-        raise InvalidInputError(f"osl: input + output = {max_context} tokens exceeds {spec.name}'s maximum "
+        raise InvalidInputError(f"isl: input + output = {max_context} tokens exceeds {spec.name}'s maximum "
                                 f"sequence length {spec.max_seq_len}")
     if num_gpus is None:
         num_gpus = base.gpus

@@ -139,13 +139,7 @@ def make_deployment(model: str | ModelSpec, hardware: str | Hardware, tp: int = 
     for name, v in (("tp", tp), ("ep", ep), ("pp", pp)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise InvalidInputError(f"{name}: must be an integer >= 1, got {v!r}")
-    if spec.num_heads % tp:
-        raise InvalidInputError(f"tp: {tp} must divide the {spec.num_heads} attention heads of {spec.name}")
-    if ep > 1:
-        if not spec.moe:
-            raise InvalidInputError(f"ep: {spec.name} is a dense model; expert parallelism needs a MoE model")
-        if spec.moe.num_experts % ep:
-            raise InvalidInputError(f"ep: {ep} must divide the {spec.moe.num_experts} experts of {spec.name}")
+    graphs.check_split(spec, tp, ep)
     if attn_dp is None:
         attn_dp = ep // tp if (spec.moe and ep > tp) else 1
     if attn_dp < 1:
