@@ -146,3 +146,19 @@ def test_moe_tile_follows_the_tokens_per_expert():
     for tokens, expected in ((32, TILE_M_MIN), (32 * 24, 32.0), (32 * 100, TILE_M), (32 * 1000, TILE_M)):
         # 256 experts, top-8: tokens / 32 tokens reach each expert under balanced routing
         assert float(_routed(tokens, 8, 256, 256, "balanced")[3][0, 0]) == expected
+
+
+@settings(max_examples=12, deadline=None)
+@given(model=st.sampled_from(["llama-3.1-8b", "qwen3-30b-a3b"]), policy=st.sampled_from(["chunked", "continuous",
+       "static"]), isl=st.integers(16, 2048), osl=st.integers(2, 300), load=st.integers(1, 48),
+       closed=st.booleans(), faster_memory=st.booleans(), f=scale)
+def test_served_fleet_never_slower_on_a_faster_gpu(model, policy, isl, osl, load, closed, faster_memory, f):
+    """The whole simulated server, not only its steps: the same requests on a GPU with more bandwidth or compute
+    finish no later on average (mean end-to-end latency) and are served at no lower throughput."""
+    from perfsim.serving import serve
+    arrivals = {"concurrency": load} if closed else {"rate": float(load)}
+    kw = dict(isl=isl, osl=osl, num_requests=100, length_spread=0.5, policy=policy, **arrivals)
+    fast = _faster(H100, bw=f) if faster_memory else _faster(H100, flops=f)
+    base, quick = serve(model, H100, **kw).summary, serve(model, fast, **kw).summary
+    assert quick["e2e_s"] <= base["e2e_s"] * (1 + 1e-3)
+    assert quick["throughput_tokens_per_s"] >= base["throughput_tokens_per_s"] * (1 - 1e-3)
