@@ -459,11 +459,3 @@ def build(model: ModelSpec | str, task: str, batch: int, seq: int | None = None,
 
 def ops_of(graph: nx.DiGraph) -> list[Op]:
     return [data["op"] for _, data in graph.nodes(data=True)]
-
-
-def total_flops(graph: nx.DiGraph) -> float:
-    return sum(op.flops for op in ops_of(graph))
-
-
-def total_bytes(graph: nx.DiGraph) -> float:
-    return sum(op.bytes for op in ops_of(graph))

@@ -58,9 +58,6 @@ class Report:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(s) for s in self.scores])
 
-    def overall(self, dataset: str) -> Score:
-        return next(s for s in self.scores if s.dataset == dataset and s.group == "all")
-
 
 def fold(n: int, seed: int = 0) -> np.ndarray:
     """True for rows in the fit half."""

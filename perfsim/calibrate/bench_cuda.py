@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 Progress = Callable[[str, float], None]
 
 NEEDS = "device: cuda needs torch with a CUDA GPU; install perfsim[gpu]"
-GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp32")
 ATTENTION_DTYPES = ("bf16", "fp16")
 ELEMENTWISE_OPS = ("add", "gelu", "softmax", "layernorm")
 SMI_FIELDS = ("name", "driver_version", "clocks.max.sm", "power.limit", "power.draw", "memory.total")

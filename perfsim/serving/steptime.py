@@ -167,15 +167,6 @@ def serving_profile(profile, device: Device):
     return resolve(profile, device.name)
 
 
-def profile_label(profile, device: Device) -> str:
-    prof = serving_profile(profile, device)
-    if prof is None:
-        return "roofline (ideal peaks)"
-    if prof.fitted_on == ["prior parameters (no fit)"]:
-        return "efficiency model, prior parameters (no shipped calibration profile for this device)"
-    return f"calibrated profile for {prof.device} (fitted on {', '.join(prof.fitted_on) or 'unspecified data'})"
-
-
 # Token counts are tabulated from 1 to the step's budget, geometrically, neighbours r apart. A chord across a
 # sharp roofline knee (weights read -> compute bound) overestimates by at most (s - 1)(1 - 1/s)/(s - 1/s),
 # s = sqrt(r): 8% with 32 points up to 16384 tokens (14% with 18); on DeepSeek-V3 prefill 4% (6.6%) at worst.
