@@ -542,9 +542,11 @@ def _internlm(c: _Config) -> dict[str, Any]:
     return _llama_like(c, qkv_bias=bias, out_bias=bias)
 
 
-# Gemma 2 / Gemma 3 configuration defaults (transformers Gemma2Config, Gemma3TextConfig): a Gemma 3 checkpoint's
-# text_config often lists only the keys that differ from them.
+# Gemma 1 / 2 / 3 configuration defaults (transformers GemmaConfig, Gemma2Config, Gemma3TextConfig): a Gemma 3
+# checkpoint's text_config often lists only the keys that differ from them.
 _GEMMA_DEFAULTS = {
+    "GemmaForCausalLM": {"vocab_size": 256000, "max_position_embeddings": 8192, "head_dim": 256,
+                         "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True},
     "Gemma2ForCausalLM": {"vocab_size": 256000, "max_position_embeddings": 8192, "head_dim": 256,
                           "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True,
                           "sliding_window": 4096},
@@ -554,16 +556,23 @@ _GEMMA_DEFAULTS = {
 }
 
 
+def _with_defaults(c: _Config, defaults: dict[str, Any]) -> _Config:
+    """The config with its configuration class's defaults for the keys it leaves out."""
+    return _Config({**defaults, **c.data}, c.path, c.arch)
+
+
 def _gemma(c: _Config) -> dict[str, Any]:
-    """Gemma 2 and Gemma 3 (Gemma3ForConditionalGeneration: its text_config; the SigLIP vision tower is not
-    modelled): GeGLU MLP, sandwich norms around both blocks, tied embeddings, per-head q/k norms in Gemma 3.
-    Sliding-window layers after layer_types, else every other layer from the first (Gemma 2) or all but every
-    sliding_window_pattern-th (Gemma 3). Logit soft-capping and the embedding scale do not change cost."""
+    """Gemma 1, 2 and 3 (Gemma3ForConditionalGeneration: its text_config; the SigLIP vision tower is not modelled):
+    GeGLU MLP (hidden_activation, else hidden_act), tied embeddings, head_dim (256 by default) apart from hidden_size.
+    Gemma 2/3 add sandwich norms around both blocks, Gemma 3 per-head q/k norms. Sliding-window layers (Gemma 2/3)
+    after layer_types, else every other layer from the first (Gemma 2) or all but every sliding_window_pattern-th
+    (Gemma 3). Logit soft-capping and the embedding scale do not change cost."""
     c = _language_model(c)
     gemma3 = c.arch.startswith("Gemma3")
-    data = {**_GEMMA_DEFAULTS["Gemma3" if gemma3 else c.arch], **c.data}
-    data["hidden_act"] = data.get("hidden_activation") or data.get("hidden_act")
-    c = _Config(data, c.path, c.arch)
+    c = _with_defaults(c, _GEMMA_DEFAULTS["Gemma3" if gemma3 else c.arch])
+    c.data["hidden_act"] = c.data.get("hidden_activation") or c.data.get("hidden_act")
+    if c.arch == "GemmaForCausalLM":
+        return _llama_like(c)          # Gemma 1: pre-norm blocks only, every layer global
     spec = _llama_like(c, qk_norm=gemma3) | {"sandwich_norm": True}
     layers, window = spec["num_layers"], c.integer("sliding_window")
     if "layer_types" not in c.data:
@@ -598,7 +607,13 @@ def _llava(c: _Config) -> dict[str, Any]:
     if kind not in _LLAVA_TEXT_DEFAULTS:
         raise c._fail("model_type", f"language model {kind!r} is not supported; supported: "
                                     f"{', '.join(_LLAVA_TEXT_DEFAULTS)}")
-    return _llama(_Config({**_LLAVA_TEXT_DEFAULTS[kind], **c.data}, c.path, c.arch))
+    return _llama(_with_defaults(c, _LLAVA_TEXT_DEFAULTS[kind]))
+
+
+def _smollm3(c: _Config) -> dict[str, Any]:
+    """SmolLM3: a Llama-style GQA decoder with tied embeddings by default (SmolLM3Config); its NoPE layers
+    (no_rope_layers[i] == 0) only skip the rotary rotation, which has no parameters, so they cost as the others."""
+    return _llama_like(_with_defaults(c, {"tie_word_embeddings": True}))
 
 
 def _olmo2(c: _Config) -> dict[str, Any]:
@@ -664,6 +679,7 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "PhiForCausalLM": ("phi", _phi),
     "QWenLMHeadModel": ("qwen", _qwen1),
     "InternLMForCausalLM": ("internlm", _internlm),
+    "GemmaForCausalLM": ("gemma", _gemma),
     "Gemma2ForCausalLM": ("gemma2", _gemma),
     "Gemma3ForCausalLM": ("gemma3", _gemma),
     "Gemma3ForConditionalGeneration": ("gemma3", _gemma),
@@ -681,6 +697,7 @@ _READERS: dict[str, tuple[str, Callable[[_Config], dict[str, Any]]]] = {
     "Exaone4ForCausalLM": ("exaone4", _exaone4),
     "HunYuanMoEV1ForCausalLM": ("hunyuan-moe", _hunyuan_moe),
     "LlavaForConditionalGeneration": ("llava", _llava),
+    "SmolLM3ForCausalLM": ("smollm3", _smollm3),
 }
 
 

@@ -650,6 +650,41 @@ def test_llava_1_5_7b():
     assert m.model_dump(exclude=ignore) == llama.model_dump(exclude=ignore) and m.vocab_size == 32064
 
 
+def test_gemma_7b(tmp_path):
+    # Fixture: config.json of unsloth/codegemma-7b-it (CodeGemma 7B: the Gemma 7B architecture) as mirrored in
+    # github.com/xiaoxiao0313/codegemma-7b-it (config.json, commit 738b380). Gemma Team 2024, "Gemma: Open Models Based
+    # on Gemini Research and Technology", Table 2: 7B has 7,751,248,896 non-embedding parameters (and 786,825,216
+    # embedding ones for the paper's 256,128-row table; the checkpoint has 256,000 rows). The mirror's
+    # model.safetensors.index.json: total_size 17,075,361,792 bytes = 8,537,680,896 bf16 parameters. Both exact.
+    m = _fixture("GemmaForCausalLM")
+    assert m.params_total - m.vocab_size * m.hidden_size == 7_751_248_896
+    assert m.params_total == 8_537_680_896
+    assert (m.num_layers, m.num_heads, m.kv_heads, m.dim_head, m.intermediate_size) == (28, 16, 16, 256, 24576)
+    assert m.num_heads * m.dim_head != m.hidden_size and m.tie_embeddings and m.activation == "gelu"
+    assert not m.sandwich_norm and not m.qk_norm and m.sliding_window is None and m.family == "gemma"
+    # google/gemma-7b's own config names only hidden_act ("gelu") and leaves tie_word_embeddings to GemmaConfig
+    cfg = json.loads((FIXTURES / "GemmaForCausalLM" / "config.json").read_text())
+    del cfg["hidden_activation"]
+    cfg["hidden_act"] = "gelu"
+    ignore = {"name", "source"}
+    assert from_hf_config(_write(tmp_path, cfg)).model_dump(exclude=ignore) == m.model_dump(exclude=ignore)
+
+
+def test_smollm3_3b(tmp_path):
+    # Fixture: config.json of HuggingFaceTB/SmolLM3-3B as mirrored in github.com/fetchwiki/HuggingFaceTB-SmolLM3-3B
+    # (config.json, commit 24f7882). SmolLM3 blog (huggingface.co/blog/smollm3), training configuration: 3.08B
+    # parameters, 36 layers; GQA with 4 KV heads, tied embeddings (the config leaves tie_word_embeddings to
+    # SmolLM3Config's default, true; untied the count would be 3.34B). Ours: 3.0751B. Every 4th layer is NoPE
+    # (no_rope_layers), costed as a plain attention layer.
+    m = _fixture("SmolLM3ForCausalLM")
+    assert close(m.params_total, 3.08 * B, rel=0.005 / 3.08)
+    assert (m.num_layers, m.num_heads, m.kv_heads, m.dim_head, m.vocab_size) == (36, 16, 4, 128, 128256)
+    assert m.tie_embeddings and m.sliding_window is None and m.num_attention_layers == 36 and not m.qkv_bias
+    cfg = json.loads((FIXTURES / "SmolLM3ForCausalLM" / "config.json").read_text())
+    untied = from_hf_config(_write(tmp_path, {**cfg, "tie_word_embeddings": False}))
+    assert untied.params_total == m.params_total + m.vocab_size * m.hidden_size
+
+
 @pytest.mark.parametrize("arch,change,field", [
     ("HunYuanMoEV1ForCausalLM", {"moe_topk": [8] * 31 + [4]}, "moe_topk"),
     ("HunYuanMoEV1ForCausalLM", {"num_shared_expert": [1] * 16}, "num_shared_expert"),
