@@ -162,7 +162,7 @@ SeqOpt = typer.Option(None, "--seq", help="Tokens per sequence (prefill, train).
 ContextOpt = typer.Option(None, "--context", help="Tokens already in the KV cache (decode).")
 DtypeOpt = typer.Option(ActDtype.bf16, "--dtype", help="Compute dtype.")
 WeightOpt = typer.Option(None, "--weight-dtype", help="Weight storage dtype (weight-only quantization).")
-KvOpt = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: the compute dtype).")
+KvOpt = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: the activation dtype, bf16 for fp8 and lower).")
 TpOpt = typer.Option(1, "--tp", help="Tensor-parallel degree (needs a system).")
 EpOpt = typer.Option(1, "--ep", help="Expert-parallel degree (needs a system).")
 ProfileOpt = typer.Option("auto", "--profile", help="Calibration profile: auto, none, or a YAML path.")

@@ -14,6 +14,11 @@ BYTES: dict[str, float] = {
 MXFP4_BYTES = 4.25 / 8
 # Formats whose GEMM outputs and activations are kept in bf16.
 LOW_PRECISION = ("fp8", "int8", "int4", "fp4")
+# GEMMs a quantized model keeps in 16 bits: the LM head and the MoE routers and gates (NVIDIA ModelOpt's
+# default quantizer exclusions: *lm_head*, *router*, *mlp.gate.*, *mlp.shared_expert_gate.*; DeepSeek-V3
+# report 3.3.1 keeps the output head and MoE gating in BF16 in FP8 training). The token embedding, a lookup,
+# stays 16-bit too (see ModelSpec.unquantized_params).
+UNQUANTIZED_GEMMS = frozenset({"lm_head", "router", "shared_expert_gate"})
 DTYPES = tuple(BYTES)
 
 # When a device has no native peak for a dtype, compute runs at the first format it does support.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import networkx as nx
 
-from perfsim.dtypes import activation_dtype, check
+from perfsim.dtypes import UNQUANTIZED_GEMMS, activation_dtype, check
 from perfsim.errors import InvalidInputError
 from perfsim.model import ModelSpec, load_model
 from perfsim.ops import (
@@ -154,10 +154,12 @@ class _Builder:
             self.forward.append((key, layer, op))
 
     # -- pieces ------------------------------------------------------------------------------------
-    def gemm(self, name: str, m: int, n: int, k: int, layer: int = -1, weight: bool = True) -> None:
+    def gemm(self, name: str, m: int, n: int, k: int, layer: int = -1) -> None:
         w = self.w
-        self.add(Gemm(m=m, n=n, k=k, dtype=w.dtype, weight_dtype=w.weight_dtype if weight else None,
-                      name=name), layer)
+        if name in UNQUANTIZED_GEMMS:   # 16-bit weights and math whatever the model's quantization
+            self.add(Gemm(m=m, n=n, k=k, dtype=self.act_dtype, name=name), layer)
+            return
+        self.add(Gemm(m=m, n=n, k=k, dtype=w.dtype, weight_dtype=w.weight_dtype, name=name), layer)
 
     def elementwise(self, name: str, elements: int, layer: int, reads: float = 1, flops: float = 1,
                     kind: str = "elementwise") -> None:
@@ -292,9 +294,14 @@ class _Builder:
 
     def attention_op(self, heads: int, kv_heads: int, window: int | None) -> Attention:
         m, w = self.m, self.w
+        # KV cached in the activation dtype unless told otherwise (the engines' 'auto'). FP8 math only in a prefill
+        # over an FP8 cache (TensorRT-LLM's FP8 context FMHA); decode kernels read an FP8 cache into BF16 math (the
+        # measured TensorRT-LLM attention tables hold no other pairs), and FP8 training keeps attention in BF16
+        # (DeepSeek-V3 report 3.3.1)
+        kv = w.kv_dtype or self.act_dtype
+        math = "fp8" if kv == "fp8" and w.task == "prefill" else self.act_dtype
         common = dict(batch=w.batch, q_len=w.q_len, kv_len=w.kv_len, causal=True, window=window,
-                      dtype=w.dtype if w.dtype in ("bf16", "fp16", "fp8") else self.act_dtype,
-                      kv_dtype=w.kv_dtype, name="attention")
+                      dtype=math, kv_dtype=kv, name="attention")
         if m.mla and w.task == "decode":
             a = m.mla
             return Attention(num_heads=heads, num_kv_heads=1, head_dim=a.kv_lora_rank + a.qk_rope_head_dim,
@@ -357,7 +364,7 @@ class _Builder:
     def moe_block(self, i: int) -> None:
         m, w = self.m, self.w
         moe, T, h = m.moe, w.tokens, m.hidden_size
-        self.gemm("router", T, moe.num_experts, h, i, weight=False)
+        self.gemm("router", T, moe.num_experts, h, i)
         self.add(softmax(T, moe.num_experts, self.act_dtype, name="router_topk"), i)
         a2a_bytes = dispatch_bytes(T, moe.top_k, moe.num_experts, h, w.ep, w.task)
         if w.ep > 1:

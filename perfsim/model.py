@@ -509,6 +509,12 @@ class ModelSpec(_Spec):
     def lm_head_params(self) -> int:
         return 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
 
+    def unquantized_params(self) -> int:
+        """Parameters a quantized checkpoint keeps in 16 bits: embeddings, LM head and MoE routers
+        (perfsim.dtypes.UNQUANTIZED_GEMMS)."""
+        routers = self.num_moe_layers * self.moe.router_params(self.hidden_size) if self.moe else 0
+        return self.embedding_params() + self.lm_head_params() + routers
+
     def _params(self, active: bool) -> int:
         mixers = self.num_attention_layers * self.attention_params()
         if self.num_linear_layers:

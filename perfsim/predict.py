@@ -142,7 +142,7 @@ def _breakdown(costs) -> list[OpBreakdown]:
 
 
 def _assumptions(task, dtype, weight_dtype, kv_dtype, prof) -> list[str]:
-    out = [f"compute dtype {dtype}; weights {weight_dtype or dtype}; KV cache {kv_dtype or dtype}",
+    out = [f"compute dtype {dtype}; weights {weight_dtype or dtype}; KV cache {kv_dtype or activation_dtype(dtype)}",
            "ops run back to back on one stream; communication is not overlapped with compute",
            "energy: sourced pJ/FLOP and pJ/byte where the device gives them, else dynamic power at peak = "
            "TDP - idle; average power capped at TDP"]

@@ -7,6 +7,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+import perfsim
 from perfsim.cli import app, main
 
 runner = CliRunner()
@@ -40,8 +41,9 @@ def test_weight_quantization_shrinks_memory(capsys):
     base = ["predict", "-m", "llama-2-7b", "-H", "h100-sxm", "--context", "128", "--json"]
     _, bf16, _ = run_main(base, capsys)
     _, int4, _ = run_main(base + ["--weight-dtype", "int4"], capsys)
+    kept = 2.0 * perfsim.load_model("llama-2-7b").unquantized_params()   # embeddings and LM head stay 16-bit
     assert json.loads(int4)["memory_breakdown"]["weights"] == pytest.approx(
-        json.loads(bf16)["memory_breakdown"]["weights"] / 4)
+        (json.loads(bf16)["memory_breakdown"]["weights"] - kept) / 4 + kept)
 
 
 def test_hw_and_models_listing(capsys):

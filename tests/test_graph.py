@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from perfsim import graph, load_model
+from perfsim.dtypes import nbytes
 from perfsim.errors import PerfsimError
 from perfsim.ops import Attention, Gemm, MoEExperts
 
@@ -63,10 +64,22 @@ def test_decode_is_two_n_active_plus_kv_reads(name):
 
 @pytest.mark.parametrize("weight_dtype, bits", [("bf16", 16), ("fp8", 8), ("fp4", 4.5), ("int4", 4)])
 def test_weights_are_read_at_their_stored_size_block_scales_included(tiny_model, weight_dtype, bits):
-    # NVFP4 stores one FP8 scale per 16 four-bit values: 4.5 bits per weight
+    # NVFP4 stores one FP8 scale per 16 four-bit values: 4.5 bits per weight; the LM head stays 16-bit
     g = graph.build(tiny_model, "decode", batch=1, context=10, weight_dtype=weight_dtype)
     weight_reads = sum(op.cold_bytes for op in graph.ops_of(g) if isinstance(op, Gemm))
-    assert weight_reads == pytest.approx((2 * 40960 + 64 * 100) * bits / 8)
+    assert weight_reads == pytest.approx(2 * 40960 * bits / 8 + 64 * 100 * 2)
+
+
+@pytest.mark.parametrize("dtype", ["fp8", "fp4"])
+def test_quantized_models_keep_head_and_routers_in_16_bits(dtype):
+    m = load_model("qwen3-30b-a3b")
+    g = graph.build(m, "decode", batch=8, context=100, dtype=dtype)
+    gemms = {op.name: op for op in graph.ops_of(g) if isinstance(op, Gemm)}
+    assert gemms["lm_head"].dtype == gemms["router"].dtype == "bf16" and gemms["lm_head"].weight_dtype is None
+    assert gemms["qkv_proj"].dtype == dtype
+    from perfsim.cost.memory import weight_bytes
+    kept = m.unquantized_params()
+    assert weight_bytes(m, dtype) == pytest.approx((m.params_total - kept) * nbytes(dtype) + 2 * kept)
 
 
 def test_moe_touches_only_active_experts_per_token():

@@ -60,7 +60,8 @@ def serve_command(
                                                     "for MoE when ep > tp, else 1)."),
     dtype: str = typer.Option("bf16", "--dtype", help="Compute and weight dtype: bf16, fp16, fp8, fp4."),
     weight_dtype: str | None = typer.Option(None, "--weight-dtype", help="Weight storage dtype if different."),
-    kv_dtype: str | None = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: bf16)."),
+    kv_dtype: str | None = typer.Option(None, "--kv-dtype",
+                                        help="KV-cache dtype (default: the activation dtype, bf16 for fp8 and lower)."),
     state_dtype: str = typer.Option("fp32", "--state-dtype",
                                     help="Linear-recurrence (Gated DeltaNet, KDA, Mamba-2) state dtype: fp32, bf16, "
                                          "fp16."),

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from perfsim.dtypes import nbytes
+from perfsim.dtypes import LOW_PRECISION, activation_dtype, nbytes
 from perfsim.model import ModelSpec
 
 
 def weight_bytes(model: ModelSpec, dtype: str = "bf16", tp: int = 1, ep: int = 1) -> float:
-    """Weights per device: experts split over ep x tp, everything else over tp (Megatron sharding)."""
+    """Weights per device: experts split over ep x tp, everything else over tp (Megatron sharding); a quantized
+    model keeps its embeddings, LM head and routers in 16 bits (ModelSpec.unquantized_params)."""
+    kept = model.unquantized_params() if dtype in LOW_PRECISION else 0
+    kept_bytes = kept * nbytes(activation_dtype(dtype)) / tp
     b = nbytes(dtype)
     if not model.moe:
-        return model.params_total * b / tp
+        return (model.params_total - kept) * b / tp + kept_bytes
     moe = model.moe
     routed = model.num_moe_layers * moe.num_experts * model.mlp_params(moe.expert_intermediate_size, moe.expert_bias)
-    return (routed / (ep * tp) + (model.params_total - routed) / tp) * b
+    return (routed / (ep * tp) + (model.params_total - routed - kept) / tp) * b + kept_bytes
 
 
 def kv_cache_bytes(model: ModelSpec, batch: int, tokens: int, dtype: str = "bf16", tp: int = 1) -> float:

@@ -221,7 +221,7 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int | None
         "closed loop at the row's concurrency, fixed input/output lengths, mean TTFT and TPOT over all requests",
         f"requests per row: {REQUESTS_PER_CLIENT} x concurrency"
         + (f", at most {max_requests}" if max_requests else ""),
-        "precision fp8/fp4: weights and GEMMs in that format, KV cache in bf16",
+        "precision fp8/fp4: weights and GEMMs in that format but the LM head and MoE routers (bf16), KV cache in bf16",
         "batching: each row's engine as it ships (" + ", ".join(
             f"{e} {engine_batching(e)[0]} {engine_batching(e)[1]} tokens" for e in ("sglang", "trtllm", "vllm")) + ")",
         f"host overhead: the fitted one for {', '.join(fitted_engines()) or 'no engine'} rows, none for other "
