@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import perfsim
 from perfsim.cost.roofline import roofline
+from perfsim.model import model_names
 from perfsim.ops import Attention, Elementwise, GatedDeltaRule, Gemm, IndexerScores, MoEExperts
 
 H100 = perfsim.load_hardware("h100-sxm")
@@ -162,3 +163,16 @@ def test_served_fleet_never_slower_on_a_faster_gpu(model, policy, isl, osl, load
     base, quick = serve(model, H100, **kw).summary, serve(model, fast, **kw).summary
     assert quick["e2e_s"] <= base["e2e_s"] * (1 + 1e-3)
     assert quick["throughput_tokens_per_s"] >= base["throughput_tokens_per_s"] * (1 - 1e-3)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_shipped_model_obeys_its_whole_model_roofline(name):
+    """Whole-model bounds on one H100: a batch-1 decode step streams every active weight from HBM at least once,
+    and a prefill does at least 2 x active parameters FLOPs per token at the BF16 peak."""
+    m = perfsim.load_model(name)
+    hbm = next(level.bandwidth for level in H100.memory if level.name == "hbm")
+    decode = perfsim.predict(m, H100, task="decode", batch=1, context=min(1024, m.max_seq_len - 1)).latency_s
+    assert decode >= m.params_non_embedding * 2 / hbm
+    seq = min(512, m.max_seq_len)
+    prefill = perfsim.predict(m, H100, task="prefill", batch=1, seq=seq).latency_s
+    assert prefill >= 2 * m.params_non_embedding * seq / H100.compute.peak["bf16"]
