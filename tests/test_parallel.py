@@ -433,3 +433,15 @@ def test_one_block_layers_pay_one_tensor_parallel_collective_pair():
     one_all_reduce = nemo.coll("all_reduce", 4096 * 4480 * 2.0, 4, 4)
     assert mlp_only.tp_fwd == pytest.approx(one_all_reduce) and mamba_only.tp_fwd == pytest.approx(one_all_reduce)
     assert both.tp_fwd == pytest.approx(2 * llama.coll("all_reduce", 4096 * 4096 * 2.0, 4, 4))
+
+
+@pytest.mark.parametrize("name, dtype", [("llama-3.1-8b", "fp8"), ("qwen3-30b-a3b", "fp4"), ("mixtral-8x7b", "bf16")])
+def test_inference_plan_weights_match_the_serving_weights(name, dtype):
+    # one account of a quantized model's weights (16-bit head, embeddings and routers) in plans and in serving;
+    # the plan also replicates norms (and KV projections beyond the KV heads), a few parts in 10^3
+    from perfsim.cost.memory import weight_bytes
+    from perfsim.parallel.memory import inference_memory
+    m = load_model(name)
+    for tp in (1, 2):
+        plan = inference_memory(m, tp, 1, 1, 1, 100, 1, dtype=dtype)["weights"]
+        assert plan == pytest.approx(weight_bytes(m, dtype, tp), rel=2e-3)

@@ -6,17 +6,21 @@ from perfsim.dtypes import LOW_PRECISION, activation_dtype, nbytes
 from perfsim.model import ModelSpec
 
 
+def stored_weight_bytes(params: float, unquantized: float, dtype: str) -> float:
+    """Bytes of `params` weights stored as `dtype`, of which a quantized format keeps `unquantized` in 16 bits."""
+    kept = unquantized if dtype in LOW_PRECISION else 0.0
+    return (params - kept) * nbytes(dtype) + kept * nbytes(activation_dtype(dtype))
+
+
 def weight_bytes(model: ModelSpec, dtype: str = "bf16", tp: int = 1, ep: int = 1) -> float:
     """Weights per device: experts split over ep x tp, everything else over tp (Megatron sharding); a quantized
     model keeps its embeddings, LM head and routers in 16 bits (ModelSpec.unquantized_params)."""
-    kept = model.unquantized_params() if dtype in LOW_PRECISION else 0
-    kept_bytes = kept * nbytes(activation_dtype(dtype)) / tp
-    b = nbytes(dtype)
+    kept = model.unquantized_params() / tp
     if not model.moe:
-        return (model.params_total - kept) * b / tp + kept_bytes
+        return stored_weight_bytes(model.params_total / tp, kept, dtype)
     moe = model.moe
     routed = model.num_moe_layers * moe.num_experts * model.mlp_params(moe.expert_intermediate_size, moe.expert_bias)
-    return (routed / (ep * tp) + (model.params_total - routed - kept) / tp) * b + kept_bytes
+    return stored_weight_bytes(routed / (ep * tp) + (model.params_total - routed) / tp, kept, dtype)
 
 
 def kv_cache_bytes(model: ModelSpec, batch: int, tokens: int, dtype: str = "bf16", tp: int = 1) -> float:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from perfsim.cost import memory as cmem
-from perfsim.dtypes import activation_dtype, nbytes
+from perfsim.dtypes import activation_dtype
 from perfsim.model import ModelSpec
 
 RECOMPUTE_CODE = {"none": 0, "selective": 1, "full": 2}
@@ -120,7 +120,7 @@ class ModelMemory:
         The stage holds L/pp layers (as many MoE layers as it can: the heaviest mix) plus the larger of the
         embedding (first stage) and the LM head (last stage; with tied embeddings a copy when pp > 1).
         """
-        m, tp, pp = self.m, _a(tp), _a(pp)
+        tp, pp = _a(tp), _a(pp)
         lps = stage_layers(self.L, pp)
         n_moe = np.minimum(lps, self.n_moe)
         n_dense = lps - n_moe
@@ -129,11 +129,24 @@ class ModelMemory:
             d_moe, e_moe = self.layer_params(tp, ep, True)
         else:
             d_moe = e_moe = np.zeros_like(tp)
+        ends = self._ends(tp, pp)
+        return n_dense * d_dense + n_moe * d_moe + ends, n_moe * e_moe
+
+    def _ends(self, tp, pp):
+        """The embedding (first stage) or LM head (last stage) on one rank, whichever is larger when pp > 1."""
+        m = self.m
         emb = self.V * self.h / tp + (m.embedding_params() - self.V * self.h)   # position table replicated
         head = np.where(pp > 1, self.V * self.h / tp, 0.0) if m.tie_embeddings else self.V * self.h / tp
         head = head + m.norm_params() + self.mtp * 2 * self.h * self.h / tp   # MTP: the 2h -> h projections
-        ends = np.where(pp > 1, np.maximum(emb, head), emb + head)
-        return n_dense * d_dense + n_moe * d_moe + ends, n_moe * e_moe
+        return np.where(pp > 1, np.maximum(emb, head), emb + head)
+
+    def stage_unquantized_params(self, tp, pp):
+        """Of stage_params' dense share, what a quantized model keeps in 16 bits (ModelSpec.unquantized_params):
+        the stage's embedding or LM head and its MoE layers' routers."""
+        tp, pp = _a(tp), _a(pp)
+        n_moe = np.minimum(stage_layers(self.L, pp), self.n_moe)
+        router = self.m.moe.router_params(self.h) if self.m.moe else 0
+        return self._ends(tp, pp) + n_moe * router
 
     def layer_gather_params(self, tp, ep):
         """Full (unsharded over dp) parameters of the largest layer: the ZeRO-3 gather buffer unit."""
@@ -237,7 +250,8 @@ def inference_memory(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, kv
     mm = mm or ModelMemory(model)
     act_dtype = activation_dtype(dtype)
     dense, expert = mm.stage_params(tp, pp, ep)
-    weights = float(dense + expert) * nbytes(weight_dtype or dtype)
+    kept = mm.stage_unquantized_params(tp, pp)
+    weights = float(cmem.stored_weight_bytes(dense + expert, kept, weight_dtype or dtype))
     kv = cmem.kv_cache_bytes(model, batch, kv_tokens, kv_dtype or act_dtype, tp) / pp
     acts = cmem.inference_activation_bytes(model, batch * new_tokens, act_dtype, tp)
     out = {"weights": weights, "kv_cache": float(kv), "activations": float(acts)}
