@@ -88,6 +88,32 @@ def test_trace_files(tmp_path):
         arrivals.trace(bad)
 
 
+def test_public_traces_read_in_their_own_formats(tmp_path):
+    # Azure LLM inference 2023/2024 (Azure/AzurePublicDataset): date-times with 100 ns ticks
+    azure = tmp_path / "AzureLLMInferenceTrace_conv.csv"
+    azure.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
+                     "2023-11-16 18:15:50.9951690,396,109\n2023-11-16 18:15:47.0000000,879,17\n")
+    w = arrivals.trace(azure)
+    assert w.arrival_s == pytest.approx([0.0, 0.31941, 4.314579]) and list(w.input_len) == [374, 879, 396]
+    # BurstGPT: seconds, spaced column names
+    burst = tmp_path / "BurstGPT_1.csv"
+    burst.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                     "5,ChatGPT,472,18,490,Conversation log\n45,GPT-4,1087,230,1317,Conversation log\n")
+    w = arrivals.trace(burst)
+    assert list(w.arrival_s) == [0.0, 40.0] and list(w.output_len) == [18, 230]
+    # Mooncake: JSONL, timestamps in milliseconds
+    moon = tmp_path / "mooncake.jsonl"
+    moon.write_text('{"timestamp": 0, "input_length": 6955, "output_length": 52, "hash_ids": [0, 1]}\n'
+                    '{"timestamp": 2500, "input_length": 6472, "output_length": 26, "hash_ids": [0, 2]}\n')
+    assert list(arrivals.trace(moon, time_unit="ms").arrival_s) == [0.0, 2.5]
+    with pytest.raises(InvalidInputError, match="trace-time-unit"):
+        arrivals.trace(moon, time_unit="minutes")
+    bad = tmp_path / "bad_times.csv"
+    bad.write_text("timestamp,input_tokens,output_tokens\nyesterday,10,2\n")
+    with pytest.raises(InvalidInputError, match="arrival times"):
+        arrivals.trace(bad)
+
+
 def test_trace_requests_sharing_a_timestamp_share_a_batch(tmp_path):
     """An offline trace (every request at t = 0) is one prefill batch, not one prompt and then the rest."""
     trace = tmp_path / "offline.csv"

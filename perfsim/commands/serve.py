@@ -72,8 +72,11 @@ def serve_command(
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Closed loop: requests in flight."),
     rate: float | None = typer.Option(None, "--rate", "-r", help="Open loop: Poisson arrivals, requests/s."),
     trace: Path | None = typer.Option(None, "--trace", help="Arrival trace (CSV or JSONL: arrival_s, "
-                                                               "input_len, output_len; without arrival_s, an "
-                                                               "offline batch: all requests at once)."),
+                                                               "input_len, output_len, or the Azure, BurstGPT and "
+                                                               "Mooncake traces' own columns; without an arrival "
+                                                               "column, an offline batch: all requests at once)."),
+    trace_time_unit: str = typer.Option("s", "--trace-time-unit",
+                                        help="Unit of the trace's numeric arrival times: s, ms (Mooncake) or us."),
     burstiness: float | None = typer.Option(None, "--burstiness",
                                                help="With --rate: gamma inter-arrivals of this coefficient of "
                                                     "variation (1 = Poisson, > 1 burstier)."),
@@ -144,8 +147,8 @@ def serve_command(
     decode = {k: v for k, v in (("tp", decode_tp), ("ep", decode_ep)) if v}
     result = serve(model, hardware, num_gpus=num_gpus, tp=tp, ep=ep, pp=pp, attn_dp=attention_dp, dtype=dtype,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, state_dtype=state_dtype, isl=isl, osl=osl,
-                   concurrency=concurrency,
-                   rate=rate, trace=str(trace) if trace else None, burstiness=burstiness, ramp=ramp_value,
+                   concurrency=concurrency, rate=rate, trace=str(trace) if trace else None,
+                   trace_time_unit=trace_time_unit, burstiness=burstiness, ramp=ramp_value,
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
                    prefill=prefill or None, decode=decode or None, policy=policy, max_num_seqs=max_num_seqs,
                    max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,

@@ -22,11 +22,16 @@ import numpy as np
 
 from perfsim.errors import InvalidInputError
 
-# Accepted column names of a trace file (first match wins).
+# Accepted column names of a trace file (first match wins), compared without case, spaces or underscores; they
+# cover the public traces as published: Azure LLM inference 2023/2024 (TIMESTAMP as a date-time, ContextTokens,
+# GeneratedTokens), BurstGPT (Timestamp in s, Request tokens, Response tokens) and Mooncake (JSONL timestamp in
+# ms: --trace-time-unit ms, input_length, output_length).
 ARRIVAL_KEYS = ("arrival_s", "arrival_time", "arrival", "timestamp", "time_s", "time")
-INPUT_KEYS = ("input_len", "input_length", "input_tokens", "isl", "prompt_len", "prompt_tokens", "num_prompt_tokens")
+INPUT_KEYS = ("input_len", "input_length", "input_tokens", "isl", "prompt_len", "prompt_tokens", "num_prompt_tokens",
+              "context_tokens", "request_tokens")
 OUTPUT_KEYS = ("output_len", "output_length", "output_tokens", "osl", "completion_len", "completion_tokens",
-               "num_output_tokens")
+               "num_output_tokens", "generated_tokens", "response_tokens")
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
 @dataclass(frozen=True)
@@ -103,19 +108,44 @@ def closed_loop(concurrency: int, n: int, isl: int, osl: int, seed: int = 0, spr
                     concurrency=int(concurrency), kind="closed-loop", ramp_s=float(ramp_s))
 
 
-def _pick(row: dict, keys: tuple[str, ...], path: Path, line: int, what: str):
-    for key in keys:
-        if key in row and row[key] not in (None, ""):
-            return row[key]
+def _key(name: str) -> str:
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def _column(header, keys: tuple[str, ...]) -> str | None:
+    """The header's name of the first accepted key it holds, matched without case, spaces or underscores."""
+    names = {_key(h): h for h in header}
+    return next((names[_key(k)] for k in keys if _key(k) in names), None)
+
+
+def _pick(row: dict, column: str | None, keys: tuple[str, ...], path: Path, line: int, what: str):
+    if column is not None and row.get(column) not in (None, ""):
+        return row[column]
     raise InvalidInputError(f"trace: {path}:{line} has no {what} column; accepted names: {', '.join(keys)}")
 
 
-def trace(path: str | Path, n: int | None = None) -> Workload:
-    """Read a CSV (header row) or JSONL trace: arrival time in seconds, input and output lengths in tokens.
+def _seconds(values: list, unit: float, path: Path) -> np.ndarray:
+    """Arrival times in seconds: numbers times `unit`, or date-times (Azure's '2023-11-16 18:15:46.6805900')."""
+    try:
+        return unit * np.array([float(v) for v in values])
+    except (TypeError, ValueError):
+        pass
+    try:
+        stamps = np.array([str(v).strip() for v in values], dtype="datetime64[ns]")
+    except ValueError as exc:
+        raise InvalidInputError(f"trace: {path}: arrival times must be seconds or ISO date-times ({exc})") from None
+    return (stamps - stamps.min()).astype("timedelta64[ns]").astype(float) * 1e-9
+
+
+def trace(path: str | Path, n: int | None = None, time_unit: str = "s") -> Workload:
+    """Read a CSV (header row) or JSONL trace: arrival time (in `time_unit`, or a date-time), input and output
+    lengths in tokens.
 
     Arrival times are shifted so the first request arrives at 0 and sorted; `n` keeps the first n rows. A trace
     without an arrival column is an offline batch: every request arrives at 0 (MLPerf's Offline scenario).
     """
+    if time_unit not in TIME_UNITS:
+        raise InvalidInputError(f"trace-time-unit: got {time_unit!r}; accepted: {', '.join(TIME_UNITS)}")
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"trace: file not found: {path}")
@@ -136,12 +166,16 @@ def trace(path: str | Path, n: int | None = None) -> Workload:
     if n is not None:
         _check_n(n)
         rows = rows[:n]
-    offline = not any(key in rows[0] for key in ARRIVAL_KEYS)
+    if not isinstance(rows[0], dict):
+        raise InvalidInputError(f"trace: {path}: each line must be a JSON object")
+    arrival, inp, out = (_column(rows[0], keys) for keys in (ARRIVAL_KEYS, INPUT_KEYS, OUTPUT_KEYS))
     try:
-        arr = np.zeros(len(rows)) if offline else \
-            np.array([float(_pick(r, ARRIVAL_KEYS, path, i + 2, "arrival time")) for i, r in enumerate(rows)])
-        isl = np.array([int(float(_pick(r, INPUT_KEYS, path, i + 2, "input length"))) for i, r in enumerate(rows)])
-        osl = np.array([int(float(_pick(r, OUTPUT_KEYS, path, i + 2, "output length"))) for i, r in enumerate(rows)])
+        arr = np.zeros(len(rows)) if arrival is None else _seconds(
+            [_pick(r, arrival, ARRIVAL_KEYS, path, i + 2, "arrival time") for i, r in enumerate(rows)],
+            TIME_UNITS[time_unit], path)
+        isl = np.array([int(float(_pick(r, inp, INPUT_KEYS, path, i + 2, "input length"))) for i, r in enumerate(rows)])
+        osl = np.array([int(float(_pick(r, out, OUTPUT_KEYS, path, i + 2, "output length")))
+                        for i, r in enumerate(rows)])
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"trace: {path}: a value is not a number ({exc})") from None
     if (isl < 1).any() or (osl < 1).any():
@@ -151,4 +185,4 @@ def trace(path: str | Path, n: int | None = None) -> Workload:
     order = np.argsort(arr, kind="stable")
     arr = arr[order] - arr[order][0]
     return Workload(isl[order].astype(np.int64), osl[order].astype(np.int64), arr,
-                    kind=f"{'offline' if offline else 'trace'}({path.name})")
+                    kind=f"{'offline' if arrival is None else 'trace'}({path.name})")

@@ -307,7 +307,8 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
 def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1, pp: int = 1,
           attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
           kv_dtype: str | None = None, isl: int = 1024, osl: int = 256, concurrency: int | None = None,
-          rate: float | None = None, trace: str | arr.Workload | None = None, burstiness: float | None = None,
+          rate: float | None = None, trace: str | arr.Workload | None = None, trace_time_unit: str = "s",
+          burstiness: float | None = None,
           ramp: float | str | None = 0.0,
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
@@ -323,8 +324,9 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     """Simulate serving `model` on `num_gpus` GPUs of `hardware`; see the module docstring.
 
     Exactly one of concurrency (closed loop), rate (Poisson, or gamma with `burstiness` = CV of the gaps) or
-    trace (CSV/JSONL file, or a Workload). A closed loop's clients start spread over `ramp` seconds (0, the
-    default: all at once, as benchmark clients do; 'auto': one request's expected latency, the staggered steady state).
+    trace (CSV/JSONL file, numeric arrival times in `trace_time_unit`: s, ms or us; or a Workload). A closed
+    loop's clients start spread over `ramp` seconds (0, the default: all at once, as benchmark clients do; 'auto':
+    one request's expected latency, the staggered steady state).
     disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
     and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs, max_num_batched_tokens, hardware} (a pool on
     another system makes a mixed fleet; its KV crosses the NICs). `engine` picks the fitted host overhead per
@@ -348,7 +350,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     if isinstance(trace, arr.Workload):
         w = trace
     elif trace is not None:
-        w = arr.trace(trace, num_requests)
+        w = arr.trace(trace, num_requests, trace_time_unit)
     elif rate is not None:
         w = (arr.gamma(rate, burstiness, num_requests, isl, osl, seed, length_spread) if burstiness
              else arr.poisson(rate, num_requests, isl, osl, seed, length_spread))
