@@ -176,3 +176,18 @@ def test_every_shipped_model_obeys_its_whole_model_roofline(name):
     seq = min(512, m.max_seq_len)
     prefill = perfsim.predict(m, H100, task="prefill", batch=1, seq=seq).latency_s
     assert prefill >= 2 * m.params_non_embedding * seq / H100.compute.peak["bf16"]
+
+
+@settings(max_examples=10, deadline=None)
+@given(policy=st.sampled_from(["chunked", "continuous"]), isl=st.integers(64, 4096), osl=st.integers(2, 200),
+       load=st.integers(1, 32), closed=st.booleans(), share=st.floats(0.0, 0.95))
+def test_a_prefix_cache_never_slows_the_server(policy, isl, osl, load, closed, share):
+    """Serving part of every prompt from the prefix cache only removes prefill work: mean end-to-end latency and
+    throughput are no worse than computing every prompt whole."""
+    from perfsim.serving import serve
+    arrivals = {"concurrency": load} if closed else {"rate": float(load)}
+    kw = dict(isl=isl, osl=osl, num_requests=80, policy=policy, **arrivals)
+    whole = serve("llama-3.1-8b", H100, **kw).summary
+    cached = serve("llama-3.1-8b", H100, prefix_len=int(share * (isl - 1)), **kw).summary
+    assert cached["e2e_s"] <= whole["e2e_s"] * (1 + 1e-3)
+    assert cached["throughput_tokens_per_s"] >= whole["throughput_tokens_per_s"] * (1 - 1e-3)

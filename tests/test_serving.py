@@ -114,6 +114,40 @@ def test_public_traces_read_in_their_own_formats(tmp_path):
         arrivals.trace(bad)
 
 
+@pytest.mark.parametrize("policy", ["chunked", "continuous"])
+def test_a_shared_prompt_prefix_is_computed_once_per_engine(policy):
+    kw = dict(**SMALL, isl=2048, osl=32, rate=4.0, num_requests=60, policy=policy)
+    cold = serve(**kw)
+    warm = serve(**kw, prefix_len=1536)
+    _check_invariants(warm)
+    hits = warm.per_request["cached_tokens"]
+    assert hits[0] == 0 and np.all(hits[1:] == 1536)          # one engine: only the first request computes it
+    assert warm.summary["prefix_cache_hit_rate"] == pytest.approx(1536 * 59 / (2048 * 60))
+    assert cold.summary["prefix_cache_hit_rate"] == 0.0
+    assert warm.summary["ttft_s"] < 0.5 * cold.summary["ttft_s"]
+    for bad in (-1, 2048, 1.5):
+        with pytest.raises(InvalidInputError, match="prefix-len"):
+            serve(**kw, prefix_len=bad)
+
+
+def test_trace_prefix_hits_from_cached_tokens_or_mooncake_hash_ids(tmp_path):
+    moon = tmp_path / "mooncake.jsonl"   # 512-token blocks: the second request shares its first two blocks
+    moon.write_text('{"timestamp": 0, "input_length": 1500, "output_length": 8, "hash_ids": [1, 2, 3]}\n'
+                    '{"timestamp": 100, "input_length": 1800, "output_length": 8, "hash_ids": [1, 2, 9, 10]}\n'
+                    '{"timestamp": 200, "input_length": 600, "output_length": 8, "hash_ids": [7, 1]}\n'
+                    '{"timestamp": 300, "input_length": 1024, "output_length": 8, "hash_ids": [1, 2]}\n')
+    w = arrivals.trace(moon, time_unit="ms")
+    assert list(w.cached_len) == [0, 1024, 0, 1024]
+    per = serve(**SMALL, trace=str(moon), trace_time_unit="ms").per_request
+    assert list(per["cached_tokens"]) == [0, 1024, 0, 1023]    # the last prompt token is always recomputed
+    table = tmp_path / "cached.csv"
+    table.write_text("arrival_s,input_len,output_len,cached_tokens\n0,1000,4,0\n1,1000,4,900\n2,500,4,\n")
+    assert list(arrivals.trace(table).cached_len) == [0, 900, 0]
+    table.write_text("arrival_s,input_len,output_len,cached_tokens\n0,1000,4,-3\n")
+    with pytest.raises(InvalidInputError, match="cached tokens"):
+        arrivals.trace(table)
+
+
 def test_trace_requests_sharing_a_timestamp_share_a_batch(tmp_path):
     """An offline trace (every request at t = 0) is one prefill batch, not one prompt and then the rest."""
     trace = tmp_path / "offline.csv"

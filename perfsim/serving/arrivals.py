@@ -32,6 +32,12 @@ INPUT_KEYS = ("input_len", "input_length", "input_tokens", "isl", "prompt_len", 
 OUTPUT_KEYS = ("output_len", "output_length", "output_tokens", "osl", "completion_len", "completion_tokens",
                "num_output_tokens", "generated_tokens", "response_tokens")
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+# Prefix-cache hits: a column of cached prompt tokens, or Mooncake's hash_ids, one per 512-token block of the prompt
+# (kvcache-ai/Mooncake, FAST25-release/traces), counted against one cache of every block seen before (Mooncake's
+# shared KV store; an upper bound for per-engine caches)
+CACHED_KEYS = ("cached_tokens", "num_cached_tokens", "prefix_cached_tokens", "cached_len")
+HASH_KEYS = ("hash_ids",)
+HASH_BLOCK_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Workload:
     concurrency: int | None = None
     kind: str = "poisson"
     ramp_s: float = 0.0            # closed loop: the first `concurrency` requests start spread over this time
+    cached_len: np.ndarray | None = None   # int64 [N]: prompt tokens a prefix cache holds on arrival (a trace's)
 
     @property
     def num_requests(self) -> int:
@@ -183,6 +190,40 @@ def trace(path: str | Path, n: int | None = None, time_unit: str = "s") -> Workl
     if not np.isfinite(arr).all():
         raise InvalidInputError(f"trace: {path}: arrival times must be finite numbers of seconds")
     order = np.argsort(arr, kind="stable")
+    cached = _cached_tokens([rows[i] for i in order], isl[order], path)
     arr = arr[order] - arr[order][0]
     return Workload(isl[order].astype(np.int64), osl[order].astype(np.int64), arr,
-                    kind=f"{'offline' if arrival is None else 'trace'}({path.name})")
+                    kind=f"{'offline' if arrival is None else 'trace'}({path.name})", cached_len=cached)
+
+
+def _cached_tokens(rows: list[dict], isl: np.ndarray, path: Path) -> np.ndarray | None:
+    """Per request (in arrival order), the prompt tokens a prefix cache holds: a cached-tokens column, or the
+    leading hash_ids blocks seen in earlier requests; None when the trace has neither."""
+    column, hashes = _column(rows[0], CACHED_KEYS), _column(rows[0], HASH_KEYS)
+    if column is not None:
+        try:
+            cached = np.array([int(float(r.get(column) or 0)) for r in rows])
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"trace: {path}: a cached-tokens value is not a number ({exc})") from None
+        if (cached < 0).any():
+            raise InvalidInputError(f"trace: {path}: cached tokens must be >= 0")
+        return np.minimum(cached, isl).astype(np.int64)
+    if hashes is None:
+        return None
+    seen: set = set()
+    cached = np.zeros(len(rows), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids = r.get(hashes)
+        if isinstance(ids, str):   # a CSV cell holding the JSON list
+            try:
+                ids = json.loads(ids)
+            except ValueError:
+                raise InvalidInputError(f"trace: {path}: hash_ids must be a list of block ids") from None
+        if not isinstance(ids, list):
+            raise InvalidInputError(f"trace: {path}: hash_ids must be a list of block ids")
+        run = 0
+        while run < len(ids) and ids[run] in seen:
+            run += 1
+        cached[i] = min(run * HASH_BLOCK_TOKENS, int(isl[i]))
+        seen.update(ids)
+    return cached

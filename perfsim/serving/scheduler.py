@@ -55,6 +55,7 @@ class Engine:
 
     __slots__ = ("B", "D", "G", "P", "R", "_thr_e", "_thr_t", "budget", "busy", "busy_s", "cap", "chunks",
                  "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
+                 "prefix_ready",
                  "policy", "preemptions", "records", "reserved", "role", "sm", "stack", "step_e",
                  "stall", "step_n", "step_t", "steps", "sumc", "t0", "tau", "unthrottled_s", "version", "waiting",
                  "watermark")
@@ -79,6 +80,7 @@ class Engine:
         self.stack: list[int] = []        # admission order (preemption victims from the top)
         self.G = 0
         self.sumc = 0
+        self.prefix_ready = False         # the workload's shared prompt prefix is in this engine's cache
         # tokens a decoding sequence gains per step: 1, or the expected accepted length with speculation;
         # a sequence's context is c + tau * G
         self.tau = sm.spec.tokens_per_step if sm.spec.active else 1
@@ -154,11 +156,14 @@ class Engine:
                 break
             rid = self.waiting[0]
             prompt = R.prompt[rid]
+            if R.done_pf[rid] == 0:
+                R.done_pf[rid] = self._cache_hit(rid, prompt)
             prefilled = R.done_pf[rid] >= prompt
             need = (prompt + (1 if prefilled else 0) + B - 1) // B
             if used + need + self.watermark > self.cap and (used > 0 or need > self.cap):
                 break
-            if limit_tokens is not None and not prefilled and admitted and tokens + prompt > limit_tokens:
+            todo = prompt - R.done_pf[rid]
+            if limit_tokens is not None and not prefilled and admitted and tokens + todo > limit_tokens:
                 break
             self.waiting.popleft()
             used += need
@@ -169,10 +174,19 @@ class Engine:
             else:
                 self.P.append(rid)
                 self.reserved += need
-                tokens += prompt
-                pending += prompt - R.done_pf[rid]
+                tokens += todo
+                pending += todo
                 admitted.append(rid)
         return admitted
+
+    def _cache_hit(self, rid: int, prompt: int) -> int:
+        """Prompt tokens whose KV a prefix cache already holds (vLLM's automatic prefix caching, SGLang's radix
+        cache): the request's own hit from its trace, or the workload's shared prefix once this engine has
+        computed it; the last prompt token is always recomputed, for its logits."""
+        R = self.R
+        hit = max(R.cached[rid], R.shared_prefix if self.prefix_ready else 0)
+        R.hit[rid] = min(hit, prompt - 1)
+        return R.hit[rid]
 
     def _join(self, rid: int) -> None:
         R = self.R
@@ -316,6 +330,8 @@ class Engine:
             for rid, q in self.chunks:
                 pf_tokens += q
                 R.done_pf[rid] += q
+                if R.shared_prefix and R.done_pf[rid] >= R.shared_prefix:
+                    self.prefix_ready = True
                 if R.done_pf[rid] >= R.prompt[rid]:
                     self.P.remove(rid)
                     self.reserved -= (R.prompt[rid] + self.B - 1) // self.B

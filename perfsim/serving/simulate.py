@@ -77,13 +77,16 @@ class SchedulerConfig:
 class Requests:
     """The request table: plain lists (fast scalar access in the event loop)."""
 
-    def __init__(self, w: arr.Workload):
+    def __init__(self, w: arr.Workload, shared_prefix: int = 0):
         n = w.num_requests
         self.isl = w.input_len
         self.osl = w.output_len
         self.prompt = [int(x) for x in w.input_len]
         self.remaining = [int(x) for x in w.output_len]
         self.done_pf = [0] * n
+        self.cached = [0] * n if w.cached_len is None else [int(x) for x in w.cached_len]   # the trace's hits
+        self.shared_prefix = int(shared_prefix)   # prompt tokens every request shares (a system prompt)
+        self.hit = [0] * n                        # prompt tokens served from the prefix cache, as admitted
         self.first = [-1.0] * n
         self.finish = [-1.0] * n
         self.arrival = [0.0] * n if w.arrival_s is None else [float(x) for x in w.arrival_s]
@@ -308,7 +311,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
           kv_dtype: str | None = None, isl: int = 1024, osl: int = 256, concurrency: int | None = None,
           rate: float | None = None, trace: str | arr.Workload | None = None, trace_time_unit: str = "s",
-          burstiness: float | None = None,
+          burstiness: float | None = None, prefix_len: int = 0,
           ramp: float | str | None = 0.0,
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
@@ -326,7 +329,9 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     Exactly one of concurrency (closed loop), rate (Poisson, or gamma with `burstiness` = CV of the gaps) or
     trace (CSV/JSONL file, numeric arrival times in `trace_time_unit`: s, ms or us; or a Workload). A closed
     loop's clients start spread over `ramp` seconds (0, the default: all at once, as benchmark clients do; 'auto':
-    one request's expected latency, the staggered steady state).
+    one request's expected latency, the staggered steady state). `prefix_len` prompt tokens are shared by every
+    request (a system prompt): once an engine has computed them its prefix cache serves them to later requests;
+    a trace may give each request's cached tokens instead (perfsim.serving.arrivals: cached_tokens, hash_ids).
     disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
     and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs, max_num_batched_tokens, hardware} (a pool on
     another system makes a mixed fleet; its KV crosses the NICs). `engine` picks the fitted host overhead per
@@ -369,7 +374,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
         raise InvalidInputError(f"num-gpus: must be an integer >= 1, got {num_gpus!r}")
     energy_kw = {"power_limit": power_limit, "use_fit": energy_fit, "static_w": static_w,
                  "dynamic_scale": dynamic_scale}
-    req = Requests(w)
+    req = Requests(w, _shared_prefix(prefix_len, w))
     split = parse_disagg(disagg, num_gpus)
     if split is None:
         pools = [_pool("agg", base, num_gpus, cfg, energy_kw, longest_prompt, max_context, profile, req, 0,
@@ -411,6 +416,14 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     wall = time.perf_counter() - wall0
     return _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price_per_gpu_hour, grid_intensity, pue,
                    slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer)
+
+
+def _shared_prefix(prefix_len, w: arr.Workload) -> int:
+    shortest = int(w.input_len.min())
+    if not isinstance(prefix_len, (int, np.integer)) or not 0 <= prefix_len < shortest:
+        raise InvalidInputError(f"prefix-len: must be an integer from 0 to below the shortest prompt ({shortest} "
+                                f"tokens), got {prefix_len!r}")
+    return int(prefix_len)
 
 
 def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> arr.Workload:
@@ -481,6 +494,7 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
         "preemptions": int(sum(e.preemptions for e in engines)),
         "max_in_flight": int(max_in_flight),
         "kv_peak_fraction": max(e.peak_blocks / e.cap for e in engines),
+        "prefix_cache_hit_rate": float(sum(req.hit) / max(1, int(np.sum(w.input_len)))),
     })
     fp = footprint(total_j, makespan, num_gpus, price_h, grid, pue)
     summary.update(fp)
@@ -508,6 +522,6 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
                    "source": engines[0].energy.source},
     }
     per.update({"arrival_s": arrival, "first_token_s": first, "finish_s": finish, "input_len": w.input_len,
-                "output_len": w.output_len, "preemptions": np.asarray(req.preempted),
-                "engine": np.asarray(req.engine)})
+                "output_len": w.output_len, "cached_tokens": np.asarray(req.hit),
+                "preemptions": np.asarray(req.preempted), "engine": np.asarray(req.engine)})
     return ServeResult(summary, per, metrics.timeline(records, caps, makespan, bins), config, wall)
