@@ -356,6 +356,16 @@ def test_plan_serve_finds_cheapest_deployment_meeting_slos():
     assert costs == sorted(costs)
 
 
+def test_plan_serve_with_a_shared_prefix_needs_no_more_gpus():
+    from perfsim.serving.plan import plan_serving
+    kw = dict(isl=4096, osl=128, rate=20.0, slo_ttft=0.3, num_requests=150, disagg=False)
+    whole = plan_serving("llama-3.1-8b", "dgx-h100", **kw).plans[0]
+    cached = plan_serving("llama-3.1-8b", "dgx-h100", prefix_len=3000, **kw).plans[0]
+    assert cached.num_gpus <= whole.num_gpus and cached.cost_per_hour_usd <= whole.cost_per_hour_usd
+    with pytest.raises(InvalidInputError, match="prefix-len"):
+        plan_serving("llama-3.1-8b", "dgx-h100", prefix_len=4096, **kw)
+
+
 def test_plan_serve_simulates_the_engine_it_is_asked_for(monkeypatch):
     import perfsim.serving.plan as plan_mod
     seen = []

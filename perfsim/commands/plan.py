@@ -54,6 +54,8 @@ def plan_command(
     async_scheduling: bool | None = typer.Option(None, "--async-scheduling/--no-async-scheduling",
                                                  help="serve: host work of the next step overlapped with the GPU's "
                                                       "current one (default: the engine's; vLLM >= 0.14 does)."),
+    prefix_len: int = typer.Option(0, "--prefix-len", help="serve: prompt tokens every request shares, served "
+                                                             "from the prefix cache."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the plans, best first."),
 ) -> None:
     """Search every valid parallel plan (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO, interleaving),
@@ -67,7 +69,8 @@ def plan_command(
         from perfsim.commands.serve import plan_serve
         plan_serve(model, hardware, isl, osl, rate, slo_ttft, slo_tpot,
                    "cost" if objective.value == "time" else objective.value, max_gpus=num_gpus, top=top, out=out,
-                   as_json=as_json, dtype=dtype, profile=profile, engine=engine, async_scheduling=async_scheduling)
+                   as_json=as_json, dtype=dtype, profile=profile, engine=engine, async_scheduling=async_scheduling,
+                   prefix_len=prefix_len)
         return
     if num_gpus is None:
         raise InvalidInputError(f"num-gpus: plan --task {task.value} needs --num-gpus N")

@@ -207,7 +207,7 @@ def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_t
                slo_tpot: float | None = None, objective: str = "cost", max_gpus: int | None = None,
                top: int = 10, out: Path | None = None, as_json: bool = False, num_requests: int | None = None,
                dtype: str = "bf16", profile: str = "auto", engine: str = "vllm",
-               async_scheduling: bool | None = None) -> None:
+               async_scheduling: bool | None = None, prefix_len: int = 0) -> None:
     """The body of `perfsim plan --task serve`: search deployments, print a table or JSON, draw the Pareto chart."""
     from perfsim.serving.plan import pareto_figure, plan_serving
     if out is not None:
@@ -215,7 +215,8 @@ def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_t
         check_figure_path(out)
     result = plan_serving(model, hardware, isl=isl, osl=osl, rate=rate, slo_ttft=slo_ttft, slo_tpot=slo_tpot,
                           objective=objective, max_gpus=max_gpus, top=top, num_requests=num_requests, dtype=dtype,
-                          profile=profile, engine=engine, async_scheduling=async_scheduling)
+                          profile=profile, engine=engine, async_scheduling=async_scheduling,
+                          prefix_len=prefix_len)
     if out is not None:
         from perfsim.report import save_figure
         save_figure(pareto_figure(result), out)

@@ -72,6 +72,14 @@ def lengths(n: int, mean: int, spread: float, rng: np.random.Generator, flag: st
     return rng.integers(lo, hi + 1, size=n, dtype=np.int64)
 
 
+def check_prefix_len(prefix_len, shortest: int) -> int:
+    """A shared prompt prefix must leave at least one token of the shortest prompt to compute."""
+    if not isinstance(prefix_len, (int, np.integer)) or not 0 <= prefix_len < shortest:
+        raise InvalidInputError(f"prefix-len: must be an integer from 0 to below the shortest prompt ({shortest} "
+                                f"tokens), got {prefix_len!r}")
+    return int(prefix_len)
+
+
 def _check_n(n: int) -> None:
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise InvalidInputError(f"num-requests: must be an integer >= 1, got {n!r}")

@@ -25,6 +25,7 @@ from perfsim.errors import InvalidInputError, PerfsimError
 from perfsim.graph import recurrent_heads
 from perfsim.hardware import System, load_hardware
 from perfsim.model import load_model
+from perfsim.serving.arrivals import check_prefix_len
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
 from perfsim.serving.metrics import check_slos
 from perfsim.serving.scheduler import engine_batching
@@ -111,8 +112,10 @@ def _engine_steps(dep, max_seqs: int, isl: int, osl: int, profile, engine: str, 
 
 
 def _capacity(dep, isl: int, osl: int, slo_tpot: float | None, max_seqs: int, profile,
-              engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None) -> tuple[float, int, float]:
-    """(requests/s one engine sustains, batch limit, prefill seconds per request) from the step model."""
+              engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None,
+              prefix_len: int = 0) -> tuple[float, int, float]:
+    """(requests/s one engine sustains, batch limit, prefill seconds per request) from the step model; a
+    prompt's first `prefix_len` tokens come from the prefix cache."""
     from perfsim.serving.kvcache import capacity_blocks
     cap = capacity_blocks(dep, max_seqs=max_seqs * dep.attn_dp)
     kv_batch = max(1, int(cap["tokens"] // (isl + osl)))
@@ -124,7 +127,7 @@ def _capacity(dep, isl: int, osl: int, slo_tpot: float | None, max_seqs: int, pr
         while b > 1 and sm.decode(b, ctx)[0] > 0.8 * slo_tpot:  # headroom for prefill interference
             b = max(1, int(b * 0.8))
     t_dec = sm.decode(b, ctx)[0]
-    t_pre = sm.prefill([isl])[0]
+    t_pre = sm.mixed(0, 0.0, [(isl - prefix_len, isl)], 1)[0]
     per_request = t_pre + max(osl - 1, 1) * t_dec / b
     return 1.0 / per_request, b, t_pre
 
@@ -150,10 +153,11 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
                  slo_ttft: float | None = None, slo_tpot: float | None = None, objective: str = "cost",
                  max_gpus: int | None = None, top: int = 10, num_requests: int | None = None, dtype: str = "bf16",
                  profile: str = "auto", attainment: float = 0.9, disagg: bool = True, mixed: bool = True,
-                 seed: int = 0, engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None) -> ServePlanResult:
+                 seed: int = 0, engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None,
+                 prefix_len: int = 0) -> ServePlanResult:
     """Search deployments serving `rate` requests/s of isl/osl tokens, run by `engine` (its batching and host
-    overhead, overlapped with the GPU's steps per `async_scheduling`, None: the engine's default); best first by
-    `objective`."""
+    overhead, overlapped with the GPU's steps per `async_scheduling`, None: the engine's default), with the first
+    `prefix_len` prompt tokens shared and served from the prefix cache; best first by `objective`."""
     t0 = time.perf_counter()
     if objective not in OBJECTIVES:
         raise InvalidInputError(f"objective: got {objective!r}; accepted for serving: {', '.join(OBJECTIVES)}")
@@ -162,6 +166,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
     if top < 1:
         raise InvalidInputError(f"top: must be >= 1, got {top}")
     check_slos(slo_ttft=slo_ttft, slo_tpot=slo_tpot)
+    check_prefix_len(prefix_len, isl)
     names = [h.strip() for h in (hardware.split(",") if isinstance(hardware, str) else hardware) if h.strip()]
     if not names:
         raise InvalidInputError("hardware: give at least one system, e.g. dgx-h100,hgx-h200")
@@ -174,7 +179,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
     n_req = num_requests or int(min(600, max(200, rate * 60)))
     common = dict(isl=isl, osl=osl, rate=rate, num_requests=n_req, slo_ttft=slo_ttft, slo_tpot=slo_tpot,
                   dtype=dtype, profile=profile, seed=seed, timeline_bins=1, engine=engine,
-                  async_scheduling=async_scheduling)
+                  async_scheduling=async_scheduling, prefix_len=prefix_len)
     skipped: dict[str, int] = {}
     candidates: list[ServePlan] = []
     evaluated = 0
@@ -212,7 +217,8 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
             from perfsim.serving.steptime import make_deployment
             dep = make_deployment(spec, sysm, lay["tp"], lay["ep"], 1, lay.get("attn_dp"), dtype)
             try:
-                per_engine, batch, t_pre = _capacity(dep, isl, osl, slo_tpot, 256, profile, engine, async_scheduling)
+                per_engine, batch, t_pre = _capacity(dep, isl, osl, slo_tpot, 256, profile, engine, async_scheduling,
+                                                    prefix_len)
             except PerfsimError as exc:
                 skip(str(exc).split(":")[0])
                 continue

@@ -374,7 +374,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
         raise InvalidInputError(f"num-gpus: must be an integer >= 1, got {num_gpus!r}")
     energy_kw = {"power_limit": power_limit, "use_fit": energy_fit, "static_w": static_w,
                  "dynamic_scale": dynamic_scale}
-    req = Requests(w, _shared_prefix(prefix_len, w))
+    req = Requests(w, arr.check_prefix_len(prefix_len, int(w.input_len.min())))
     split = parse_disagg(disagg, num_gpus)
     if split is None:
         pools = [_pool("agg", base, num_gpus, cfg, energy_kw, longest_prompt, max_context, profile, req, 0,
@@ -416,14 +416,6 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     wall = time.perf_counter() - wall0
     return _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price_per_gpu_hour, grid_intensity, pue,
                    slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer)
-
-
-def _shared_prefix(prefix_len, w: arr.Workload) -> int:
-    shortest = int(w.input_len.min())
-    if not isinstance(prefix_len, (int, np.integer)) or not 0 <= prefix_len < shortest:
-        raise InvalidInputError(f"prefix-len: must be an integer from 0 to below the shortest prompt ({shortest} "
-                                f"tokens), got {prefix_len!r}")
-    return int(prefix_len)
 
 
 def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> arr.Workload:
