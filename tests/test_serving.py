@@ -148,6 +148,28 @@ def test_trace_prefix_hits_from_cached_tokens_or_mooncake_hash_ids(tmp_path):
         arrivals.trace(table)
 
 
+@pytest.mark.parametrize("router", ["round_robin", "least_loaded"])
+def test_routers_spread_a_burst_evenly_and_least_loaded_follows_the_load(tmp_path, router):
+    burst = tmp_path / "burst.csv"
+    burst.write_text("arrival_s,input_len,output_len\n" + "0,256,8\n" * 8)
+    res = serve(model="llama-3.1-8b", hardware="dgx-h100", num_gpus=4, trace=str(burst), router=router)
+    _check_invariants(res)
+    assert res.config["router"] == router and np.bincount(res.per_request["engine"], minlength=4).tolist() == [2] * 4
+    # one long request holds engine 0: least_loaded sends the short ones elsewhere, round robin does not
+    skew = tmp_path / "skew.csv"
+    skew.write_text("arrival_s,input_len,output_len\n0,256,2000\n" +
+                    "".join(f"{0.5 + 0.01 * i},256,4\n" for i in range(8)))
+    engines = serve(model="llama-3.1-8b", hardware="dgx-h100", num_gpus=4, trace=str(skew), router=router)\
+        .per_request["engine"]
+    on_first = int(np.sum(engines[1:] == 0))
+    assert on_first == (0 if router == "least_loaded" else 2)
+
+
+def test_unknown_router_names_the_flag():
+    with pytest.raises(InvalidInputError, match="router"):
+        serve(**SMALL, rate=1.0, num_requests=5, router="random")
+
+
 def test_trace_requests_sharing_a_timestamp_share_a_batch(tmp_path):
     """An offline trace (every request at t = 0) is one prefill batch, not one prompt and then the rest."""
     trace = tmp_path / "offline.csv"

@@ -77,6 +77,9 @@ def serve_command(
                                                                "column, an offline batch: all requests at once)."),
     trace_time_unit: str = typer.Option("s", "--trace-time-unit",
                                         help="Unit of the trace's numeric arrival times: s, ms (Mooncake) or us."),
+    router: str = typer.Option("round_robin", "--router",
+                               help="Where new requests go: round_robin (a closed-loop client keeps its engine) or "
+                                    "least_loaded (the engine with the fewest requests)."),
     prefix_len: int = typer.Option(0, "--prefix-len",
                                    help="Prompt tokens every request shares (a system prompt), served from the "
                                         "prefix cache once an engine has computed them."),
@@ -151,7 +154,8 @@ def serve_command(
     result = serve(model, hardware, num_gpus=num_gpus, tp=tp, ep=ep, pp=pp, attn_dp=attention_dp, dtype=dtype,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, state_dtype=state_dtype, isl=isl, osl=osl,
                    concurrency=concurrency, rate=rate, trace=str(trace) if trace else None,
-                   trace_time_unit=trace_time_unit, prefix_len=prefix_len, burstiness=burstiness, ramp=ramp_value,
+                   trace_time_unit=trace_time_unit, prefix_len=prefix_len, router=router, burstiness=burstiness,
+                   ramp=ramp_value,
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
                    prefill=prefill or None, decode=decode or None, policy=policy, max_num_seqs=max_num_seqs,
                    max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,

@@ -7,9 +7,10 @@ schedulers and KV caches, a request stream, and the step-time model of the calib
 
 Events are step ends (one engine forward pass, or a fast-forwarded run of identical decode steps),
 request arrivals and KV-transfer arrivals; the clock jumps from one to the next (no time stepping).
-Routing: open-loop arrivals go round robin over the engines that take new requests; a closed loop issues
-each client's next request on the engine that served the last; disaggregated prefill hands a prompt to the
-decode engine with the least work, after its KV crosses the link.
+Routing (`router`): round_robin sends open-loop arrivals round robin over the engines that take new requests and
+a closed-loop client's next request to the engine that served its last; least_loaded sends every new request to
+the engine with the lowest 4 x waiting + running requests, as vLLM's data-parallel balancer does.
+Disaggregated prefill hands a prompt to the decode engine with the least work, after its KV crosses the link.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from perfsim.serving.steptime import TABLE_POINTS, Deployment, StepModel, make_d
 
 DEFAULT_CHUNK_TOKENS = engine_batching(DEFAULT_ENGINE)[1]   # vLLM V1 API server default max_num_batched_tokens
 DEFAULT_MAX_SEQS = 256        # vLLM default max_num_seqs
+
+
+ROUTERS = ("round_robin", "least_loaded")
 
 
 @dataclass
@@ -192,13 +196,25 @@ class ServeResult:
         return pd.DataFrame(self.timeline)
 
 
-def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=None) -> tuple[float, int]:
+def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=None,
+             router: str = "round_robin") -> tuple[float, int]:
     """Run the event loop to the last completion; returns (makespan s, most requests in flight). `pools` is [agg] or
-    [prefill, decode]; `transfer(prefill_engine, decode_engine, rid)` gives the KV transfer seconds."""
+    [prefill, decode]; `transfer(prefill_engine, decode_engine, rid)` gives the KV transfer seconds; `router`
+    (ROUTERS) places each new request on an engine of the first pool."""
     front = pools[0].engines
     back = pools[1].engines if len(pools) > 1 else None
     engines = front + (back or [])
     n_front = len(front)
+    least_loaded = router == "least_loaded"
+
+    def route(rid: int, last: Engine | None = None) -> Engine:
+        """round_robin: request i on engine i mod n (a closed-loop client stays on the engine that served it);
+        least_loaded: the lowest 4 x waiting + running requests, ties in round-robin order (vLLM's data-parallel
+        balancer, DPLBAsyncMPClient in vllm/v1/engine/core_client.py, here with exact rather than 100 ms old counts)."""
+        if least_loaded:
+            start = rid % n_front
+            return min(front, key=lambda e: (4 * len(e.waiting) + len(e.P) + len(e.D), (e.idx - start) % n_front))
+        return last if last is not None else front[rid % n_front]
     heap: list = []
     counter = itertools.count()
     push = heapq.heappush
@@ -234,7 +250,7 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
                 push(heap, (rid * gap, next(counter), 2, rid, 0))
             else:  # every client at once: all queued before the first step is planned
                 in_flight += 1
-                enqueue(front[rid % n_front], rid, 0.0, plan=False)
+                enqueue(route(rid), rid, 0.0, plan=False)
         for eng in front:
             kick(eng, 0.0)
         max_in_flight = in_flight
@@ -263,7 +279,7 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
                             in_flight += 1
                             if in_flight > max_in_flight:
                                 max_in_flight = in_flight
-                            target = eng if back is None else front[next_rid % n_front]
+                            target = route(next_rid, eng if back is None else None)
                             enqueue(target, next_rid, now, plan=False)
                             issued_to.add(target.idx)
                             next_rid += 1
@@ -281,7 +297,7 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
                 in_flight += 1
                 if in_flight > max_in_flight:
                     max_in_flight = in_flight
-                enqueue(front[a % n_front], a, now)
+                enqueue(route(a), a, now)
             else:  # KV arrived at a decode engine
                 rid, dst = a, engines[b]
                 pending[dst.idx] -= 1
@@ -291,7 +307,7 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
             now = t_arr
             issued_to = set()
             while next_rid < n and times[next_rid] == now:  # requests sharing a timestamp queue together
-                target = front[next_rid % n_front]
+                target = route(next_rid)
                 enqueue(target, next_rid, now, plan=False)
                 issued_to.add(target.idx)
                 next_rid += 1
@@ -311,7 +327,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
           kv_dtype: str | None = None, isl: int = 1024, osl: int = 256, concurrency: int | None = None,
           rate: float | None = None, trace: str | arr.Workload | None = None, trace_time_unit: str = "s",
-          burstiness: float | None = None, prefix_len: int = 0,
+          burstiness: float | None = None, prefix_len: int = 0, router: str = "round_robin",
           ramp: float | str | None = 0.0,
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
@@ -329,7 +345,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     Exactly one of concurrency (closed loop), rate (Poisson, or gamma with `burstiness` = CV of the gaps) or
     trace (CSV/JSONL file, numeric arrival times in `trace_time_unit`: s, ms or us; or a Workload). A closed
     loop's clients start spread over `ramp` seconds (0, the default: all at once, as benchmark clients do; 'auto':
-    one request's expected latency, the staggered steady state). `prefix_len` prompt tokens are shared by every
+    one request's expected latency, the staggered steady state); `router` (ROUTERS) places new requests on the
+    engines (see the module docstring). `prefix_len` prompt tokens are shared by every
     request (a system prompt): once an engine has computed them its prefix cache serves them to later requests;
     a trace may give each request's cached tokens instead (perfsim.serving.arrivals: cached_tokens, hash_ids).
     disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
@@ -347,6 +364,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
                           spec=speculation(spec_tokens, spec_accept))
     cfg.check()
     metrics.check_slos(slo_ttft=slo_ttft, slo_tpot=slo_tpot, slo_e2e=slo_e2e)
+    if router not in ROUTERS:
+        raise InvalidInputError(f"router: got {router!r}; accepted: {', '.join(ROUTERS)}")
     modes = [x is not None for x in (concurrency, rate, trace)]
     if sum(modes) != 1:
         raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
@@ -412,10 +431,10 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
 
     if w.closed_loop:
         w = _with_ramp(w, ramp, pools, isl=int(w.input_len.mean()), osl=int(w.output_len.mean()))
-    makespan, max_in_flight = simulate(w, pools, req, transfer)
+    makespan, max_in_flight = simulate(w, pools, req, transfer, router)
     wall = time.perf_counter() - wall0
     return _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price_per_gpu_hour, grid_intensity, pue,
-                   slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer)
+                   slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer, router)
 
 
 def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> arr.Workload:
@@ -440,7 +459,7 @@ def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> 
 
 
 def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, pue, slo_ttft, slo_tpot, slo_e2e,
-            bins, wall, transfer) -> ServeResult:
+            bins, wall, transfer, router) -> ServeResult:
     arrival = np.asarray(req.arrival)
     first = np.asarray(req.first)
     finish = np.asarray(req.finish)
@@ -500,6 +519,7 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
     config = {
         "model": pools[0].dep.model.name, "hardware": getattr(pools[0].dep.hardware, "name", ""),
         "num_gpus": num_gpus, "workload": w.kind, "concurrency": w.concurrency, "policy": cfg.policy,
+        "router": router,
         "engine": cfg.engine, "host_overhead": {"step_s": cfg.host.step_s, "per_seq_s": cfg.host.per_seq_s,
                                                 "overlapped": cfg.host.overlapped},
         "speculative": {"draft_tokens": cfg.spec.draft_tokens, "acceptance": list(cfg.spec.acceptance),
