@@ -190,7 +190,10 @@ def print_result(result) -> None:
         table.add_row(name, _seconds(mean), _seconds(s[f"{key}_p50_s"]), _seconds(s[f"{key}_p90_s"]),
                       _seconds(s[f"{key}_p99_s"]))
     console.print(table)
-    console.print(f"fleet: {pools}")
+    routing = f" | router {c['router']}" if c.get("router", "round_robin") != "round_robin" else ""
+    hits = s.get("prefix_cache_hit_rate") or 0.0
+    cache = f" | prefix cache serves {100 * hits:.0f}% of prompt tokens" if hits else ""
+    console.print(f"fleet: {pools}{routing}{cache}")
     good = f" | goodput {s['goodput_requests_per_s']:.3g} req/s ({100 * s['slo_attainment']:.1f}% within SLO)" \
         if s["slo_ttft_s"] is not None or s["slo_tpot_s"] is not None else ""
     saturated = s.get("saturated_tokens_per_s")
