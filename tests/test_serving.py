@@ -130,6 +130,22 @@ def test_a_shared_prompt_prefix_is_computed_once_per_engine(policy):
             serve(**kw, prefix_len=bad)
 
 
+def _most_decoding(per) -> int:
+    events = sorted([(t, 1) for t in per["first_token_s"]] + [(t, -1) for t in per["finish_s"]])
+    return int(np.max(np.cumsum([d for _, d in events])))
+
+
+def test_a_shared_prefix_holds_its_kv_blocks_once():
+    # an L4 holds the KV of only 4 whole 8k-token requests next to Llama-3.1-8B's weights; a 7680-token shared
+    # prefix leaves each request 640 tokens of its own, so many more decode at once
+    kw = dict(**{**SMALL, "hardware": "l4"}, isl=8192, osl=128, concurrency=48, num_requests=150)
+    cold, warm = serve(**kw), serve(**kw, prefix_len=7680)
+    _check_invariants(cold)
+    _check_invariants(warm)
+    whole = cold.config["pools"][0]["kv_tokens_per_engine"] // (8192 + 128)
+    assert _most_decoding(cold.per_request) <= whole < 3 * whole < _most_decoding(warm.per_request)
+
+
 def test_trace_prefix_hits_from_cached_tokens_or_mooncake_hash_ids(tmp_path):
     moon = tmp_path / "mooncake.jsonl"   # 512-token blocks: the second request shares its first two blocks
     moon.write_text('{"timestamp": 0, "input_length": 1500, "output_length": 8, "hash_ids": [1, 2, 3]}\n'

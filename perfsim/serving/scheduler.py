@@ -55,7 +55,7 @@ class Engine:
 
     __slots__ = ("B", "D", "G", "P", "R", "_thr_e", "_thr_t", "budget", "busy", "busy_s", "cap", "chunks",
                  "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
-                 "prefix_ready",
+                 "prefix_ready", "sharers",
                  "policy", "preemptions", "records", "reserved", "role", "sm", "stack", "step_e",
                  "stall", "step_n", "step_t", "steps", "sumc", "t0", "tau", "unthrottled_s", "version", "waiting",
                  "watermark")
@@ -81,6 +81,7 @@ class Engine:
         self.G = 0
         self.sumc = 0
         self.prefix_ready = False         # the workload's shared prompt prefix is in this engine's cache
+        self.sharers = 0                  # decoding sequences whose prefix blocks are the cached shared ones
         # tokens a decoding sequence gains per step: 1, or the expected accepted length with speculation;
         # a sequence's context is c + tau * G
         self.tau = sm.spec.tokens_per_step if sm.spec.active else 1
@@ -112,12 +113,19 @@ class Engine:
         """An upper bound on the blocks held (exact for P; sum ceil(L/B) <= sum L/B + n for D)."""
         n = len(self.D)
         g = self.G if g is None else g
-        return int((self.sumc + n * g * self.tau) // self.B) + n + self.reserved
+        return int((self.sumc + n * g * self.tau) // self.B) + n + self.reserved - self._shared_savings()
 
     def blocks_exact(self, g: int | None = None) -> int:
         g = (self.G if g is None else g) * self.tau
         B = self.B
-        return int(sum((c + g + B - 1) // B for c in self.D.values())) + self.reserved
+        return int(sum((c + g + B - 1) // B for c in self.D.values())) + self.reserved - self._shared_savings()
+
+    def _shared_savings(self) -> int:
+        """Blocks the shared prefix saves: its full blocks are held once, not once per sequence using them
+        (copy-on-write paged KV: vLLM's and SGLang's prefix caches hand out the same blocks)."""
+        if not self.sharers:
+            return 0
+        return (self.sharers - 1) * (self.R.shared_prefix // self.B)
 
     def load(self) -> int:
         return len(self.D) + len(self.P) + len(self.waiting)
@@ -129,6 +137,7 @@ class Engine:
             if rid in self.D:
                 c = self.D.pop(rid)
                 self.sumc -= c
+                self._unshare(rid)
                 del self.done_at[rid]
                 R.prompt[rid] = int(c + self.tau * self.G)  # recompute prompt + generated tokens
                 R.done_pf[rid] = 0
@@ -167,9 +176,10 @@ class Engine:
                 break
             self.waiting.popleft()
             used += need
-            if prefilled:
+            if prefilled:   # a disaggregated decode engine: the KV arrived whole, nothing shared here
                 if R.first[rid] < 0:
                     R.first[rid] = now
+                R.shares[rid] = False
                 self._join(rid)
             else:
                 self.P.append(rid)
@@ -184,15 +194,23 @@ class Engine:
         cache): the request's own hit from its trace, or the workload's shared prefix once this engine has
         computed it; the last prompt token is always recomputed, for its logits."""
         R = self.R
-        hit = max(R.cached[rid], R.shared_prefix if self.prefix_ready else 0)
-        R.hit[rid] = min(hit, prompt - 1)
+        shared = R.shared_prefix if self.prefix_ready else 0
+        R.shares[rid] = shared >= self.B and shared >= R.cached[rid]
+        R.hit[rid] = min(max(R.cached[rid], shared), prompt - 1)
         return R.hit[rid]
+
+    def _unshare(self, rid: int) -> None:
+        if self.R.shares[rid]:
+            self.R.shares[rid] = False
+            self.sharers -= 1
 
     def _join(self, rid: int) -> None:
         R = self.R
         c = R.prompt[rid] - self.tau * self.G
         self.D[rid] = c
         self.sumc += c
+        if R.shares[rid]:
+            self.sharers += 1
         done = self.G + (R.remaining[rid] if self.tau == 1 else -int(-R.remaining[rid] // self.tau))
         self.done_at[rid] = done
         heapq.heappush(self.heap, (done, rid))
@@ -349,7 +367,7 @@ class Engine:
                         self._join(rid)
             self.chunks = []
         nd = len(self.D)
-        used = int((self.sumc + nd * self.G * self.tau) // self.B) + nd + self.reserved
+        used = int((self.sumc + nd * self.G * self.tau) // self.B) + nd + self.reserved - self._shared_savings()
         if used > self.cap:  # the bound overshoots: count exactly
             used = self.blocks_exact()
         if used > self.peak_blocks:
@@ -370,6 +388,7 @@ class Engine:
                 c = D.pop(rid)
                 del done_at[rid]
                 self.sumc -= c
+                self._unshare(rid)
                 R.remaining[rid] = 0
                 R.finish[rid] = now
                 out.append(("done", rid))

@@ -91,6 +91,7 @@ class Requests:
         self.cached = [0] * n if w.cached_len is None else [int(x) for x in w.cached_len]   # the trace's hits
         self.shared_prefix = int(shared_prefix)   # prompt tokens every request shares (a system prompt)
         self.hit = [0] * n                        # prompt tokens served from the prefix cache, as admitted
+        self.shares = [False] * n                 # its prefix blocks are the engine's cached shared ones
         self.first = [-1.0] * n
         self.finish = [-1.0] * n
         self.arrival = [0.0] * n if w.arrival_s is None else [float(x) for x in w.arrival_s]
