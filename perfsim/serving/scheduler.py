@@ -16,6 +16,10 @@ blocks fit with a watermark to spare (vLLM's 1%); when the decoding sequences ou
 recently admitted one is preempted (recompute: its blocks are freed and it goes back to the head of the queue,
 to be prefilled again with the tokens it had generated).
 
+Prefix cache: a request admitted for the first time (or after a preemption) starts its prefill past the prompt
+tokens the cache holds: its trace's cached tokens, or the workload's shared prefix once this engine has computed
+it. The shared prefix's full blocks are held once, however many decoding sequences use them.
+
 Decode-only steps are fast-forwarded: while nothing but decoding happens (no admission possible, no prompt
 in progress) k identical steps run as one event, k bounded by the next completion and by the KV cache; an
 arrival during such a run cuts it at the step boundary that follows. Sequences' contexts are kept as
