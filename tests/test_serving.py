@@ -108,6 +108,10 @@ def test_public_traces_read_in_their_own_formats(tmp_path):
     assert list(arrivals.trace(moon, time_unit="ms").arrival_s) == [0.0, 2.5]
     with pytest.raises(InvalidInputError, match="trace-time-unit"):
         arrivals.trace(moon, time_unit="minutes")
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"timestamp": 0, "input_length": 10, "output_length": 2}\n[1, 2]\n')
+    with pytest.raises(InvalidInputError, match=r"mixed.jsonl:2 is not a JSON object"):
+        arrivals.trace(mixed)
     bad = tmp_path / "bad_times.csv"
     bad.write_text("timestamp,input_tokens,output_tokens\nyesterday,10,2\n")
     with pytest.raises(InvalidInputError, match="arrival times"):

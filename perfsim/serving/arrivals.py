@@ -181,8 +181,9 @@ def trace(path: str | Path, n: int | None = None, time_unit: str = "s") -> Workl
     if n is not None:
         _check_n(n)
         rows = rows[:n]
-    if not isinstance(rows[0], dict):
-        raise InvalidInputError(f"trace: {path}: each line must be a JSON object")
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise InvalidInputError(f"trace: {path}:{bad + 1} is not a JSON object")
     arrival, inp, out = (_column(rows[0], keys) for keys in (ARRIVAL_KEYS, INPUT_KEYS, OUTPUT_KEYS))
     try:
         arr = np.zeros(len(rows)) if arrival is None else _seconds(
