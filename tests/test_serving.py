@@ -190,6 +190,26 @@ def test_unknown_router_names_the_flag():
         serve(**SMALL, rate=1.0, num_requests=5, router="random")
 
 
+def test_multi_turn_sessions_grow_their_prompts_and_cache_the_conversation():
+    w = arrivals.conversations(rate=2.0, turns=3, think_s=5.0, n=9, isl=100, osl=50, seed=1)
+    assert sorted(w.input_len.tolist()) == [100] * 3 + [250] * 3 + [400] * 3
+    assert np.all(w.cached_len == w.input_len - 100) and np.all(np.diff(w.arrival_s) >= 0)
+    kw = dict(**SMALL, rate=4.0, isl=300, osl=100, num_requests=200)
+    chat = serve(**kw, turns=4, think_time=10.0)
+    _check_invariants(chat)
+    load = chat.per_request
+    assert chat.summary["prefix_cache_hit_rate"] == pytest.approx(
+        np.sum(np.minimum(load["cached_tokens"], load["input_len"] - 1)) / np.sum(load["input_len"]))
+    assert chat.summary["prefix_cache_hit_rate"] > 0.5
+    from dataclasses import replace
+    same = arrivals.conversations(4.0, 4, 10.0, 200, 300, 100, seed=0)
+    uncached = serve(**SMALL, trace=replace(same, cached_len=None))
+    assert chat.summary["ttft_s"] < uncached.summary["ttft_s"]
+    for bad in (dict(concurrency=4, turns=2), dict(rate=1.0, turns=2), dict(rate=1.0, turns=0, think_time=1.0)):
+        with pytest.raises(InvalidInputError, match="turns"):
+            serve(**SMALL, num_requests=10, **bad)
+
+
 def test_trace_requests_sharing_a_timestamp_share_a_batch(tmp_path):
     """An offline trace (every request at t = 0) is one prefill batch, not one prompt and then the rest."""
     trace = tmp_path / "offline.csv"

@@ -80,6 +80,10 @@ def serve_command(
     router: str = typer.Option("round_robin", "--router",
                                help="Where new requests go: round_robin (a closed-loop client keeps its engine) or "
                                     "least_loaded (the engine with the fewest requests)."),
+    turns: int = typer.Option(1, "--turns", help="With --rate: requests come in chat sessions of this many turns, "
+                                                  "each prompt the conversation so far (its earlier part cached)."),
+    think_time: float | None = typer.Option(None, "--think-time",
+                                            help="With --turns: mean seconds between a session's turns."),
     prefix_len: int = typer.Option(0, "--prefix-len",
                                    help="Prompt tokens every request shares (a system prompt), served from the "
                                         "prefix cache once an engine has computed them."),
@@ -154,7 +158,8 @@ def serve_command(
     result = serve(model, hardware, num_gpus=num_gpus, tp=tp, ep=ep, pp=pp, attn_dp=attention_dp, dtype=dtype,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, state_dtype=state_dtype, isl=isl, osl=osl,
                    concurrency=concurrency, rate=rate, trace=str(trace) if trace else None,
-                   trace_time_unit=trace_time_unit, prefix_len=prefix_len, router=router, burstiness=burstiness,
+                   trace_time_unit=trace_time_unit, prefix_len=prefix_len, router=router, turns=turns,
+                   think_time=think_time, burstiness=burstiness,
                    ramp=ramp_value,
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
                    prefill=prefill or None, decode=decode or None, policy=policy, max_num_seqs=max_num_seqs,

@@ -110,6 +110,40 @@ def gamma(rate: float, cv: float, n: int, isl: int, osl: int, seed: int = 0, spr
                     kind=f"gamma(cv={cv:g})")
 
 
+def conversations(rate: float, turns: int, think_s: float, n: int, isl: int, osl: int, seed: int = 0,
+                  spread: float = 0.0) -> Workload:
+    """Multi-turn chat at `rate` requests/s: sessions of `turns` requests start as a Poisson process, each turn
+    sent an exponential think time (mean `think_s`) after the one before (open loop: not after its reply). A turn's
+    prompt is the conversation so far, every earlier message and reply, plus `isl` new tokens; the earlier
+    conversation is in the prefix cache (cache-aware routing, as SGLang's router and Dynamo's KV router keep a
+    session where its KV is)."""
+    _check_n(n)
+    if not rate > 0:
+        raise InvalidInputError(f"rate: must be > 0 requests/s, got {rate!r}")
+    if not isinstance(turns, (int, np.integer)) or turns < 1:
+        raise InvalidInputError(f"turns: must be an integer >= 1, got {turns!r}")
+    if not think_s >= 0:
+        raise InvalidInputError(f"think-time: must be >= 0 s, got {think_s!r}")
+    rng = np.random.default_rng(seed)
+    user, reply = lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl")
+    turn = np.arange(n) % turns
+    starts = np.cumsum(rng.exponential(turns / rate, size=-(-n // turns)))
+    gaps = np.where(turn > 0, rng.exponential(think_s, size=n) if think_s > 0 else 0.0, 0.0)
+    session = np.arange(n) // turns
+    arrival = starts[session] + _within(gaps, session)
+    history = _within(np.roll(user + reply, 1) * (turn > 0), session)
+    order = np.argsort(arrival, kind="stable")
+    return Workload((history + user)[order], reply[order], arrival[order], kind=f"conversations({turns} turns)",
+                    cached_len=history[order])
+
+
+def _within(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Running sums of `values` restarting at each new `group` (groups are contiguous)."""
+    total = np.cumsum(values)
+    first = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
+    return total - np.repeat(total[first] - values[first], np.diff(np.r_[first, len(values)]))
+
+
 def closed_loop(concurrency: int, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0,
                 ramp_s: float = 0.0) -> Workload:
     """`concurrency` clients, each sending its next request when the previous one completes."""

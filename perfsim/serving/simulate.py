@@ -328,7 +328,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
           kv_dtype: str | None = None, isl: int = 1024, osl: int = 256, concurrency: int | None = None,
           rate: float | None = None, trace: str | arr.Workload | None = None, trace_time_unit: str = "s",
-          burstiness: float | None = None, prefix_len: int = 0, router: str = "round_robin",
+          burstiness: float | None = None, prefix_len: int = 0, router: str = "round_robin", turns: int = 1,
+          think_time: float | None = None,
           ramp: float | str | None = 0.0,
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
@@ -350,6 +351,8 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     engines (see the module docstring). `prefix_len` prompt tokens are shared by every
     request (a system prompt): once an engine has computed them its prefix cache serves them to later requests;
     a trace may give each request's cached tokens instead (perfsim.serving.arrivals: cached_tokens, hash_ids).
+    With `rate`, `turns` > 1 makes the requests multi-turn chat sessions, turns `think_time` seconds apart on
+    average, each prompt the conversation so far with the earlier part cached (arrivals.conversations).
     disagg='P:D' splits the GPUs into a prefill and a decode pool; `prefill` and `decode` override the layout
     and limits of each pool: {tp, ep, pp, attn_dp, max_num_seqs, max_num_batched_tokens, hardware} (a pool on
     another system makes a mixed fleet; its KV crosses the NICs). `engine` picks the fitted host overhead per
@@ -370,12 +373,16 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     modes = [x is not None for x in (concurrency, rate, trace)]
     if sum(modes) != 1:
         raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
+    if turns != 1 and (rate is None or burstiness or think_time is None):
+        raise InvalidInputError("turns: multi-turn sessions need --rate and --think-time, without --burstiness")
     if num_requests is None:
         num_requests = 1000 if trace is None else None
     if isinstance(trace, arr.Workload):
         w = trace
     elif trace is not None:
         w = arr.trace(trace, num_requests, trace_time_unit)
+    elif rate is not None and turns != 1:
+        w = arr.conversations(rate, turns, think_time, num_requests, isl, osl, seed, length_spread)
     elif rate is not None:
         w = (arr.gamma(rate, burstiness, num_requests, isl, osl, seed, length_spread) if burstiness
              else arr.poisson(rate, num_requests, isl, osl, seed, length_spread))
