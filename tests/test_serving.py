@@ -298,12 +298,30 @@ def test_disaggregated_first_token_streams_from_the_decode_side(tmp_path):
     decode engine holds the KV, so a slower KV link adds its whole transfer time to TTFT."""
     trace = tmp_path / "one.csv"
     trace.write_text("timestamp,input_tokens,output_tokens\n0,2048,16\n")
-    common = dict(model="llama-3.1-70b", hardware="dgx-h100", num_gpus=8, tp=4, trace=str(trace), disagg="4:4")
+    common = dict(model="llama-3.1-70b", hardware="dgx-h100", num_gpus=8, tp=4, trace=str(trace), disagg="4:4",
+                  engine="trtllm")
     near = serve(**common)
     far = serve(**common, decode={"hardware": "hgx-h200"})   # KV over the NICs instead of NVLink
     extra = far.summary["kv_transfer_s"] - near.summary["kv_transfer_s"]
     assert extra > 0
     assert far.per_request["ttft_s"][0] - near.per_request["ttft_s"][0] == pytest.approx(extra, rel=1e-6)
+
+
+def test_a_vllm_decode_engine_recomputes_the_first_token(tmp_path, monkeypatch):
+    """vLLM's KV connectors drop the token the prefill sampled and generate it again on the decode side: the
+    client waits one more decode step for its first token, and the request one more step to finish."""
+    import perfsim.serving.simulate as sim
+    trace = tmp_path / "one.csv"
+    trace.write_text("timestamp,input_tokens,output_tokens\n0,2048,16\n")
+    common = dict(model="llama-3.1-70b", hardware="dgx-h100", num_gpus=8, tp=4, trace=str(trace), disagg="4:4",
+                  engine="none")
+    streamed = serve(**common).per_request
+    monkeypatch.setattr(sim, "RECOMPUTES_FIRST_TOKEN", {"none"})
+    recomputed = serve(**common).per_request
+    step = make_deployment("llama-3.1-70b", "dgx-h100", tp=4)
+    one = StepModel(step, max_tokens=8192, max_seqs=8, max_context=4096).decode(1, 2048)[0]
+    assert recomputed["ttft_s"][0] - streamed["ttft_s"][0] == pytest.approx(one, rel=0.05)
+    assert recomputed["e2e_s"][0] - streamed["e2e_s"][0] == pytest.approx(one, rel=0.05)
 
 
 def test_attention_dp_and_expert_parallel_layout():

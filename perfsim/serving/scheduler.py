@@ -9,7 +9,8 @@ Policies (per engine, i.e. per model replica, or per pipeline-parallel virtual e
 Roles (prefill/decode disaggregation): 'prefill' engines run prompts only and hand each finished prompt on;
 'decode' engines admit prompts whose KV has arrived and only decode (a preempted sequence is recomputed there).
 The client sees the first token when the decode engine picks its request up, as the disaggregated servers of
-Dynamo, SGLang and TensorRT-LLM stream every token from the decode side.
+Dynamo, SGLang and TensorRT-LLM stream every token from the decode side; a vLLM decode engine recomputes that
+token from the transferred KV and sends it after its first step (vllm-project/vllm#50913).
 
 KV cache: a sequence of L tokens holds ceil(L / block_size) blocks. A new prompt is admitted only when its
 blocks fit with a watermark to spare (vLLM's 1%); when the decoding sequences outgrow the cache the most
@@ -49,6 +50,11 @@ ENGINE_BATCHING = {
 }
 
 
+# Engines whose disaggregated decode side recomputes the first token from the transferred KV rather than
+# streaming the one the prefill sampled (vLLM's KV connectors: vllm-project/vllm#50913, #51919)
+RECOMPUTES_FIRST_TOKEN = {"vllm"}
+
+
 def engine_batching(engine: str | None) -> tuple[str, int]:
     """(policy, token budget) an engine batches with by default (vLLM's for an unknown engine)."""
     return ENGINE_BATCHING.get((engine or "none").lower(), ENGINE_BATCHING["vllm"])
@@ -59,13 +65,14 @@ class Engine:
 
     __slots__ = ("B", "D", "G", "P", "R", "_thr_e", "_thr_t", "budget", "busy", "busy_s", "cap", "chunks",
                  "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
-                 "prefix_ready", "sharers",
+                 "prefix_ready", "sharers", "recompute_first", "first_due",
                  "policy", "preemptions", "records", "reserved", "role", "sm", "stack", "step_e",
                  "stall", "step_n", "step_t", "steps", "sumc", "t0", "tau", "unthrottled_s", "version", "waiting",
                  "watermark")
 
     def __init__(self, idx: int, role: str, policy: str, sm: StepModel, capacity_blocks: int, block_size: int,
-                 max_seqs: int, token_budget: int, energy: EnergyParams, gpus: int, req, watermark: float = 0.01):
+                 max_seqs: int, token_budget: int, energy: EnergyParams, gpus: int, req, watermark: float = 0.01,
+                 recompute_first: bool = False):
         self.idx, self.role, self.policy, self.sm = idx, role, policy, sm
         self.cap = capacity_blocks
         self.B = block_size
@@ -86,6 +93,10 @@ class Engine:
         self.sumc = 0
         self.prefix_ready = False         # the workload's shared prompt prefix is in this engine's cache
         self.sharers = 0                  # decoding sequences whose prefix blocks are the cached shared ones
+        # a decode engine that recomputes the first token from the transferred KV (vLLM's KV connectors): it
+        # reaches the client at the end of the request's first step here, not as the KV lands
+        self.recompute_first = recompute_first
+        self.first_due: list[int] = []
         # tokens a decoding sequence gains per step: 1, or the expected accepted length with speculation;
         # a sequence's context is c + tau * G
         self.tau = sm.spec.tokens_per_step if sm.spec.active else 1
@@ -182,7 +193,11 @@ class Engine:
             used += need
             if prefilled:   # a disaggregated decode engine: the KV arrived whole, nothing shared here
                 if R.first[rid] < 0:
-                    R.first[rid] = now
+                    if self.recompute_first:   # the prefill's token is dropped and generated again here
+                        R.remaining[rid] += 1
+                        self.first_due.append(rid)
+                    else:
+                        R.first[rid] = now
                 R.shares[rid] = False
                 self._join(rid)
             else:
@@ -343,6 +358,11 @@ class Engine:
         self.steps += k
         pf_tokens = 0
         if n:
+            if self.first_due:   # their first token came out of this run's first step
+                R = self.R
+                for rid in self.first_due:
+                    R.first[rid] = self.t0 + self.dt
+                self.first_due = []
             self.G += k
             heap = self.heap
             if heap and heap[0][0] <= self.G:

@@ -29,7 +29,7 @@ from perfsim.serving import metrics
 from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footprint, parse_power_limit
 from perfsim.serving.host import DEFAULT_ENGINE, HostOverhead, host_overhead
 from perfsim.serving.kvcache import capacity_blocks, check_fits, transfer_time
-from perfsim.serving.scheduler import POLICIES, Engine, engine_batching
+from perfsim.serving.scheduler import POLICIES, RECOMPUTES_FIRST_TOKEN, Engine, engine_batching
 from perfsim.serving.speculative import Speculation, speculation
 from perfsim.serving.steptime import TABLE_POINTS, Deployment, StepModel, make_deployment
 
@@ -159,7 +159,8 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     pool = Pool(role, dep, gpus, capacity=cap)
     for i in range(gpus // dep.gpus * dep.pp):
         pool.engines.append(Engine(start_idx + i, role, cfg.policy, sm, cap["blocks"], cfg.block_size, seqs_engine,
-                                   budget_engine, energy, dep.ranks_per_stage, req, cfg.watermark))
+                                   budget_engine, energy, dep.ranks_per_stage, req, cfg.watermark,
+                                   recompute_first=role == "decode" and cfg.engine in RECOMPUTES_FIRST_TOKEN))
     return pool
 
 
