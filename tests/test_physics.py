@@ -149,13 +149,15 @@ def test_moe_tile_follows_the_tokens_per_expert():
         assert float(_routed(tokens, 8, 256, 256, "balanced")[3][0, 0]) == expected
 
 
-@settings(max_examples=12, deadline=None)
-@given(model=st.sampled_from(["llama-3.1-8b", "qwen3-30b-a3b"]), policy=st.sampled_from(["chunked", "continuous",
-       "static"]), isl=st.integers(16, 2048), osl=st.integers(2, 300), load=st.integers(1, 48),
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(model=st.sampled_from(["llama-3.1-8b", "qwen3-30b-a3b"]), policy=st.sampled_from(["chunked", "continuous"]),
+       isl=st.integers(16, 2048), osl=st.integers(2, 300), load=st.integers(1, 48),
        closed=st.booleans(), faster_memory=st.booleans(), f=scale)
 def test_served_fleet_never_slower_on_a_faster_gpu(model, policy, isl, osl, load, closed, faster_memory, f):
     """The whole simulated server, not only its steps: the same requests on a GPU with more bandwidth or compute
-    finish no later on average (mean end-to-end latency) and are served at no lower throughput."""
+    finish no later on average (mean end-to-end latency) and are served at no lower throughput. Iteration-level
+    schedulers only: static batching is not monotone (a faster GPU starts a batch with fewer requests, and the
+    next arrivals wait for its longest sequence), as a random search found, e.g. 8x the compute at 3 req/s."""
     from perfsim.serving import serve
     arrivals = {"concurrency": load} if closed else {"rate": float(load)}
     kw = dict(isl=isl, osl=osl, num_requests=100, length_spread=0.5, policy=policy, **arrivals)
@@ -178,7 +180,7 @@ def test_every_shipped_model_obeys_its_whole_model_roofline(name):
     assert prefill >= 2 * m.params_non_embedding * seq / H100.compute.peak["bf16"]
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(policy=st.sampled_from(["chunked", "continuous"]), isl=st.integers(64, 4096), osl=st.integers(2, 200),
        load=st.integers(1, 32), closed=st.booleans(), share=st.floats(0.0, 0.95))
 def test_a_prefix_cache_never_slows_the_server(policy, isl, osl, load, closed, share):
