@@ -9,6 +9,9 @@
 3. MLPerf Inference Offline and Server, published results: Llama-2-70B (H100, H200, B200, GB200, MI300X, MI325X),
    Mixtral 8x7B, Llama 3.1 405B and 8B, DeepSeek-R1; generated tokens per second (Server: at the highest Poisson
    rate within the p99 TTFT and TPOT limits), nothing fitted (perfsim/serving/published.py).
+4. TensorRT-LLM 1.0's published maximum-throughput tables (trtllm-bench, 328 results: Llama 3.1 8B / 3.3 70B /
+   3.1 405B, Llama 4 Scout and Maverick, Qwen3-30B-A3B and 235B-A22B on H100, H200, B200, GB200 and RTX PRO 6000),
+   output tokens/s, nothing fitted (perfsim/serving/trtllm_bench.py).
 --write-fit stores those coefficients in perfsim/serving/energy_fit.yaml, and vLLM's host overhead per step and
 sequence in perfsim/serving/host_fit.yaml, for `perfsim serve` to use.
 """
@@ -21,7 +24,7 @@ import time
 
 import pandas as pd
 
-from perfsim.serving import published
+from perfsim.serving import published, trtllm_bench
 from perfsim.serving.validation import validate_mlenergy, validate_silicon, write_energy_fit, write_host_fit
 
 
@@ -97,6 +100,19 @@ def main() -> None:
         print(f"{name:15s} {metric.split('_')[0]:8s} mean |error| {mean:5.1f}% over {len(rows)} systems")
     print(f"{'all':24s} mean |error| {100 * sum(abs(r.error) for r in pub) / len(pub):5.1f}% over {len(pub)} "
           f"results")
+    print("\n== TensorRT-LLM performance overview (trtllm-bench throughput): published vs simulated output tokens/s ==")
+    trt = trtllm_bench.compare(profile=args.profile)
+    groups: dict[tuple[str, str], list] = {}
+    for r in trt:
+        groups.setdefault((r.model, r.id.split("-tp")[0].rsplit("-", 1)[1]), []).append(r)
+    for (name, gpu), rows in groups.items():
+        mean = 100 * sum(abs(r.error) for r in rows) / len(rows)
+        bias = 100 * sum(r.error for r in rows) / len(rows)
+        print(f"{name:18s} {gpu:8s} mean |error| {mean:5.1f}%  mean error {bias:+6.1f}%  over {len(rows)} results")
+    for label, rows in (("dense", [r for r in trt if not trtllm_bench.is_moe(r)]),
+                        ("MoE", [r for r in trt if trtllm_bench.is_moe(r)]), ("all", trt)):
+        print(f"{label:27s} mean |error| {100 * sum(abs(r.error) for r in rows) / len(rows):5.1f}% over "
+              f"{len(rows)} results")
     print(f"\n({time.perf_counter() - start:.1f} s)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -103,12 +103,21 @@ def serve_command(
     policy: str | None = typer.Option(None, "--policy", help="Batching: chunked (Sarathi / vLLM V1), "
                                                                 "continuous (prefill first: vLLM V0, SGLang) or "
                                                                 "static (default: the engine's)."),
+    admission: str | None = typer.Option(None, "--admission", help="KV admission: preempt (admit while blocks are "
+                                                                       "free, preempt when they run out: vLLM, SGLang) "
+                                                                       "or reserve (blocks for prompt plus output up "
+                                                                       "front: TensorRT-LLM; default: the engine's)."),
     max_num_seqs: int = typer.Option(256, "--max-num-seqs", help="Sequences per engine (per attention-DP rank)."),
     max_num_batched_tokens: int | None = typer.Option(None, "--max-num-batched-tokens",
                                                          help="Token budget per step (default: the engine's, "
                                                               "8192; sglang 16384)."),
     gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization",
                                                  help="Share of GPU memory for weights, activations and KV."),
+    kv_free_fraction: float | None = typer.Option(None, "--kv-free-fraction",
+                                                  help="KV cache as this share of the memory weights and "
+                                                       "activations leave (TensorRT-LLM's "
+                                                       "free_gpu_memory_fraction), instead of "
+                                                       "--gpu-memory-utilization."),
     engine: str = typer.Option("vllm", "--engine", help="Serving engine whose default batching and fitted host "
                                                         "overhead per step and sequence apply: vllm, trtllm, sglang "
                                                         "(no host overhead fitted yet: zero) or none (GPU time only, "
@@ -162,8 +171,10 @@ def serve_command(
                    think_time=think_time, burstiness=burstiness,
                    ramp=ramp_value,
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
-                   prefill=prefill or None, decode=decode or None, policy=policy, max_num_seqs=max_num_seqs,
+                   prefill=prefill or None, decode=decode or None, policy=policy, admission=admission,
+                   max_num_seqs=max_num_seqs,
                    max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,
+                   kv_free_fraction=kv_free_fraction,
                    engine=engine, async_scheduling=async_scheduling, spec_tokens=spec_tokens, spec_accept=spec_accept,
                    power_limit=power_limit,
                    price_per_gpu_hour=price_per_gpu_hour,

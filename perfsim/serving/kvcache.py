@@ -5,6 +5,8 @@ of its memory for the server; what the weights and the activations of the larges
 into blocks of `block_size` tokens of every layer's K and V on that GPU:
 
   free      = util * M_gpu - W_gpu - A(max tokens per step)
+            = f * (M_gpu - W_gpu - A)      with a free fraction f instead (TensorRT-LLM's
+                                           KvCacheConfig.free_gpu_memory_fraction: a share of what is left)
   blocks    = floor(free / (block_size * kv_bytes_per_token_gpu))      per attention-DP rank
   engine    = blocks * attn_dp                                         (pp cancels: each GPU holds 1/pp of
                                                                         the layers and of pp engines' tokens)
@@ -39,19 +41,24 @@ def state_bytes_per_seq(dep: Deployment) -> float:
 
 
 def capacity_blocks(dep: Deployment, block_size: int = 16, gpu_memory_utilization: float = 0.9,
-                    max_tokens_per_step: int = 8192, max_seqs: int = 256) -> dict:
+                    max_tokens_per_step: int = 8192, max_seqs: int = 256,
+                    kv_free_fraction: float | None = None) -> dict:
     """KV blocks of one engine (running up to max_seqs sequences) and the memory budget behind the number."""
     if block_size < 1:
         raise InvalidInputError(f"block-size: must be >= 1, got {block_size!r}")
     if not 0 < gpu_memory_utilization <= 1:
         raise InvalidInputError(f"gpu-memory-utilization: must be in (0, 1], got {gpu_memory_utilization!r}")
+    if kv_free_fraction is not None and not 0 < kv_free_fraction <= 1:
+        raise InvalidInputError(f"kv-free-fraction: must be in (0, 1], got {kv_free_fraction!r}")
     device = dep.device
-    budget = gpu_memory_utilization * device.memory_bytes
+    budget = (gpu_memory_utilization if kv_free_fraction is None else 1.0) * device.memory_bytes
     weights = dep.weight_bytes_per_gpu()
     rank_tokens = max(1, math.ceil(max_tokens_per_step / dep.attn_dp))
     acts = inference_activation_bytes(dep.model, rank_tokens, dep.act_dtype, dep.tp)
     states = state_bytes_per_seq(dep) * math.ceil(max_seqs / dep.attn_dp)
     free = budget - weights - acts - states
+    if kv_free_fraction is not None:
+        free *= kv_free_fraction
     per_token = kv_bytes_per_token(dep)
     blocks_rank = int(free // (block_size * per_token)) if free > 0 else 0
     blocks = blocks_rank * dep.attn_dp

@@ -49,11 +49,11 @@ def sample_set(row: dict, slots: int) -> Workload:
 
 
 def _samples(row: dict, slots: int, seed: int = 0) -> Workload:
-    """The row's requests: its benchmark samples, or uniform lengths around its means (as many as fill `slots`
-    SATURATION times over)."""
+    """The row's requests: its benchmark samples, or uniform lengths around its means (the `num_samples` its run
+    issued, else as many as fill `slots` SATURATION times over)."""
     if "lengths" in row:
         return sample_set(row, slots)
-    n = max(SATURATION * slots, 4096)
+    n = row.get("num_samples", max(SATURATION * slots, 4096))
     rng = np.random.default_rng(seed)
     return Workload(lengths(n, row["isl"], row["length_spread"], rng, "isl"),
                     lengths(n, row["osl"], row["length_spread"], rng, "osl"), np.zeros(n), kind="offline")
@@ -64,6 +64,7 @@ def _simulate(row: dict, seqs: int, load: Workload, profile) -> dict:
     layout = {k: row[k] for k in ("tp", "pp", "ep", "attn_dp") if k in row}
     return serve(row["model"], row["hardware"], num_gpus=row["num_gpus"], dtype=row["dtype"],
                  kv_dtype=row.get("kv_dtype"), max_num_seqs=seqs, policy=row.get("policy"),
+                 admission=row.get("admission"), kv_free_fraction=row.get("kv_free_fraction"),
                  max_num_batched_tokens=row.get("max_num_batched_tokens"), engine=row["engine"], profile=profile,
                  async_scheduling=schedules_async(row["engine"], row.get("engine_version")),
                  timeline_bins=1, trace=load, **layout).summary

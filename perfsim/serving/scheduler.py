@@ -12,10 +12,14 @@ The client sees the first token when the decode engine picks its request up, as 
 Dynamo, SGLang and TensorRT-LLM stream every token from the decode side; a vLLM decode engine recomputes that
 token from the transferred KV and sends it after its first step (vllm-project/vllm#50913).
 
-KV cache: a sequence of L tokens holds ceil(L / block_size) blocks. A new prompt is admitted only when its
-blocks fit with a watermark to spare (vLLM's 1%); when the decoding sequences outgrow the cache the most
-recently admitted one is preempted (recompute: its blocks are freed and it goes back to the head of the queue,
-to be prefilled again with the tokens it had generated).
+KV cache: a sequence of L tokens holds ceil(L / block_size) blocks. Admission (ADMISSIONS, per engine):
+  preempt  vLLM, SGLang: a new prompt is admitted when its blocks fit with a watermark to spare (vLLM's 1%); when
+           the decoding sequences outgrow the cache the most recently admitted one is preempted (recompute: its
+           blocks are freed and it goes back to the head of the queue, to be prefilled again with the tokens it
+           had generated).
+  reserve  TensorRT-LLM's default capacity scheduler (GUARANTEED_NO_EVICT): a request is admitted only when the
+           blocks of its whole sequence, prompt plus every output token, fit beside those the running requests
+           will reach, so nothing is ever preempted. The request's output length stands for its max_tokens.
 
 Prefix cache: a request admitted for the first time (or after a preemption) starts its prefill past the prompt
 tokens the cache holds: its trace's cached tokens, or the workload's shared prefix once this engine has computed
@@ -50,6 +54,15 @@ ENGINE_BATCHING = {
 }
 
 
+ADMISSIONS = ("preempt", "reserve")
+# Each engine's default admission (see the module docstring)
+ENGINE_ADMISSION = {"trtllm": "reserve"}
+
+
+def engine_admission(engine: str | None) -> str:
+    return ENGINE_ADMISSION.get((engine or "none").lower(), "preempt")
+
+
 # Engines whose disaggregated decode side recomputes the first token from the transferred KV rather than
 # streaming the one the prefill sampled (vLLM's KV connectors: vllm-project/vllm#50913, #51919)
 RECOMPUTES_FIRST_TOKEN = {"vllm"}
@@ -63,16 +76,17 @@ def engine_batching(engine: str | None) -> tuple[str, int]:
 class Engine:
     """State and step logic of one engine; the simulator owns the clock and the request table `R`."""
 
-    __slots__ = ("B", "D", "G", "P", "R", "_thr_e", "_thr_t", "budget", "busy", "busy_s", "cap", "chunks",
+    __slots__ = ("B", "D", "G", "P", "R", "_thr_e", "_thr_t", "budget", "busy", "busy_s", "cap", "chunks", "commit",
+                 "committed",
                  "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
                  "prefix_ready", "sharers", "recompute_first", "first_due",
-                 "policy", "preemptions", "records", "reserved", "role", "sm", "stack", "step_e",
+                 "policy", "preemptions", "records", "reserve", "reserved", "role", "sm", "stack", "step_e",
                  "stall", "step_n", "step_t", "steps", "sumc", "t0", "tau", "unthrottled_s", "version", "waiting",
                  "watermark")
 
     def __init__(self, idx: int, role: str, policy: str, sm: StepModel, capacity_blocks: int, block_size: int,
                  max_seqs: int, token_budget: int, energy: EnergyParams, gpus: int, req, watermark: float = 0.01,
-                 recompute_first: bool = False):
+                 recompute_first: bool = False, admission: str = "preempt"):
         self.idx, self.role, self.policy, self.sm = idx, role, policy, sm
         self.cap = capacity_blocks
         self.B = block_size
@@ -85,6 +99,10 @@ class Engine:
         self.waiting: deque[int] = deque()
         self.P: list[int] = []            # prompts in progress (hold their prompt's blocks)
         self.reserved = 0                 # blocks held by P
+        # admission 'reserve': blocks each admitted request will hold at its end, and their sum
+        self.reserve = admission == "reserve"
+        self.commit: dict[int, int] = {}
+        self.committed = 0
         self.D: dict[int, int] = {}       # decoding sequences: rid -> c (context = c + tau * G)
         self.done_at: dict[int, int] = {}
         self.heap: list[tuple[int, int]] = []
@@ -155,6 +173,7 @@ class Engine:
                 self._unshare(rid)
                 del self.done_at[rid]
                 R.prompt[rid] = int(c + self.tau * self.G)  # recompute prompt + generated tokens
+                self._release(rid)
                 R.done_pf[rid] = 0
                 R.preempted[rid] += 1
                 self.preemptions += 1
@@ -186,6 +205,12 @@ class Engine:
             need = (prompt + (1 if prefilled else 0) + B - 1) // B
             if used + need + self.watermark > self.cap and (used > 0 or need > self.cap):
                 break
+            if self.reserve:
+                final = need if self.role == "prefill" else (prompt + R.remaining[rid] + B - 1) // B
+                if self.committed + final > self.cap and self.committed > 0:
+                    break
+                self.commit[rid] = final
+                self.committed += final
             todo = prompt - R.done_pf[rid]
             if limit_tokens is not None and not prefilled and admitted and tokens + todo > limit_tokens:
                 break
@@ -384,8 +409,10 @@ class Engine:
                         R.first[rid] = now
                     if done:
                         R.finish[rid] = now
+                        self._release(rid)
                         out.append(("done", rid))
                     elif self.role == "prefill":
+                        self._release(rid)
                         out.append(("handoff", rid))
                     else:
                         self._join(rid)
@@ -415,4 +442,10 @@ class Engine:
                 self._unshare(rid)
                 R.remaining[rid] = 0
                 R.finish[rid] = now
+                self._release(rid)
                 out.append(("done", rid))
+
+    def _release(self, rid: int) -> None:
+        """Return a request's reserved blocks (admission 'reserve') when it leaves this engine."""
+        if self.reserve:
+            self.committed -= self.commit.pop(rid, 0)

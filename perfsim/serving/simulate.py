@@ -29,7 +29,14 @@ from perfsim.serving import metrics
 from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footprint, parse_power_limit
 from perfsim.serving.host import DEFAULT_ENGINE, HostOverhead, host_overhead
 from perfsim.serving.kvcache import capacity_blocks, check_fits, transfer_time
-from perfsim.serving.scheduler import POLICIES, RECOMPUTES_FIRST_TOKEN, Engine, engine_batching
+from perfsim.serving.scheduler import (
+    ADMISSIONS,
+    POLICIES,
+    RECOMPUTES_FIRST_TOKEN,
+    Engine,
+    engine_admission,
+    engine_batching,
+)
 from perfsim.serving.speculative import Speculation, speculation
 from perfsim.serving.steptime import TABLE_POINTS, Deployment, StepModel, make_deployment
 
@@ -47,15 +54,19 @@ class SchedulerConfig:
     max_num_batched_tokens: int | None = None
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
+    kv_free_fraction: float | None = None   # KV gets this share of what weights and activations leave instead
     watermark: float = 0.01
     step_overhead_s: float = 0.0   # added to the engine's host overhead per step
     engine: str = DEFAULT_ENGINE   # whose default batching and fitted host overhead (perfsim.serving.host) apply
     async_scheduling: bool | None = None  # host work under the GPU's previous step (None: the engine's default)
     spec: Speculation = field(default_factory=Speculation)  # speculative decoding (draft tokens, acceptance)
+    admission: str | None = None   # None: the engine's own (perfsim.serving.scheduler.ENGINE_ADMISSION)
 
     def __post_init__(self) -> None:
         if self.policy is None:
             self.policy = engine_batching(self.engine)[0]
+        if self.admission is None:
+            self.admission = engine_admission(self.engine)
 
     @property
     def token_budget(self) -> int:
@@ -65,6 +76,8 @@ class SchedulerConfig:
     def check(self) -> None:
         if self.policy not in POLICIES:
             raise InvalidInputError(f"policy: got {self.policy!r}; accepted: {', '.join(POLICIES)}")
+        if self.admission not in ADMISSIONS:
+            raise InvalidInputError(f"admission: got {self.admission!r}; accepted: {', '.join(ADMISSIONS)}")
         if self.max_num_seqs < 1:
             raise InvalidInputError(f"max-num-seqs: must be >= 1, got {self.max_num_seqs!r}")
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 1:
@@ -148,7 +161,8 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     # activations are reserved for the largest step a server runs in one piece
     act_tokens = min(budget_engine, seqs_engine * longest_prompt,
                      max(DEFAULT_CHUNK_TOKENS, longest_prompt) * dep.attn_dp)
-    cap = capacity_blocks(dep, cfg.block_size, cfg.gpu_memory_utilization, act_tokens, seqs_engine)
+    cap = capacity_blocks(dep, cfg.block_size, cfg.gpu_memory_utilization, act_tokens, seqs_engine,
+                          cfg.kv_free_fraction)
     check_fits(dep, cap, max_context if role != "prefill" else longest_prompt, flag)
     step_tokens = budget_engine if role != "decode" else max(seqs_engine, min(budget_engine, longest_prompt))
     step_tokens = max(step_tokens, seqs_engine * (1 + cfg.spec.draft_tokens))
@@ -160,7 +174,8 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     for i in range(gpus // dep.gpus * dep.pp):
         pool.engines.append(Engine(start_idx + i, role, cfg.policy, sm, cap["blocks"], cfg.block_size, seqs_engine,
                                    budget_engine, energy, dep.ranks_per_stage, req, cfg.watermark,
-                                   recompute_first=role == "decode" and cfg.engine in RECOMPUTES_FIRST_TOKEN))
+                                   recompute_first=role == "decode" and cfg.engine in RECOMPUTES_FIRST_TOKEN,
+                                   admission=cfg.admission))
     return pool
 
 
@@ -334,9 +349,11 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           ramp: float | str | None = 0.0,
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
-          policy: str | None = None, max_num_seqs: int = DEFAULT_MAX_SEQS,
+          policy: str | None = None, admission: str | None = None,
+          max_num_seqs: int = DEFAULT_MAX_SEQS,
           max_num_batched_tokens: int | None = None, block_size: int = 16, gpu_memory_utilization: float = 0.9,
-          step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None,
+          kv_free_fraction: float | None = None, step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE,
+          async_scheduling: bool | None = None,
           spec_tokens: int = 0, spec_accept: str | float | list | None = None, power_limit: str | float | None = None,
           price_per_gpu_hour: float | None = None, grid_intensity: float = DEFAULT_GRID_KG_PER_KWH,
           pue: float = 1.0, slo_ttft: float | None = None, slo_tpot: float | None = None,
@@ -359,14 +376,15 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     another system makes a mixed fleet; its KV crosses the NICs). `engine` picks the fitted host overhead per
     step and sequence (perfsim.serving.host; 'none': GPU time only), overlapped with the GPU's steps when it
     schedules asynchronously (`async_scheduling`; None: as the engine does by default, vLLM since 0.14),
-    `step_overhead_s` adds to it, and the batching `policy` and token budget where they are not given (SGLang:
-    prefill first, 16384 tokens).
+    `step_overhead_s` adds to it, and the batching `policy`, token budget and KV `admission` where they are not
+    given (SGLang: prefill first, 16384 tokens; TensorRT-LLM: KV reserved for the whole request).
     spec_tokens > 0 turns on speculative decoding with that many draft tokens per step, accepted at the rates
     `spec_accept` ('0.85,0.3' or one rate for all; perfsim.serving.speculative)."""
     wall0 = time.perf_counter()
     cfg = SchedulerConfig(policy, max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization,
                           step_overhead_s=step_overhead_s, engine=engine, async_scheduling=async_scheduling,
-                          spec=speculation(spec_tokens, spec_accept))
+                          spec=speculation(spec_tokens, spec_accept), admission=admission,
+                          kv_free_fraction=kv_free_fraction)
     cfg.check()
     metrics.check_slos(slo_ttft=slo_ttft, slo_tpot=slo_tpot, slo_e2e=slo_e2e)
     if router not in ROUTERS:
@@ -528,13 +546,14 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
     config = {
         "model": pools[0].dep.model.name, "hardware": getattr(pools[0].dep.hardware, "name", ""),
         "num_gpus": num_gpus, "workload": w.kind, "concurrency": w.concurrency, "policy": cfg.policy,
-        "router": router,
+        "admission": cfg.admission, "router": router,
         "engine": cfg.engine, "host_overhead": {"step_s": cfg.host.step_s, "per_seq_s": cfg.host.per_seq_s,
                                                 "overlapped": cfg.host.overlapped},
         "speculative": {"draft_tokens": cfg.spec.draft_tokens, "acceptance": list(cfg.spec.acceptance),
                         "tokens_per_step": cfg.spec.tokens_per_step},
         "max_num_seqs": cfg.max_num_seqs, "max_num_batched_tokens": engines[0].budget,
         "block_size": cfg.block_size, "gpu_memory_utilization": cfg.gpu_memory_utilization,
+        "kv_free_fraction": cfg.kv_free_fraction,
         "pools": [{"role": p.role, "layout": p.dep.label(), "gpus": p.gpus, "replicas": p.replicas,
                    "engines": len(p.engines), "kv_blocks_per_engine": p.capacity["blocks"],
                    "kv_tokens_per_engine": p.capacity["tokens"], "dtype": p.dep.dtype} for p in pools],
