@@ -58,3 +58,22 @@ def test_published_tables_within_floor():
     mape = sum(abs(r.error) for r in rows) / len(rows)
     assert mape < 0.30, mape
     assert sum(abs(r.error) for r in dense) / len(dense) < 0.22
+
+
+def test_cli_admission_and_kv_free_fraction(capsys):
+    """`perfsim serve --admission --kv-free-fraction`: the choice lands in the config; a smaller free share holds
+    fewer KV tokens; a bad value is a one-line exit-2 error."""
+    import json
+
+    from perfsim.cli import main
+    base = ["serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--isl", "256", "--osl", "16", "-c", "4", "-N", "8",
+            "--engine", "trtllm", "--json"]
+    outs = []
+    for frac in ("0.9", "0.5"):
+        assert main(base + ["--admission", "preempt", "--kv-free-fraction", frac]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0]["config"]["admission"] == "preempt" and outs[0]["config"]["kv_free_fraction"] == 0.9
+    tokens = [o["config"]["pools"][0]["kv_tokens_per_engine"] for o in outs]
+    assert tokens[1] < tokens[0]
+    assert main(base + ["--kv-free-fraction", "1.5"]) == 2
+    assert "kv-free-fraction" in capsys.readouterr().err
