@@ -51,7 +51,7 @@ def test_admission_rejects_unknown():
 
 def test_published_tables_within_floor():
     """All 328 published results (nothing fitted): benchmarks/serving_validation.py reports 20.5% mean error
-    (dense 14.3%, MoE 25.4%); the floors catch a regression."""
+    (dense 14.4%, MoE 25.4%); the floors catch a regression."""
     rows = compare()
     assert len(rows) == len(load_runs()) == 328
     dense = [r for r in rows if not is_moe(r)]
