@@ -23,6 +23,9 @@ ENGINE_VERSION = "1.0"
 # trtllm-bench's bytes per element of a checkpoint's weights and KV cache (tensorrt_llm/bench/build/tuning.py)
 BENCH_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
 NVFP4_BLOCK = 16   # NVFP4 keeps one FP8 scale per 16 weights (a safetensors element of its own)
+# finetune_setting's rounding: (below this value, round up to a multiple of this step)
+BATCH_STEPS = ((256, 32), (1024, 128), (math.inf, 256))
+TOKEN_STEPS = ((4096, 256), (8192, 512), (math.inf, 1024))
 
 
 def checkpoint_elements(model, dtype: str) -> int:
@@ -32,6 +35,12 @@ def checkpoint_elements(model, dtype: str) -> int:
         return model.params_total
     quantized = model.params_total - model.unquantized_params()
     return quantized // 2 + quantized // NVFP4_BLOCK + model.unquantized_params()
+
+
+def _round_up(x: float, steps, floor: int) -> int:
+    """x rounded up to the step of the first band it falls below, at least `floor`."""
+    step = next(step for limit, step in steps if x < limit)
+    return max(floor, step * math.ceil(x / step))
 
 
 def bench_limits(model, device, tp: int, pp: int, isl: int, osl: int, dtype: str, kv_dtype: str,
@@ -51,20 +60,8 @@ def bench_limits(model, device, tp: int, pp: int, isl: int, osl: int, dtype: str
     requests = free * kv_fraction / (kv_token * (isl + osl))
     raw_bs = min(requests, 4096) / pp
     raw_tokens = min(raw_bs * (1 + isl / osl), 32768)
-    # batch size rounded up: to 32 below 256 (at least 64), to 128 below 1024, else to 256
-    if raw_bs < 256:
-        max_bs = max(64, 32 * math.ceil(raw_bs / 32))
-    elif raw_bs < 1024:
-        max_bs = 128 * math.ceil(raw_bs / 128)
-    else:
-        max_bs = 256 * math.ceil(raw_bs / 256)
-    # token budget rounded up: to 256 below 4096 (at least 2048), to 512 below 8192, else to 1024
-    if raw_tokens < 4096:
-        max_tokens = max(2048, 256 * math.ceil(raw_tokens / 256))
-    elif raw_tokens < 8192:
-        max_tokens = 512 * math.ceil(raw_tokens / 512)
-    else:
-        max_tokens = 1024 * math.ceil(raw_tokens / 1024)
+    max_bs = _round_up(raw_bs, BATCH_STEPS, 64)
+    max_tokens = _round_up(raw_tokens, TOKEN_STEPS, 2048)
     return max_bs, max(max_tokens, isl + max_bs)
 
 
