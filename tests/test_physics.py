@@ -193,3 +193,16 @@ def test_a_prefix_cache_never_slows_the_server(policy, isl, osl, load, closed, s
     cached = serve("llama-3.1-8b", H100, prefix_len=int(share * (isl - 1)), **kw).summary
     assert cached["e2e_s"] <= whole["e2e_s"] * (1 + 1e-3)
     assert cached["throughput_tokens_per_s"] >= whole["throughput_tokens_per_s"] * (1 - 1e-3)
+
+
+@settings(max_examples=12, deadline=None)
+@given(policy=st.sampled_from(["chunked", "continuous", "static"]), isl=st.integers(16, 4096),
+       osl=st.integers(2, 4096), seqs=st.integers(1, 2048), util=st.floats(0.5, 0.9), spread=st.floats(0.0, 0.9))
+def test_reserved_admission_never_preempts(policy, isl, osl, seqs, util, spread):
+    """Admission 'reserve' (TensorRT-LLM's GUARANTEED_NO_EVICT) holds every admitted request's whole sequence: an
+    offline flood of long requests on a small cache runs without a single preemption and never over-fills the
+    cache, whatever the batching, lengths and batch limit."""
+    from perfsim.serving import serve
+    s = serve("llama-3.1-8b", H100, isl=isl, osl=osl, rate=1e6, num_requests=64, length_spread=spread,
+              policy=policy, max_num_seqs=seqs, gpu_memory_utilization=util, admission="reserve").summary
+    assert s["preemptions"] == 0 and s["kv_peak_fraction"] <= 1.0
