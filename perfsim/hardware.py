@@ -154,8 +154,15 @@ class Link(_Spec):
     type: Literal["nvlink", "nvswitch", "pcie", "infiniband", "roce", "ethernet", "infinity-fabric", "cxl", "upi"]
     bandwidth: Bandwidth = Field(description="per device (or per port), per direction")
     latency: Seconds
+    # how a scale-up domain is wired: through a switch (any peer gets all of `bandwidth`) or point to point, a full
+    # mesh (a peer gets its share of the device's links); default: full mesh for Infinity Fabric, else switched
+    topology: Literal["switched", "full_mesh"] | None = None
     summary: str = ""
     source: Source
+
+    @property
+    def full_mesh(self) -> bool:
+        return self.topology == "full_mesh" or (self.topology is None and self.type == "infinity-fabric")
 
 
 class System(_Spec):

@@ -27,9 +27,12 @@ REQUIRED = {
 }
 
 # Real hardware whose aggregate capacities are not nested; everything else must grow outward.
-#   a40: 84 SMs x 100 KiB shared memory (8.2 MiB) exceeds GA102's 6 MiB L2.
+#   a40, a10, a10g, rtx-a6000, rtx-3090: GA102's SMs x 100 KiB shared memory (7.8-8.2 MiB) exceed its 6 MiB L2;
+#   v100-sxm2-32gb: 80 SMs x 96 KiB (7.5 MiB) exceed GV100's 6 MiB L2.
 #   xeon-8480: 56 x 2 MiB private L2 (112 MiB) exceeds the 105 MB non-inclusive L3.
-CAPACITY_INVERSIONS = {("a40", "smem", "l2"), ("a10", "smem", "l2"), ("mi355x", "lds", "l2"), ("xeon-8480", "l2", "l3")}
+CAPACITY_INVERSIONS = {("a40", "smem", "l2"), ("a10", "smem", "l2"), ("a10g", "smem", "l2"),
+                       ("rtx-a6000", "smem", "l2"), ("rtx-3090", "smem", "l2"), ("v100-sxm2-32gb", "smem", "l2"),
+                       ("mi355x", "lds", "l2"), ("xeon-8480", "l2", "l3")}
 
 DEVICES = [n for n in hardware_names() if isinstance(load_hardware(n), Device)]
 LINKS = [n for n in hardware_names() if isinstance(load_hardware(n), Link)]
@@ -130,7 +133,7 @@ def test_systems_resolve(name):
     sys_ = load_system(name)
     assert isinstance(sys_.gpu, Device) and sys_.gpu.kind == "gpu"
     assert isinstance(sys_.intra_link, Link)
-    assert sys_.intra_link.type in ("nvlink", "nvswitch", "infinity-fabric", "pcie")
+    assert sys_.intra_link.type in ("nvlink", "nvswitch", "infinity-fabric", "pcie", "roce")
     if sys_.nics_per_node:
         assert isinstance(sys_.nic, Link) and sys_.nic.type in ("infiniband", "roce", "ethernet")
     assert load_device(name) == sys_.gpu
@@ -296,6 +299,14 @@ def test_bad_spec_names_the_field(tmp_path, case):
     changes, field = BAD_SPECS[case]
     message = _spec_error(_write(tmp_path, f"{case}.yaml", _user_gpu(**changes)))
     assert field in message and str(tmp_path) in message
+
+
+def test_link_topology_is_switched_or_a_full_mesh(tmp_path):
+    assert load_hardware("infinity-fabric").full_mesh and not load_hardware("nvlink4").full_mesh
+    assert load_hardware("gaudi2-roce-intra").full_mesh and not load_hardware("roce-400g").full_mesh
+    spec = yaml.safe_load((HW_DIR / "links" / "nvlink4.yaml").read_text())
+    message = _spec_error(_write(tmp_path, "ring.yaml", {**spec, "topology": "ring"}))
+    assert "topology" in message and "full_mesh" in message
 
 
 def test_unreadable_quantity(tmp_path):

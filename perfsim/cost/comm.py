@@ -30,7 +30,8 @@ input for reduce-scatter), B a link's bandwidth per device per direction (datash
 3. Hierarchy. A group spans up to three levels, each with its own link and per-step latency:
      scale-up domain  devices on one NVLink/NVSwitch/Infinity Fabric domain (the system's intra-node link,
                       or an NVLink-bridged pair in PCIe servers), bandwidth B per device; a switch gives a
-                      device all of B toward any peers, a full mesh of m devices (Infinity Fabric) only the
+                      device all of B toward any peers, a full mesh of m devices (a link with
+                      topology full_mesh: Infinity Fabric, Gaudi's on-chip RoCE) only the
                       links to the group's g-1 peers: B (g-1)/(m-1);
      node             domains of one node joined by PCIe (bridged-pair servers), one PCIe link per crossing;
      scale-out        nodes joined by NICs; a rail-optimized ring routes each channel through a different
@@ -140,7 +141,7 @@ class Topology:
     nic_Bps: float           # NIC bandwidth serving the group's devices on one node (all their rails)
     nic_single_Bps: float    # NIC bandwidth one device reaches (its rail)
     nvls: bool               # the domain's switch can reduce (NVLink SHARP)
-    mesh_size: int = 0       # devices of a full-mesh domain (Infinity Fabric), 0 when switched or bridged
+    mesh_size: int = 0       # devices of a full-mesh domain (Infinity Fabric, Gaudi's RoCE), 0 when switched or bridged
 
     def domain_Bps(self, peers: int | None = None) -> float:
         """Per-device bandwidth toward `peers` other devices of its domain (default: the group's).
@@ -197,7 +198,7 @@ def topology(system: System, group: int, devices_per_node: int | None = None) ->
     else:
         domain, link, bridge = sys_dpn, system.intra_link, None
     nvls = domain >= 4 and (link.type == "nvswitch" or link.name in _NVLS_LINKS)
-    mesh = domain if link.type == "infinity-fabric" else 0
+    mesh = domain if link.full_mesh else 0
     return Topology(group, d, nodes, link, domain, bridge, nic, nic_all, nic_single, nvls, mesh)
 
 
