@@ -97,6 +97,18 @@ def test_nvls_all_reduce_on_hopper_switch_only():
             update={"nvls_efficiency": 1e-6})}))), rel=1e-12)
 
 
+def test_custom_all_reduce_needs_a_scale_up_fabric_not_pcie():
+    """TensorRT-LLM's AUTO all-reduce strategy falls back to NCCL without NVLink (allreduceOp.cpp,
+    selectImplementation); vLLM disables its custom all-reduce on PCIe beyond two GPUs."""
+    pcie = load_system("rtx-pro-6000-pcie-8x")
+    nvlink = load_system("dgx-h100")
+    for size in (16e3, 1e6, 64e6):
+        assert collective_time("all_reduce", size, 8, pcie, implementation="trtllm") == collective_time(
+            "all_reduce", size, 8, pcie, implementation="nccl")
+    assert collective_time("all_reduce", 16e3, 8, nvlink, implementation="trtllm") < collective_time(
+        "all_reduce", 16e3, 8, nvlink, implementation="nccl")
+
+
 def test_custom_all_reduce_one_and_two_shot_by_hand():
     prm = CustomAllReduceParams()
     B, p = A100.intra_link.bandwidth, 4

@@ -536,7 +536,26 @@ def test_engine_versions_that_schedule_asynchronously():
     assert schedules_async("vllm", "0.18.0") and schedules_async("vllm", "0.14.0") and schedules_async("vllm", "1.0")
     assert not schedules_async("vllm", "0.12.0") and not schedules_async("vllm", "0.9.0.2")
     assert schedules_async("vllm") and schedules_async("vllm", None)   # current releases
-    assert not schedules_async("trtllm", "1.2.0rc6") and not schedules_async("sglang", "0.5.9")
+    assert schedules_async("trtllm", "1.2.0rc6") and schedules_async("trtllm", "1.0")   # overlap scheduler default
+    assert not schedules_async("sglang", "0.5.9")
+
+
+def test_pipeline_stages_each_pay_the_host_and_tensorrt_llm_pipelines_do_not_overlap():
+    from perfsim.serving.host import host_overhead
+    trt = host_overhead("trtllm")
+    # NVIDIA/TensorRT-LLM PR 10273: 45.11 and 44.53 ms of host time per iteration at 1536 sequences per rank
+    assert trt.time(1536) == pytest.approx(0.5 * (45.11e-3 + 44.53e-3), rel=1e-3) and trt.overlapped
+    for engine in ("trtllm", "vllm"):
+        one, four = host_overhead(engine), host_overhead(engine, pp=4)
+        assert four.time(100) == pytest.approx(4 * one.time(100), rel=1e-12)   # every stage handles every microbatch
+    assert host_overhead("vllm", pp=4).overlapped and not host_overhead("trtllm", pp=4).overlapped
+    assert not host_overhead("trtllm", async_scheduling=True, pp=2).overlapped   # the pipeline loop has no overlap
+    common = dict(model="llama-3.1-8b", hardware="rtx-pro-6000-pcie-8x", num_gpus=4, pp=4, isl=256, osl=64,
+                  concurrency=64, num_requests=128)
+    trt_pp = serve(**common, engine="trtllm")
+    gpu_only = serve(**common, engine="none").summary
+    assert trt_pp.config["host_overhead"]["per_seq_s"] == pytest.approx(4 * trt.per_seq_s)
+    assert not trt_pp.config["host_overhead"]["overlapped"] and trt_pp.summary["tpot_s"] > gpu_only["tpot_s"]
 
 
 def test_fit_host_recovers_known_coefficients():

@@ -53,7 +53,8 @@ def plan_command(
                                                         "batching and host overhead): vllm, trtllm, sglang, none."),
     async_scheduling: bool | None = typer.Option(None, "--async-scheduling/--no-async-scheduling",
                                                  help="serve: host work of the next step overlapped with the GPU's "
-                                                      "current one (default: the engine's; vLLM >= 0.14 does)."),
+                                                      "current one (default: the engine's; vLLM >= 0.14 and "
+                                                      "TensorRT-LLM do)."),
     prefix_len: int = typer.Option(0, "--prefix-len", help="serve: prompt tokens every request shares, served "
                                                              "from the prefix cache."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the plans, best first."),

@@ -118,13 +118,14 @@ def serve_command(
                                                        "activations leave (TensorRT-LLM's "
                                                        "free_gpu_memory_fraction), instead of "
                                                        "--gpu-memory-utilization."),
-    engine: str = typer.Option("vllm", "--engine", help="Serving engine whose default batching and fitted host "
-                                                        "overhead per step and sequence apply: vllm, trtllm, sglang "
-                                                        "(no host overhead fitted yet: zero) or none (GPU time only, "
-                                                        "vLLM's batching)."),
+    engine: str = typer.Option("vllm", "--engine", help="Serving engine whose default batching and host overhead "
+                                                        "per step and sequence apply: vllm (fitted), trtllm "
+                                                        "(measured by NVIDIA), sglang (no data yet: zero) or none "
+                                                        "(GPU time only, vLLM's batching)."),
     async_scheduling: bool | None = typer.Option(None, "--async-scheduling/--no-async-scheduling",
                                                  help="Host work of the next step overlapped with the GPU's "
-                                                      "current one (default: the engine's; vLLM >= 0.14 does)."),
+                                                      "current one (default: the engine's; vLLM >= 0.14 and "
+                                                      "TensorRT-LLM do, not in TensorRT-LLM's pipeline loop)."),
     spec_tokens: int = typer.Option(0, "--spec-tokens", help="Speculative decoding: draft tokens per step "
                                                               "(MTP / draft heads; 0: off)."),
     spec_accept: str | None = typer.Option(None, "--spec-accept",

@@ -53,7 +53,8 @@ input for reduce-scatter), B a link's bandwidth per device per direction (datash
 4. NVLink SHARP (NVLS, Hopper/Blackwell NVSwitch): the switch reduces and multicasts, each GPU sends and
    receives S once: t = base_nvls + S / (B * e_nvls) (NVIDIA, "NVLink SHARP", Hopper whitepaper 2022).
 
-5. Peer-memory all-reduce (TensorRT-LLM / vLLM custom all-reduce), within one NVLink domain:
+5. Peer-memory all-reduce (TensorRT-LLM / vLLM custom all-reduce), within one NVLink or Infinity Fabric
+   domain (never over PCIe):
      one-shot  t = launch + barrier   + (p-1) * S / (B e_1)       (each GPU reads every peer's buffer)
      two-shot  t = launch + 2 barrier + 2(p-1)/p * S / (B e_2)    (reduce-scatter + all-gather by reads)
      NVLS      t = launch + base_nvls + S / (B e_nvls)            (multimem on NVSwitch systems)
@@ -327,7 +328,9 @@ def collective_times(collective: str, size_bytes, topo: Topology, params: CommPa
     params = params or CommParams()
     prm = params.for_implementation(implementation)
     if isinstance(prm, CustomAllReduceParams):
-        single_domain = topo.nodes == 1 and topo.group <= topo.in_domain
+        # peer-memory kernels need a scale-up fabric: over PCIe TensorRT-LLM's AUTO strategy picks NCCL (allreduceOp
+        # selectImplementation: no NVLink -> NCCL); vLLM keeps its own for two PCIe GPUs only
+        single_domain = topo.nodes == 1 and topo.group <= topo.in_domain and topo.link.type != "pcie"
         if collective == "all_reduce" and single_domain:
             return custom_allreduce_time(size_bytes, topo, prm)
         prm = params.nccl   # custom kernels cover one NVLink domain's all-reduce; NCCL does the rest

@@ -7,10 +7,19 @@ This is the CPU-overhead term Vidur measures per batch size (schedule, prepare i
 reduced to its affine form. A synchronous engine runs it between the GPU's steps (t = t_gpu + t_host); an engine
 that schedules asynchronously prepares step i + 1 while the GPU runs step i, two overlapped pipeline stages whose
 slower one sets the pace (t = max(t_gpu, t_host)). vLLM schedules asynchronously by default from v0.14.0 (its
-release notes: "Async scheduling is now enabled by default"). The coefficients of each engine are fitted on
-measured serving runs (perfsim.serving.validation.validate_mlenergy, on a random half of ML.ENERGY's vLLM rows,
-which ran vLLM 0.11.1, synchronous) and stored in host_fit.yaml with their source; an engine without a fit, or
-engine 'none', has no host overhead.
+release notes: "Async scheduling is now enabled by default"); TensorRT-LLM's PyTorch executor runs its overlap
+scheduler by default (LlmArgs.disable_overlap_scheduler = False).
+
+With pipeline parallelism every stage's host handles every microbatch (each rank schedules it, prepares its
+inputs and updates its requests), so one engine step, a microbatch's pass through the pp stages, costs pp times a
+rank's host work: t = t_gpu (+) pp t_host. TensorRT-LLM runs pipelines in a loop of its own without the overlap
+scheduler (PyExecutor._executor_loop_pp: schedule, forward, pass the sampled tokens on to the next rank, update),
+so there the host adds to the GPU's time.
+
+vLLM's coefficients are fitted on measured serving runs (perfsim.serving.validation.validate_mlenergy, on a random
+half of ML.ENERGY's vLLM rows, which ran vLLM 0.11.1, synchronous) and stored in host_fit.yaml with their source;
+TensorRT-LLM's come from its developers' measurement (PUBLISHED); an engine with neither, or engine 'none', has no
+host overhead.
 """
 
 from __future__ import annotations
@@ -27,7 +36,17 @@ ENGINES = ("vllm", "trtllm", "sglang", "none")
 DEFAULT_ENGINE = "vllm"   # the simulator's scheduler defaults are vLLM's
 # the first release of an engine that schedules asynchronously by default: vLLM v0.14.0 (release notes: "Async
 # scheduling is now enabled by default")
-ASYNC_SINCE = {"vllm": (0, 14)}
+ASYNC_SINCE = {"vllm": (0, 14), "trtllm": (0, 0)}
+# engines that run pipeline parallelism synchronously, whatever they do without it (see the module docstring)
+SYNC_PIPELINE = ("trtllm",)
+# Host overheads measured by an engine's developers, for engines host_fit.yaml has no fit for.
+# TensorRT-LLM PyTorch executor: 45.11 ms (GPT-OSS-120B) and 44.53 ms (Llama-3.2-1B) of host time per iteration
+# with 1536 sequences per rank (GB200, attention DP 2, max_batch_size 1536, 3072 clients, ISL = OSL = 1k;
+# NVIDIA/TensorRT-LLM pull request 10273, C++ scheduler). A 1B and a 120B model take the same time: the work is
+# per sequence, 44.82 ms / 1536 = 29.2 us each; no fixed part per step is given (none is assumed).
+PUBLISHED = {"trtllm": {"step_s": 0.0, "per_seq_s": 44.82e-3 / 1536,
+                        "source": "NVIDIA/TensorRT-LLM PR 10273: host_step_time 45.11 / 44.53 ms per iteration at "
+                                  "1536 sequences per rank (GB200, GPT-OSS-120B / Llama-3.2-1B)"}}
 
 
 @dataclass(frozen=True)
@@ -59,14 +78,14 @@ class HostOverhead:
 @lru_cache(maxsize=1)
 def _fits() -> dict:
     import yaml
-    if not FIT_FILE.exists():
-        return {}
-    return (yaml.safe_load(FIT_FILE.read_text()) or {}).get("engines", {})
+    fitted = (yaml.safe_load(FIT_FILE.read_text()) or {}).get("engines", {}) if FIT_FILE.exists() else {}
+    return {**PUBLISHED, **fitted}
 
 
-def host_overhead(engine: str | None, async_scheduling: bool | None = None) -> HostOverhead:
-    """The fitted host overhead of `engine` (zero for 'none' or an engine no data was fitted for), overlapped
-    with the GPU's steps when the engine schedules asynchronously (None: as the engine does by default)."""
+def host_overhead(engine: str | None, async_scheduling: bool | None = None, pp: int = 1) -> HostOverhead:
+    """The host overhead of one step of `engine` (zero for 'none' or an engine without data) over `pp` pipeline
+    stages, overlapped with the GPU's steps when the engine schedules asynchronously (None: as the engine does by
+    default) and its pipeline loop can."""
     engine = (engine or "none").lower()
     if engine not in ENGINES:
         raise InvalidInputError(f"engine: got {engine!r}; accepted: {', '.join(ENGINES)}")
@@ -74,7 +93,8 @@ def host_overhead(engine: str | None, async_scheduling: bool | None = None) -> H
     if not fit:
         return HostOverhead()
     overlapped = schedules_async(engine) if async_scheduling is None else bool(async_scheduling)
-    return HostOverhead(float(fit["step_s"]), float(fit["per_seq_s"]), overlapped)
+    overlapped = overlapped and not (pp > 1 and engine in SYNC_PIPELINE)   # that loop has no overlap to turn on
+    return HostOverhead(pp * float(fit["step_s"]), pp * float(fit["per_seq_s"]), overlapped)
 
 
 def schedules_async(engine: str, version=None) -> bool:
@@ -94,5 +114,6 @@ def reload_fits() -> None:
     _fits.cache_clear()
 
 
-def fitted_engines() -> tuple[str, ...]:
+def modelled_engines() -> tuple[str, ...]:
+    """Engines with a host overhead: fitted here or published."""
     return tuple(_fits())

@@ -108,7 +108,8 @@ def _engine_steps(dep, max_seqs: int, isl: int, osl: int, profile, engine: str, 
     """The step model of one engine of `dep` as `engine` batches (its token budget and host overhead)."""
     from perfsim.serving.simulate import step_model
     budget = engine_batching(engine)[1]
-    return step_model(dep, budget * dep.attn_dp, max_seqs, isl + osl, profile, host_overhead(engine, async_scheduling))
+    host = host_overhead(engine, async_scheduling, dep.pp)
+    return step_model(dep, budget * dep.attn_dp, max_seqs, isl + osl, profile, host)
 
 
 def _capacity(dep, isl: int, osl: int, slo_tpot: float | None, max_seqs: int, profile,

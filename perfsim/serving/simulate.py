@@ -86,9 +86,9 @@ class SchedulerConfig:
             raise InvalidInputError(f"step-overhead: must be >= 0 s, got {self.step_overhead_s!r}")
         host_overhead(self.engine)
 
-    @property
-    def host(self) -> HostOverhead:
-        return host_overhead(self.engine, self.async_scheduling).plus(self.step_overhead_s)
+    def host(self, pp: int = 1) -> HostOverhead:
+        """The engine's host overhead per step of a replica with `pp` pipeline stages."""
+        return host_overhead(self.engine, self.async_scheduling, pp).plus(self.step_overhead_s)
 
 
 class Requests:
@@ -166,7 +166,7 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     check_fits(dep, cap, max_context if role != "prefill" else longest_prompt, flag)
     step_tokens = budget_engine if role != "decode" else max(seqs_engine, min(budget_engine, longest_prompt))
     step_tokens = max(step_tokens, seqs_engine * (1 + cfg.spec.draft_tokens))
-    sm = step_model(dep, step_tokens, seqs_engine, max_context, profile, cfg.host, spec=cfg.spec)
+    sm = step_model(dep, step_tokens, seqs_engine, max_context, profile, cfg.host(dep.pp), spec=cfg.spec)
     kw = dict(energy_kw)
     kw["power_limit_w"] = parse_power_limit(kw.pop("power_limit", None), dep.device)
     energy = energy_params(dep.device, **kw)
@@ -543,12 +543,13 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
         summary["kv_transfer_s"] = float(transfer(pools[0].engines[0], pools[1].engines[0], 0))
     summary["sim_wall_s"] = wall
     caps = [e.cap for e in engines]
+    host = cfg.host(pools[0].dep.pp)
     config = {
         "model": pools[0].dep.model.name, "hardware": getattr(pools[0].dep.hardware, "name", ""),
         "num_gpus": num_gpus, "workload": w.kind, "concurrency": w.concurrency, "policy": cfg.policy,
         "admission": cfg.admission, "router": router,
-        "engine": cfg.engine, "host_overhead": {"step_s": cfg.host.step_s, "per_seq_s": cfg.host.per_seq_s,
-                                                "overlapped": cfg.host.overlapped},
+        "engine": cfg.engine, "host_overhead": {"step_s": host.step_s, "per_seq_s": host.per_seq_s,
+                                                "overlapped": host.overlapped},
         "speculative": {"draft_tokens": cfg.spec.draft_tokens, "acceptance": list(cfg.spec.acceptance),
                         "tokens_per_step": cfg.spec.tokens_per_step},
         "max_num_seqs": cfg.max_num_seqs, "max_num_batched_tokens": engines[0].budget,

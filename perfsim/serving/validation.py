@@ -29,7 +29,7 @@ import pandas as pd
 
 from perfsim.errors import PerfsimError
 from perfsim.serving.host import FIT_FILE as HOST_FIT_FILE
-from perfsim.serving.host import HostOverhead, fitted_engines, reload_fits, schedules_async
+from perfsim.serving.host import HostOverhead, modelled_engines, reload_fits, schedules_async
 from perfsim.serving.scheduler import engine_batching
 
 # Hugging Face model id -> perfsim model (same architecture; fine-tunes and re-releases map to their base)
@@ -140,7 +140,7 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
     backend = str(r["backend"]).lower()
     policy, budget = engine_batching(backend)   # the engine's own batching, host overhead only where fitted
     common = dict(dtype=dtype, isl=isl, osl=osl, profile=profile, timeline_bins=1, ramp=ramp,
-                  engine=backend if backend in fitted_engines() else "none",
+                  engine=backend if backend in modelled_engines() else "none",
                   async_scheduling=schedules_async(backend, r.get("backend_version")), policy=policy,
                   max_num_batched_tokens=budget, spec_tokens=MTP_DRAFT_TOKENS.get(model, 0))
     if r["mode"] == "disagg":
@@ -224,8 +224,8 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int | None
         "precision fp8/fp4: weights and GEMMs in that format but the LM head and MoE routers (bf16), KV cache in bf16",
         "batching: each row's engine as it ships (" + ", ".join(
             f"{e} {engine_batching(e)[0]} {engine_batching(e)[1]} tokens" for e in ("sglang", "trtllm", "vllm")) + ")",
-        f"host overhead: the fitted one for {', '.join(fitted_engines()) or 'no engine'} rows, none for other "
-        f"engines (no data to fit theirs)"])
+        f"host overhead: perfsim.serving.host's for {', '.join(modelled_engines()) or 'no engine'} rows, none "
+        f"for other engines (no data for theirs)"])
 
 
 # ------------------------------------------------------------------------------ ML.ENERGY
