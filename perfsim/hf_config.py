@@ -551,6 +551,7 @@ _GEMMA_DEFAULTS = {
                           "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True,
                           "sliding_window": 4096},
     "Gemma3": {"vocab_size": 262208, "max_position_embeddings": 131072, "head_dim": 256,
+               "num_attention_heads": 8, "num_key_value_heads": 4,   # gemma-3-4b-it's config leaves them out
                "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True, "sliding_window": 4096,
                "sliding_window_pattern": 6},
 }

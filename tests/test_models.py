@@ -270,6 +270,7 @@ FIXTURE_TWINS = {
     "Gemma2ForCausalLM": "gemma-2-9b",
     "Gemma3ForCausalLM": "gemma-3-1b",
     "Gemma3ForConditionalGeneration": "gemma-3-27b-it",
+    "Gemma3ForConditionalGeneration-4b": "gemma-3-4b-it",   # its text_config omits the heads: Gemma3TextConfig's
     "Phi3ForCausalLM": "phi-4",
     "Phi3ForCausalLM-mini": "phi-3-mini-4k",
     "Mistral3ForConditionalGeneration": "mistral-small-3.1-24b",
