@@ -27,31 +27,6 @@ def close(ours: float, published: float, rel: float) -> bool:
     return abs(ours - published) <= rel * published
 
 
-# (name, published total, published active or None, tolerance); each figure with where it is published.
-PUBLISHED = [
-    # Meta Llama 3.2 model card, "Params": 1B (1.23B), 3B (3.21B)
-    ("llama-3.2-1b", 1.23 * B, None, 0.01),
-    ("llama-3.2-3b", 3.21 * B, None, 0.01),
-    # Qwen2.5 model cards ("Number of Parameters"): 7.61B and 72.7B
-    ("qwen2.5-7b", 7.61 * B, None, 0.01),
-    ("qwen2.5-72b", 72.7 * B, None, 0.01),
-    # huggingface.co/Qwen/Qwen2.5-32B safetensors count: 32.8B (the card's "32.5B" disagrees with the checkpoint)
-    ("qwen2.5-32b", 32.8 * B, None, 0.01),
-    # Qwen3-4B model card: "Number of Parameters: 4.0B"
-    ("qwen3-4b", 4.0 * B, None, 0.01),
-    # Gemma 3 Technical Report, Table 1: 4B = 675M embedding + 3,209M non-embedding (vision encoder excluded)
-    ("gemma-3-4b-it", (675 + 3209) * 1e6, None, 0.01),
-    # huggingface.co/mlx-community/Mistral-Nemo-Instruct-2407-bf16 (bf16 copy of the checkpoint): 12.2B params
-    ("mistral-nemo-12b", 12.2 * B, None, 0.01),
-    # mistral.ai/news/mistral-large-2407 ("Large Enough"): 123 billion parameters
-    ("mistral-large-2", 123 * B, None, 0.01),
-    # huggingface.co/meta-llama/Llama-3.3-70B-Instruct (the distillation's base, same shapes): 70.6B params
-    ("deepseek-r1-distill-llama-70b", 70.6 * B, None, 0.01),
-    # Qwen3-Coder-480B-A35B-Instruct model card: 480B in total and 35B activated ("35B" carries +-0.5B)
-    ("qwen3-coder-480b-a35b", 480 * B, 35 * B, 0.5 / 35),
-    # Phi-3.5-MoE-instruct: Hugging Face page 41.9B params; model card "6.6B active parameters"
-    ("phi-3.5-moe", 41.9 * B, 6.6 * B, 0.01),
-]
 
 
 def test_new_models_are_shipped():
@@ -60,16 +35,6 @@ def test_new_models_are_shipped():
         assert name in names
         m = load_model(name)
         assert m.name == name and m.family and m.source
-
-
-@pytest.mark.parametrize("name,total,active,rel", PUBLISHED, ids=[p[0] for p in PUBLISHED])
-def test_published_param_counts(name, total, active, rel):
-    m = load_model(name)
-    assert close(m.params_total, total, rel), f"{name}: {m.params_total / B:.3f}B vs published {total / B}B"
-    if active is None:
-        assert m.params_active == m.params_total
-    else:
-        assert close(m.params_active, active, rel), f"{name}: active {m.params_active / B:.3f}B vs {active / B}B"
 
 
 @pytest.mark.parametrize("name,published,rel", [
