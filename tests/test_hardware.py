@@ -353,6 +353,11 @@ def test_achievable_matmul_share_carries_a_profile_over():
     assert achievable_ratio(mi300x, h100, "bf16") == pytest.approx((668.4 / 1307.4) / (794.5 / 989.4))
     assert achievable_ratio(mi300x, h100, "fp8") == achievable_ratio(mi300x, h100, "bf16")   # no fp8 MAMF: bf16's
     assert achievable_ratio(load_device("l40s"), h100, "bf16") == 1.0                         # none measured
+    # B200 FP4 (5,702 of 9,000 TF, DeepGEMM PR 348) against the H100's bf16 share: the H100 profile has no fp4
+    # fit, so fp4 matmuls run on its bf16 kernel parameters
+    b200 = load_device("b200")
+    assert achievable_ratio(b200, h100, "fp4") == pytest.approx((5702 / 9000) / (794.5 / 989.4))
+    assert achievable_ratio(b200, h100, "fp8") == pytest.approx((3432.5 / 4500) / (1402.6 / 1978.9))
     big = Gemm(m=8192, n=8192, k=8192)
     from perfsim import op_time
     scaled = op_time(big, mi300x).time_s

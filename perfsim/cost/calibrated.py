@@ -27,12 +27,16 @@ def _activation_bytes(dtype: str) -> float:
 
 
 def achievable_ratio(device: Device, reference: Device, dtype: str) -> float:
-    """How much of its peak `device`'s matmuls reach relative to `reference`'s: (MAMF / peak) over the reference's,
-    for the dtype's format when both measured it, else for bf16; 1 when either lacks a measurement."""
+    """How much of its peak `device`'s matmuls reach relative to `reference`'s: (MAMF / peak) over the reference's.
+    The device's share in the dtype's format (else bf16's) against the reference's in the same format, or in bf16
+    where the reference has none (a format the reference lacks runs on its bf16-fitted kernel parameters); 1 when
+    either lacks a measurement."""
     for fmt in (device.compute_dtype(dtype), "bf16"):
-        mine, theirs = device.compute.mamf.get(fmt), reference.compute.mamf.get(fmt)
-        if mine and theirs and fmt in reference.compute.peak:
-            return (mine / device.peak_flops(fmt)) / (theirs / reference.peak_flops(fmt))
+        mine = device.compute.mamf.get(fmt)
+        ref = fmt if fmt in reference.compute.mamf else "bf16"
+        theirs = reference.compute.mamf.get(ref)
+        if mine and theirs and ref in reference.compute.peak:
+            return (mine / device.peak_flops(fmt)) / (theirs / reference.peak_flops(ref))
     return 1.0
 
 
