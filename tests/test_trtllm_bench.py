@@ -50,8 +50,8 @@ def test_admission_rejects_unknown():
 
 
 def test_published_tables_within_floor():
-    """All 328 published results (nothing fitted): benchmarks/serving_validation.py reports 19.5% mean error
-    (dense 9.5%, MoE 27.4%); the floors catch a regression."""
+    """All 328 published results (nothing fitted): benchmarks/serving_validation.py reports 19.7% mean error
+    (dense 10.2%, MoE 27.3%); the floors catch a regression."""
     rows = compare()
     assert len(rows) == len(load_runs()) == 328
     dense = [r for r in rows if not is_moe(r)]
