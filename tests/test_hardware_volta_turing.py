@@ -110,6 +110,9 @@ def test_dgx_1_v100_resolves():
     assert (dgx1.gpu.name, dgx1.devices_per_node, dgx1.intra_link.name, dgx1.nic.name, dgx1.nics_per_node) == \
         ("v100-sxm2-32gb", 8, "nvlink2", "ib-edr", 4)
     assert load_device("dgx-1-v100") == load_device("v100-sxm2-32gb")
+    # point-to-point NVLink 2: a GPU pair gets a share of the six links, not all of them as through a switch
+    from perfsim.cost.comm import topology
+    assert topology(dgx1, 2).domain_Bps() == _A(150e9 / 7) and topology(dgx1, 8).domain_Bps() == _A(150e9)
     topo = topology(dgx1, 8)
     assert not topo.nvls                    # no NVSwitch, so no NVLink SHARP
     assert topo.domain_Bps() == _A(150e9)
