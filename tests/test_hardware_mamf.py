@@ -23,6 +23,9 @@ PUBLISHED = [
     ("mi210", "bf16", 130.83),      # ZZC issue 195 (AMD Instinct MI210, torch 2.13.0+rocm7.2), 10240 x 10240
     ("rtx-pro-6000-blackwell", "bf16", 417.3),  # ZZC issue 161 (RTX PRO 6000 Blackwell Server Edition, torch
     #                                             2.7.0+cu128), 417.34 at 8192 x 8192
+    ("rtx-3090", "bf16", 76.68),    # ZZC issue 20 (NVIDIA GeForce RTX 3090, torch 2.8.0+cu128), shape not given
+    ("rtx-4090", "bf16", 164.81),   # ZZC issue 78 (NVIDIA GeForce RTX 4090, torch 2.7.0+cu128), 2048 x 2048
+    ("rtx-5090", "bf16", 240.05),   # ZZC issue 96 (NVIDIA GeForce RTX 5090, torch 2.7.0+cu128), 10240 x 10240
 ]
 
 
