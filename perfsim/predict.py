@@ -103,7 +103,7 @@ def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task
         context=context, num_gpus=gpus, latency_s=latency, tokens_per_s=tokens / latency if latency else 0.0,
         flops=sum(c.flops for c in costs) * gpus, memory_per_device_bytes=total_mem, memory_breakdown=mem,
         fits_in_memory=total_mem <= device.memory_bytes, energy_j=energy_j, avg_power_w=power_w,
-        breakdown=_breakdown(costs), assumptions=_assumptions(task, dtype, weight_dtype, kv_dtype, prof),
+        breakdown=_breakdown(costs), assumptions=_assumptions(task, dtype, weight_dtype, kv_dtype, prof, device),
     )
 
 
@@ -141,8 +141,11 @@ def _breakdown(costs) -> list[OpBreakdown]:
     return sorted(rows, key=lambda r: -r.time_s)
 
 
-def _assumptions(task, dtype, weight_dtype, kv_dtype, prof) -> list[str]:
-    out = [f"compute dtype {dtype}; weights {weight_dtype or dtype}; KV cache {kv_dtype or activation_dtype(dtype)}",
+def _assumptions(task, dtype, weight_dtype, kv_dtype, prof, device) -> list[str]:
+    runs_as = device.compute_dtype(dtype)
+    promoted = f" (runs at the {runs_as} rate: {device.name} has no {dtype} matrix units)" if runs_as != dtype else ""
+    out = [f"compute dtype {dtype}{promoted}; weights {weight_dtype or dtype}; "
+           f"KV cache {kv_dtype or activation_dtype(dtype)}",
            "ops run back to back on one stream; communication is not overlapped with compute",
            "energy: sourced pJ/FLOP and pJ/byte where the device gives them, else dynamic power at peak = "
            "TDP - idle; average power capped at TDP"]

@@ -149,6 +149,8 @@ def test_predict_prefill_on_v100_runs_bf16_at_the_fp16_rate(capsys):
     assert bf16["flops"] / bf16["latency_s"] < 125e12
     assert bf16["flops"] / bf16["latency_s"] > 0.5 * 125e12
     assert bf16["fits_in_memory"] is True
+    # and says so: Volta has no bf16 tensor cores (plain torch bf16 matmuls there are emulated; engines cast to fp16)
+    assert "runs at the fp16 rate" in bf16["assumptions"][0] and "runs at" not in fp16["assumptions"][0]
 
 
 def test_serve_on_aws_g5_48xlarge(capsys):
