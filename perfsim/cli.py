@@ -50,6 +50,7 @@ class WeightDtype(str, Enum):
     int8 = "int8"
     int4 = "int4"
     fp4 = "fp4"
+    mxfp4 = "mxfp4"
 
 
 def print_json(data) -> None:

@@ -9,11 +9,12 @@ from perfsim.errors import UnknownNameError
 BYTES: dict[str, float] = {
     "fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0,
     "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 4.5 / 8,
+    # MXFP4 (OCP Microscaling Formats v1.0): 4-bit E2M1 values with one E8M0 scale per 32 values, 4.25 bits
+    "mxfp4": 4.25 / 8,
 }
-# MXFP4 (OCP Microscaling Formats v1.0): 4-bit E2M1 values with one E8M0 scale per 32 values, 4.25 bits.
-MXFP4_BYTES = 4.25 / 8
 # Formats whose GEMM outputs and activations are kept in bf16.
-LOW_PRECISION = ("fp8", "int8", "int4", "fp4")
+LOW_PRECISION = ("fp8", "int8", "int4", "fp4", "mxfp4")
+SIXTEEN_BIT = ("bf16", "fp16")
 # GEMMs a quantized model keeps in 16 bits: the LM head and the MoE routers and gates (NVIDIA ModelOpt's
 # default quantizer exclusions: *lm_head*, *router*, *mlp.gate.*, *mlp.shared_expert_gate.*; DeepSeek-V3
 # report 3.3.1 keeps the output head and MoE gating in BF16 in FP8 training). The token embedding, a lookup,
@@ -24,6 +25,7 @@ DTYPES = tuple(BYTES)
 # When a device has no native peak for a dtype, compute runs at the first format it does support.
 PROMOTION: dict[str, tuple[str, ...]] = {
     "fp4": ("fp4", "fp8", "fp16", "bf16", "fp32"),
+    "mxfp4": ("fp4", "fp8", "fp16", "bf16", "fp32"),
     "int4": ("int4", "int8", "fp16", "bf16", "fp32"),
     "fp8": ("fp8", "fp16", "bf16", "fp32"),   # no native fp8: weights are upcast, math runs at 16-bit rate
     "int8": ("int8", "fp16", "bf16", "fp32"),
@@ -33,6 +35,18 @@ PROMOTION: dict[str, tuple[str, ...]] = {
     "fp32": ("fp32",),
     "fp64": ("fp64", "fp32"),
 }
+
+
+# Fused-MoE kernel recipes with weights in another format than their activations, as the measured tables name
+# them: recipe -> (activation dtype, weight dtype).
+MIXED_RECIPES: dict[str, tuple[str, str]] = {"w4a16_mxfp4": ("bf16", "mxfp4"), "w4afp8": ("fp8", "int4")}
+
+
+def moe_recipe(dtype: str, weight_dtype: str | None) -> str:
+    """The fused-MoE kernel recipe of activations in `dtype` and weights in `weight_dtype` (none: `dtype`)."""
+    act = "bf16" if dtype in SIXTEEN_BIT else dtype
+    return next((name for name, pair in MIXED_RECIPES.items() if pair == (act, weight_dtype)),
+                weight_dtype or dtype)
 
 
 def check(dtype: str, field: str = "dtype") -> str:

@@ -53,6 +53,7 @@ class Workload:
     tp: int = 1
     ep: int = 1
     state_dtype: str = "fp32"   # linear-recurrence states
+    expert_weight_dtype: str | None = None   # routed experts' weights (ModelSpec.routed_expert_dtype)
 
     @property
     def tokens(self) -> int:
@@ -87,7 +88,9 @@ def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, co
             raise InvalidInputError(f"seq: {seq} exceeds {model.name}'s maximum sequence length {model.max_seq_len}")
         q_len, kv_len = seq, seq
     check_split(model, tp, ep)
-    return Workload(task, batch, q_len, kv_len, dtype, weight_dtype, kv_dtype, tp, ep, state_dtype)
+    # training keeps the experts in the run's precision; inference runs them as the checkpoint ships
+    experts = weight_dtype if task == "train" else model.routed_expert_dtype(dtype, weight_dtype)
+    return Workload(task, batch, q_len, kv_len, dtype, weight_dtype, kv_dtype, tp, ep, state_dtype, experts)
 
 
 STATE_DTYPES = ("fp32", "bf16", "fp16")
@@ -371,7 +374,7 @@ class _Builder:
             self.add(Collective(collective="all_to_all", size_bytes=a2a_bytes, group=w.ep, name="moe_dispatch"), i)
         self.add(MoEExperts(tokens=T, hidden=h, inter=moe.expert_intermediate_size // w.tp, top_k=moe.top_k,
                             num_experts=moe.num_experts // w.ep, total_experts=moe.num_experts,
-                            gated=m.mlp == "gated", dtype=w.dtype, weight_dtype=w.weight_dtype,
+                            gated=m.mlp == "gated", dtype=w.dtype, weight_dtype=w.expert_weight_dtype,
                             distribution=SERVED_ROUTING, name="moe_experts"), i)
         if w.ep > 1:
             self.add(Collective(collective="all_to_all", size_bytes=a2a_bytes, group=w.ep, name="moe_combine"), i)

@@ -465,6 +465,9 @@ def _gpt_oss(c: _Config) -> dict[str, Any]:
                    "top_k": c.integer("num_experts_per_tok", "experts_per_token"),
                    "expert_intermediate_size": spec["intermediate_size"],
                    "router_bias": True, "expert_bias": True}
+    quant = c.data.get("quantization_config")
+    if isinstance(quant, dict) and quant.get("quant_method") == "mxfp4":   # experts in MXFP4, the rest 16-bit
+        spec["moe"]["weight_dtype"] = "mxfp4"
     return spec
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from perfsim.dtypes import SIXTEEN_BIT
 from perfsim.errors import SpecError, UnknownNameError
 from perfsim.specfiles import find_spec, read_mapping, shipped_names, validation_message
 
@@ -165,6 +166,9 @@ class MoE(_Spec):
     # experts drawn from at most route_group_limit of them
     route_groups: int = Field(default=1, ge=1)
     route_group_limit: int | None = Field(default=None, ge=1)
+    # the routed experts' weight format in the released checkpoint when it is not the model's 16-bit one
+    # (gpt-oss ships its experts in MXFP4); inference at the 16-bit default runs them as shipped
+    weight_dtype: Literal["fp8", "int4", "fp4", "mxfp4"] | None = None
 
     @field_validator("top_k")
     @classmethod
@@ -508,6 +512,14 @@ class ModelSpec(_Spec):
 
     def lm_head_params(self) -> int:
         return 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
+
+    def routed_expert_dtype(self, dtype: str, weight_dtype: str | None = None) -> str | None:
+        """Weight format of the routed experts at inference in `dtype` (weights `weight_dtype`): the checkpoint's
+        own (MoE.weight_dtype) when the run keeps the released 16-bit precision, else the run's weight format."""
+        native = self.moe.weight_dtype if self.moe else None
+        if native and weight_dtype is None and dtype in SIXTEEN_BIT:
+            return native
+        return weight_dtype
 
     def unquantized_params(self) -> int:
         """Parameters a quantized checkpoint keeps in 16 bits: embeddings, LM head and MoE routers

@@ -103,14 +103,15 @@ def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task
         context=context, num_gpus=gpus, latency_s=latency, tokens_per_s=tokens / latency if latency else 0.0,
         flops=sum(c.flops for c in costs) * gpus, memory_per_device_bytes=total_mem, memory_breakdown=mem,
         fits_in_memory=total_mem <= device.memory_bytes, energy_j=energy_j, avg_power_w=power_w,
-        breakdown=_breakdown(costs), assumptions=_assumptions(task, dtype, weight_dtype, kv_dtype, prof, device),
+        breakdown=_breakdown(costs),
+        assumptions=_assumptions(task, dtype, weight_dtype, kv_dtype, prof, device, w.expert_weight_dtype),
     )
 
 
 def _memory(spec: ModelSpec, w: graphs.Workload, task: str, dtype: str, weight_dtype: str | None,
             kv_dtype: str | None) -> dict[str, float]:
     act_dtype = activation_dtype(dtype)
-    mem = {"weights": memory.weight_bytes(spec, weight_dtype or dtype, w.tp, w.ep)}
+    mem = {"weights": memory.weight_bytes(spec, dtype, w.tp, w.ep, weight_dtype)}
     if task == "train":
         from perfsim.parallel.memory import training_memory
         parts = training_memory(spec, tp=w.tp, pp=1, dp=1, ep=w.ep, cp=1, micro_batch=w.batch, recompute="none",
@@ -141,10 +142,11 @@ def _breakdown(costs) -> list[OpBreakdown]:
     return sorted(rows, key=lambda r: -r.time_s)
 
 
-def _assumptions(task, dtype, weight_dtype, kv_dtype, prof, device) -> list[str]:
+def _assumptions(task, dtype, weight_dtype, kv_dtype, prof, device, experts=None) -> list[str]:
     runs_as = device.compute_dtype(dtype)
     promoted = f" (runs at the {runs_as} rate: {device.name} has no {dtype} matrix units)" if runs_as != dtype else ""
-    out = [f"compute dtype {dtype}{promoted}; weights {weight_dtype or dtype}; "
+    routed = f", routed experts {experts} as the checkpoint ships them" if experts and experts != weight_dtype else ""
+    out = [f"compute dtype {dtype}{promoted}; weights {weight_dtype or dtype}{routed}; "
            f"KV cache {kv_dtype or activation_dtype(dtype)}",
            "ops run back to back on one stream; communication is not overlapped with compute",
            "energy: sourced pJ/FLOP and pJ/byte where the device gives them, else dynamic power at peak = "

@@ -15,7 +15,7 @@ from perfsim.cost.elementwise import elementwise_time
 from perfsim.cost.gemm import DeviceRoofs, gemm_time
 from perfsim.cost.moe import moe_time
 from perfsim.cost.params import CostParams
-from perfsim.dtypes import BYTES, MXFP4_BYTES, nbytes
+from perfsim.dtypes import BYTES, MIXED_RECIPES, nbytes
 from perfsim.errors import InvalidInputError
 from perfsim.hardware import Device
 
@@ -116,7 +116,8 @@ def generation_attention_rows(df: pd.DataFrame, device: Device, params: CostPara
 
 
 MOE_FORMATS = {"bf16": ("bf16", 2.0), "fp16": ("fp16", 2.0), "fp8": ("fp8", 1.0), "fp8_block": ("fp8", 1.0),
-               "w4a16_mxfp4": ("bf16", MXFP4_BYTES), "nvfp4": ("fp4", nbytes("fp4")), "w4afp8": ("fp8", nbytes("int4"))}
+               "nvfp4": ("fp4", nbytes("fp4")),
+               **{name: (act, nbytes(weights)) for name, (act, weights) in MIXED_RECIPES.items()}}
 
 
 def moe_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:

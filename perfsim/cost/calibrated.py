@@ -17,7 +17,7 @@ from perfsim.cost.moe import moe_time
 from perfsim.cost.opcost import OpCost
 from perfsim.cost.params import CostParams
 from perfsim.cost.roofline import compute_time, memory_time, serving_level
-from perfsim.dtypes import activation_dtype, nbytes
+from perfsim.dtypes import activation_dtype, moe_recipe, nbytes
 from perfsim.hardware import Device
 from perfsim.ops import Attention, Elementwise, Embedding, Gemm, IndexerScores, LinearRecurrence, MoEExperts, Op
 
@@ -100,7 +100,7 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
         return float(t), float(launch)
     if isinstance(op, MoEExperts):
         fmt = op.weight_dtype or op.dtype
-        p = params.moe_for(fmt)
+        p = params.moe_for(moe_recipe(op.dtype, op.weight_dtype))
         tile_s = params.gemm_for(device.compute_dtype(op.dtype)).tile_overhead_cycles / roofs.clock_hz
         t = moe_time(op.tokens, op.hidden, op.inter, op.top_k, op.experts_total, op.num_experts, float(op.gated),
                      nbytes(fmt), _activation_bytes(op.dtype), peak_of(op.dtype), roofs, p,

@@ -12,15 +12,19 @@ def stored_weight_bytes(params: float, unquantized: float, dtype: str) -> float:
     return (params - kept) * nbytes(dtype) + kept * nbytes(activation_dtype(dtype))
 
 
-def weight_bytes(model: ModelSpec, dtype: str = "bf16", tp: int = 1, ep: int = 1) -> float:
-    """Weights per device: experts split over ep x tp, everything else over tp (Megatron sharding); a quantized
-    model keeps its embeddings, LM head and routers in 16 bits (ModelSpec.unquantized_params)."""
+def weight_bytes(model: ModelSpec, dtype: str = "bf16", tp: int = 1, ep: int = 1,
+                 weight_dtype: str | None = None) -> float:
+    """Inference weights per device: experts split over ep x tp, everything else over tp (Megatron sharding); a
+    quantized model keeps its embeddings, LM head and routers in 16 bits (ModelSpec.unquantized_params), and the
+    routed experts are stored as ModelSpec.routed_expert_dtype says."""
+    stored = weight_dtype or dtype
     kept = model.unquantized_params() / tp
     if not model.moe:
-        return stored_weight_bytes(model.params_total / tp, kept, dtype)
+        return stored_weight_bytes(model.params_total / tp, kept, stored)
     moe = model.moe
     routed = model.num_moe_layers * moe.num_experts * model.mlp_params(moe.expert_intermediate_size, moe.expert_bias)
-    return stored_weight_bytes(routed / (ep * tp) + (model.params_total - routed) / tp, kept, dtype)
+    experts = model.routed_expert_dtype(dtype, weight_dtype) or stored
+    return stored_weight_bytes((model.params_total - routed) / tp, kept, stored) + routed / (ep * tp) * nbytes(experts)
 
 
 def kv_cache_bytes(model: ModelSpec, batch: int, tokens: int, dtype: str = "bf16", tp: int = 1) -> float:

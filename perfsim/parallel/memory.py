@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from perfsim.cost import memory as cmem
-from perfsim.dtypes import activation_dtype
+from perfsim.dtypes import activation_dtype, nbytes
 from perfsim.model import ModelSpec
 
 RECOMPUTE_CODE = {"none": 0, "selective": 1, "full": 2}
@@ -251,7 +251,8 @@ def inference_memory(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, kv
     act_dtype = activation_dtype(dtype)
     dense, expert = mm.stage_params(tp, pp, ep)
     kept = mm.stage_unquantized_params(tp, pp)
-    weights = float(cmem.stored_weight_bytes(dense + expert, kept, weight_dtype or dtype))
+    experts = model.routed_expert_dtype(dtype, weight_dtype) or weight_dtype or dtype
+    weights = float(cmem.stored_weight_bytes(dense, kept, weight_dtype or dtype) + expert * nbytes(experts))
     kv = cmem.kv_cache_bytes(model, batch, kv_tokens, kv_dtype or act_dtype, tp) / pp
     acts = cmem.inference_activation_bytes(model, batch * new_tokens, act_dtype, tp)
     out = {"weights": weights, "kv_cache": float(kv), "activations": float(acts)}

@@ -114,8 +114,7 @@ class Deployment:
 
     def weight_bytes_per_gpu(self) -> float:
         # dense weights split over tp (replicated over attn_dp), routed experts over all ranks of a stage
-        return weight_bytes(self.model, self.weight_dtype or self.dtype, self.tp, self.attn_dp) / self.pp \
-            if self.model.moe else weight_bytes(self.model, self.weight_dtype or self.dtype, self.tp) / self.pp
+        return weight_bytes(self.model, self.dtype, self.tp, self.attn_dp, self.weight_dtype) / self.pp
 
     def label(self) -> str:
         parts = [f"tp{self.tp}"]
