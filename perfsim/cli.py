@@ -49,6 +49,7 @@ class WeightDtype(str, Enum):
     fp8 = "fp8"
     int8 = "int8"
     int4 = "int4"
+    int4_g32 = "int4_g32"
     fp4 = "fp4"
     mxfp4 = "mxfp4"
 

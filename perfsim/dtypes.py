@@ -11,9 +11,11 @@ BYTES: dict[str, float] = {
     "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 4.5 / 8,
     # MXFP4 (OCP Microscaling Formats v1.0): 4-bit E2M1 values with one E8M0 scale per 32 values, 4.25 bits
     "mxfp4": 4.25 / 8,
+    # INT4 with one BF16 scale per group of 32 weights (compressed-tensors pack-quantized, group_size 32), 4.5 bits
+    "int4_g32": 4.5 / 8,
 }
 # Formats whose GEMM outputs and activations are kept in bf16.
-LOW_PRECISION = ("fp8", "int8", "int4", "fp4", "mxfp4")
+LOW_PRECISION = ("fp8", "int8", "int4", "int4_g32", "fp4", "mxfp4")
 SIXTEEN_BIT = ("bf16", "fp16")
 # GEMMs a quantized model keeps in 16 bits: the LM head and the MoE routers and gates (NVIDIA ModelOpt's
 # default quantizer exclusions: *lm_head*, *router*, *mlp.gate.*, *mlp.shared_expert_gate.*; DeepSeek-V3
@@ -27,6 +29,7 @@ PROMOTION: dict[str, tuple[str, ...]] = {
     "fp4": ("fp4", "fp8", "fp16", "bf16", "fp32"),
     "mxfp4": ("fp4", "fp8", "fp16", "bf16", "fp32"),
     "int4": ("int4", "int8", "fp16", "bf16", "fp32"),
+    "int4_g32": ("int4", "int8", "fp16", "bf16", "fp32"),
     "fp8": ("fp8", "fp16", "bf16", "fp32"),   # no native fp8: weights are upcast, math runs at 16-bit rate
     "int8": ("int8", "fp16", "bf16", "fp32"),
     "bf16": ("bf16", "fp16", "fp32"),

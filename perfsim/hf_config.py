@@ -352,6 +352,24 @@ def _kimi_linear(c: _Config) -> dict[str, Any]:
     }
 
 
+def _native_experts(c: _Config, spec: dict[str, Any]) -> None:
+    """Set the routed experts' shipped format from a quantization_config that quantizes only them: MXFP4 (gpt-oss,
+    quant_method mxfp4) or compressed-tensors INT4 in groups of 32 with attention left out (Kimi K2 Thinking /
+    K2.5, format pack-quantized). Whole-model formats (DeepSeek's FP8) stay a run's --dtype."""
+    quant = c.data.get("quantization_config")
+    if not isinstance(quant, dict):
+        return
+    if quant.get("quant_method") == "mxfp4":
+        spec["moe"]["weight_dtype"] = "mxfp4"
+        return
+    groups = quant.get("config_groups") if quant.get("quant_method") == "compressed-tensors" else None
+    weights = [g.get("weights") or {} for g in (groups or {}).values() if isinstance(g, dict)]
+    attention_kept = any("self_attn" in str(rule) for rule in quant.get("ignore") or [])
+    if attention_kept and len(weights) == 1 and {k: weights[0].get(k) for k in ("num_bits", "type", "group_size")} \
+            == {"num_bits": 4, "type": "int", "group_size": 32}:
+        spec["moe"]["weight_dtype"] = "int4_g32"
+
+
 def _language_model(c: _Config) -> _Config:
     """A multimodal checkpoint's language model (its text_config); a text-only config as it is."""
     text = c.data.get("text_config")
@@ -398,6 +416,7 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
         spec["sparse_attention"] = {"index_heads": c.integer("index_n_heads"),
                                     "index_head_dim": c.integer("index_head_dim"),
                                     "index_topk": c.integer("index_topk")}
+    _native_experts(c, spec)
     return spec
 
 
@@ -465,9 +484,7 @@ def _gpt_oss(c: _Config) -> dict[str, Any]:
                    "top_k": c.integer("num_experts_per_tok", "experts_per_token"),
                    "expert_intermediate_size": spec["intermediate_size"],
                    "router_bias": True, "expert_bias": True}
-    quant = c.data.get("quantization_config")
-    if isinstance(quant, dict) and quant.get("quant_method") == "mxfp4":   # experts in MXFP4, the rest 16-bit
-        spec["moe"]["weight_dtype"] = "mxfp4"
+    _native_experts(c, spec)
     return spec
 
 

@@ -167,8 +167,8 @@ class MoE(_Spec):
     route_groups: int = Field(default=1, ge=1)
     route_group_limit: int | None = Field(default=None, ge=1)
     # the routed experts' weight format in the released checkpoint when it is not the model's 16-bit one
-    # (gpt-oss ships its experts in MXFP4); inference at the 16-bit default runs them as shipped
-    weight_dtype: Literal["fp8", "int4", "fp4", "mxfp4"] | None = None
+    # (gpt-oss ships its experts in MXFP4, Kimi K2.5 in INT4); inference at the 16-bit default runs them as shipped
+    weight_dtype: Literal["fp8", "int4", "int4_g32", "fp4", "mxfp4"] | None = None
 
     @field_validator("top_k")
     @classmethod

@@ -1,5 +1,6 @@
 """Checkpoint-native expert formats: gpt-oss ships its routed experts in MXFP4 and everything else in BF16."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from perfsim.costmodel import op_time
 from perfsim.dtypes import moe_recipe, nbytes
 from perfsim.errors import DataError, SpecError
 from perfsim.hardware import load_hardware
+from perfsim.hf_config import from_hf_config
 from perfsim.model import load_model
 from perfsim.ops import MoEExperts
 from perfsim.parallel.memory import inference_memory
@@ -40,6 +42,16 @@ def test_gpt_oss_weights_match_the_published_checkpoint_size(name, published_gib
     assert weight_bytes(m) / GIB == approx(published_gib, rel=0.01)
     # the same through the per-stage accounting that plans use
     assert inference_memory(m, 1, 1, 1, 1, 1, 1)["weights"] / GIB == approx(published_gib, rel=0.02)
+
+
+def test_kimi_k25_ships_int4_experts_in_groups_of_32():
+    m = load_model("kimi-k2.5")
+    assert m.moe.weight_dtype == "int4_g32" and nbytes("int4_g32") * 8 == approx(4 + 16 / 32)
+    # 1.01T routed expert weights at 4.5 bits and 11.7B others in BF16: it fits 8 x H200, where BF16 (2 TB) does not
+    assert 560e9 < weight_bytes(m) < 620e9
+    assert weight_bytes(m, weight_dtype="bf16") > 8 * load_hardware("h200-sxm").memory_bytes
+    dep = make_deployment("kimi-k2.5", "hgx-h200", tp=8)
+    assert dep.weight_bytes_per_gpu() < load_hardware("h200-sxm").memory_bytes
 
 
 def test_native_format_only_at_the_released_precision():
@@ -121,3 +133,29 @@ def test_gpt_oss_expert_kernels_match_measured_w4a16_mxfp4_on_h100():
         err[weights] = float(np.mean(np.abs(pred / measured_s.to_numpy() - 1)))
     assert err[None] < 0.30
     assert err["bf16"] > 2 * err[None]
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+
+
+def _with_quantization(tmp_path, arch: str, quant: dict | None) -> Path:
+    data = json.loads((FIXTURES / arch / "config.json").read_text())
+    target = data.get("text_config", data)
+    target.pop("quantization_config", None)
+    if quant is not None:
+        target["quantization_config"] = quant
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    return tmp_path / "config.json"
+
+
+def test_hf_reader_reads_the_shipped_expert_format(tmp_path):
+    assert from_hf_config(FIXTURES / "GptOssForCausalLM").moe.weight_dtype == "mxfp4"
+    assert from_hf_config(FIXTURES / "KimiK25ForConditionalGeneration").moe.weight_dtype == "int4_g32"
+    # DeepSeek-V3's block FP8 covers every linear layer: a whole-model format, left to --dtype
+    assert from_hf_config(FIXTURES / "DeepseekV3ForCausalLM").moe.weight_dtype is None
+    kimi = json.loads((FIXTURES / "KimiK25ForConditionalGeneration" / "config.json").read_text())
+    quant = kimi["text_config"]["quantization_config"]
+    everything = {**quant, "ignore": ["lm_head"]}   # INT4 on attention too: not an experts-only checkpoint
+    assert from_hf_config(_with_quantization(tmp_path, "KimiK25ForConditionalGeneration", everything)) \
+        .moe.weight_dtype is None
+    assert from_hf_config(_with_quantization(tmp_path, "GptOssForCausalLM", None)).moe.weight_dtype is None
