@@ -40,16 +40,32 @@ PROMOTION: dict[str, tuple[str, ...]] = {
 }
 
 
-# Fused-MoE kernel recipes with weights in another format than their activations, as the measured tables name
-# them: recipe -> (activation dtype, weight dtype).
-MIXED_RECIPES: dict[str, tuple[str, str]] = {"w4a16_mxfp4": ("bf16", "mxfp4"), "w4afp8": ("fp8", "int4")}
+# Quantization recipes as measured kernel tables name them (ai-dynamo/aiconfigurator GEMMQuantMode and
+# MoEQuantMode): recipe -> (activation dtype the math runs in, weight storage dtype). A kernel parameter set is
+# fitted per recipe; a plain dtype is its own recipe.
+RECIPES: dict[str, tuple[str, str]] = {
+    "fp8_block": ("fp8", "fp8"), "fp8_static": ("fp8", "fp8"), "fp8_ootb": ("fp8", "fp8"),
+    "int8_wo": ("bf16", "int8"), "int4_wo": ("bf16", "int4"), "sq": ("int8", "int8"), "w8a8_dynamic": ("int8", "int8"),
+    "nvfp4": ("fp4", "fp4"), "nvfp4_wo": ("bf16", "fp4"), "w4a16_nvfp4": ("bf16", "fp4"),
+    "w4a16_mxfp4": ("bf16", "mxfp4"), "w4a16_mxfp4_cutlass": ("bf16", "mxfp4"),
+    "w4a8_mxfp4_mxfp8": ("fp8", "mxfp4"), "w4a8_mxfp4_mxfp8_trtllm": ("fp8", "mxfp4"),
+    "w4afp8": ("fp8", "int4"),
+}
+# recipes whose activations and weights are both FP8: the linear quantizes its 16-bit input first
+FP8_RECIPES = ("fp8", *(name for name, pair in RECIPES.items() if pair == ("fp8", "fp8")))
+
+
+def recipe_dtypes(recipe: str) -> tuple[str, str]:
+    """(activation dtype, weight dtype) of a recipe or plain dtype."""
+    return RECIPES.get(recipe, (recipe, recipe))
 
 
 def moe_recipe(dtype: str, weight_dtype: str | None) -> str:
-    """The fused-MoE kernel recipe of activations in `dtype` and weights in `weight_dtype` (none: `dtype`)."""
+    """The fused-MoE kernel recipe of activations in `dtype` and weights in `weight_dtype` (none: `dtype`): the
+    first weight-only or mixed recipe of that pair, else the weight format itself."""
     act = "bf16" if dtype in SIXTEEN_BIT else dtype
-    return next((name for name, pair in MIXED_RECIPES.items() if pair == (act, weight_dtype)),
-                weight_dtype or dtype)
+    mixed = (name for name, pair in RECIPES.items() if pair == (act, weight_dtype) and act != weight_dtype)
+    return next(mixed, weight_dtype or dtype)
 
 
 def check(dtype: str, field: str = "dtype") -> str:

@@ -372,3 +372,34 @@ def test_small_files_of_each_format(tmp_path):
     assert df.op.iloc[0] == "all_to_all" and df.size_bytes.iloc[0] == 2048
     assert df.system.iloc[0] == "dgx-h100" and df.hardware.iloc[0] == "h100-sxm"
     assert math.isclose(df.measured_s.iloc[0], 1e-5)
+
+
+@needs_data
+def test_aiconfigurator_recipes_and_other_gpus_load(tmp_path):
+    """A kernel table from another GPU in a recipe perfsim has no measurement of (MXFP4 weights x MXFP8
+    activations, INT4 weight-only) loads, names its GPU from the device string or the system folder, and is
+    costed at the recipe's math rate and weight bytes."""
+    from perfsim.calibrate.rows import predict_rows
+    from perfsim.cost.params import CostParams
+    from perfsim.hardware import load_device
+
+    raw = pd.read_parquet(ROOT / "aiconfigurator/h100_sxm/moe_perf.parquet")
+    raw = raw[(raw.moe_dtype == "w4a16_mxfp4") & (raw.moe_ep_size == 1) & (raw.distribution == "balanced")
+              & (raw.num_experts == 32)]
+    rows = []
+    for recipe in ("w4a8_mxfp4_mxfp8", "int4_wo", "bfloat16"):
+        rows.append(raw.assign(moe_dtype=recipe, device="NVIDIA B200"))
+    table = pd.concat(rows + [raw.assign(moe_dtype="fp8", device="NVIDIA B999")])
+    folder = tmp_path / "b200_sxm"
+    folder.mkdir()
+    table.to_parquet(folder / "moe_perf.parquet")
+    df = measured.load(folder / "moe_perf.parquet")
+    assert set(df.hardware) == {"b200"}     # an unknown device string falls back to the system folder
+    assert set(df.dtype) == {"w4a8_mxfp4_mxfp8", "int4_wo", "bf16", "fp8"}
+    big = df[df.num_tokens == df.num_tokens.max()]
+    t = dict(zip(big.dtype, predict_rows(big, "moe", load_device("b200"), CostParams()), strict=True))
+    assert all(np.isfinite(v) and v > 0 for v in t.values())
+    assert t["w4a8_mxfp4_mxfp8"] < t["bf16"]     # FP8 math beats BF16 math on a compute-bound batch
+    small = df[df.num_tokens == 1]
+    s = dict(zip(small.dtype, predict_rows(small, "moe", load_device("b200"), CostParams()), strict=True))
+    assert s["int4_wo"] < s["fp8"] < s["bf16"]    # one token reads the weights: fewer bytes, less time

@@ -77,7 +77,9 @@ def test_moe_recipe_names_the_measured_kernel_tables():
     assert moe_recipe("fp16", "mxfp4") == "w4a16_mxfp4"
     assert moe_recipe("fp8", "int4") == "w4afp8"
     assert moe_recipe("fp8", None) == "fp8"
-    assert moe_recipe("bf16", "fp4") == "fp4"
+    assert moe_recipe("bf16", "fp4") == "nvfp4_wo"
+    assert moe_recipe("fp8", "mxfp4") == "w4a8_mxfp4_mxfp8"
+    assert moe_recipe("fp4", None) == "fp4"
 
 
 def test_gpt_oss_120b_serves_on_one_80gb_gpu():

@@ -14,8 +14,9 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from perfsim.calibrate.comm_rows import comm_free
-from perfsim.calibrate.rows import ELEMENTWISE_KIND, FP8_FORMATS, predict_rows
+from perfsim.calibrate.rows import ELEMENTWISE_KIND, predict_rows
 from perfsim.cost.params import CostParams
+from perfsim.dtypes import FP8_RECIPES
 from perfsim.hardware import Device
 
 PRIOR_WEIGHT = 0.3  # per parameter, against the data's one residual per row
@@ -98,7 +99,7 @@ def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:
     kinds = sorted(set(df.op.map(ELEMENTWISE_KIND).dropna())) if "op" in df else []
     if family == "gemm":
         # the fp8 linear's input quantization is timed only inside the GEMM: its kernel keeps its own efficiency
-        return gemms + (_elementwise_free(["quantize"], shared=False) if set(df.dtype) & set(FP8_FORMATS) else [])
+        return gemms + (_elementwise_free(["quantize"], shared=False) if set(df.dtype) & set(FP8_RECIPES) else [])
     if family == "layer_ops":
         return gemms + _elementwise_free(kinds)
     return _elementwise_free(kinds)

@@ -15,7 +15,7 @@ from perfsim.cost.elementwise import elementwise_time
 from perfsim.cost.gemm import DeviceRoofs, gemm_time
 from perfsim.cost.moe import moe_time
 from perfsim.cost.params import CostParams
-from perfsim.dtypes import BYTES, MIXED_RECIPES, nbytes
+from perfsim.dtypes import BYTES, FP8_RECIPES, activation_dtype, recipe_dtypes
 from perfsim.errors import InvalidInputError
 from perfsim.hardware import Device
 
@@ -24,7 +24,6 @@ ELEMENTWISE_TRAFFIC = {"emb": 2.0, "input_layernorm": 2.0, "post_attention_layer
                        "add": 3.0, "softmax": 2.0, "layernorm": 2.0, "gelu": 2.0}
 ELEMENTWISE_FLOPS = {"emb": 0.0, "input_layernorm": 5.0, "post_attention_layernorm": 5.0, "attn_rope": 3.0,
                      "add": 1.0, "softmax": 5.0, "layernorm": 7.0, "gelu": 8.0, "mlp_act": 8.0}
-FP8_FORMATS = ("fp8", "fp8_block")
 # measured op name -> perfsim elementwise kind (the kernel family whose parameters apply)
 # (LLMCompass's LayerNorm and GELU are other kernels than vidur's unfused RMSNorm and SiLU-and-mul)
 ELEMENTWISE_KIND = {"emb": "embedding", "input_layernorm": "norm", "post_attention_layernorm": "norm",
@@ -32,8 +31,8 @@ ELEMENTWISE_KIND = {"emb": "embedding", "input_layernorm": "norm", "post_attenti
                     "add": "add", "softmax": "softmax"}
 
 
-def _storage_bytes(dtype: str) -> float:
-    return BYTES.get("fp8" if dtype in FP8_FORMATS else dtype, 2.0)
+def _bytes(dtype: str) -> float:
+    return BYTES.get(dtype, 2.0)
 
 
 def gemm_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
@@ -41,12 +40,11 @@ def gemm_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarra
     out = np.empty(len(df))
     for dtype, idx in df.groupby("dtype").indices.items():
         rows = df.iloc[idx]
-        compute = device.compute_dtype("fp8" if dtype in FP8_FORMATS else dtype)
-        elem = _storage_bytes(dtype)
-        t = gemm_time(rows.m.to_numpy(float), rows.n.to_numpy(float), rows.k.to_numpy(float), 1.0, elem, elem,
-                      2.0 if dtype in FP8_FORMATS else elem, device.peak_flops(compute), roofs,
+        act, weights = recipe_dtypes(dtype)
+        t = gemm_time(rows.m.to_numpy(float), rows.n.to_numpy(float), rows.k.to_numpy(float), 1.0, _bytes(act),
+                      _bytes(weights), _bytes(activation_dtype(act)), device.peak_flops(act), roofs,
                       params.gemm_for(dtype))
-        if dtype in FP8_FORMATS:  # the fp8 linear quantizes its bf16 input first: read 2 B, write 1 B per element
+        if dtype in FP8_RECIPES:  # the fp8 linear quantizes its bf16 input first: read 2 B, write 1 B per element
             act = rows.m.to_numpy(float) * rows.k.to_numpy(float)
             t = t + elementwise_time(3.0 * act, act, device.vector_flops("fp32"), roofs,
                                      params.elementwise_for("quantize"), 0.0, act)
@@ -115,11 +113,6 @@ def generation_attention_rows(df: pd.DataFrame, device: Device, params: CostPara
     return out
 
 
-MOE_FORMATS = {"bf16": ("bf16", 2.0), "fp16": ("fp16", 2.0), "fp8": ("fp8", 1.0), "fp8_block": ("fp8", 1.0),
-               "nvfp4": ("fp4", nbytes("fp4")),
-               **{name: (act, nbytes(weights)) for name, (act, weights) in MIXED_RECIPES.items()}}
-
-
 def moe_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
     roofs = DeviceRoofs.of(device)
     out = np.empty(len(df))
@@ -129,7 +122,8 @@ def moe_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray
     inter = (df.inter / df.tp).to_numpy(float)
     keys = ["dtype", "topk", "num_experts", "ep", "distribution"]
     for (dtype, topk, experts, ep, dist), idx in df.groupby(keys).indices.items():
-        compute, w_bytes = MOE_FORMATS.get(dtype, ("bf16", 2.0))
+        compute, weights = recipe_dtypes(dtype)
+        w_bytes = _bytes(weights)
         p = params.moe_for(dtype)
         tile_s = params.gemm_for(compute).tile_overhead_cycles / roofs.clock_hz
         out[idx] = moe_time(tokens[idx], hidden[idx], inter[idx], topk, experts, experts // ep, gated[idx], w_bytes,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from perfsim.dtypes import RECIPES
 from perfsim.errors import DataError, one_line
 
 ENV_VAR = "PERFSIM_MEASURED_DIR"
@@ -18,12 +19,12 @@ _RELATIVE = Path("shared") / "data" / "measured"
 HEAD = ["dataset", "hardware", "source"]
 TARGET = "measured_s"
 
-# Framework dtype spellings -> perfsim dtype names (perfsim.dtypes), plus the quantisation
-# recipes aiconfigurator distinguishes (fp8_block, w4a16_mxfp4) which are kept as they are.
+# Framework dtype spellings -> perfsim dtype names (perfsim.dtypes), plus the quantization recipes
+# aiconfigurator distinguishes (fp8_block, w4a16_mxfp4, ...: perfsim.dtypes.RECIPES), kept as they are.
 DTYPE_NAMES = {
     "bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "half": "fp16", "fp16": "fp16",
-    "float32": "fp32", "float": "fp32", "fp32": "fp32", "fp8": "fp8", "fp8_block": "fp8_block",
-    "int8": "int8", "w4a16_mxfp4": "w4a16_mxfp4", "nvfp4": "fp4", "fp4": "fp4",
+    "float32": "fp32", "float": "fp32", "fp32": "fp32", "fp8": "fp8", "int8": "int8", "fp4": "fp4",
+    **{recipe: recipe for recipe in RECIPES}, "nvfp4": "fp4",
 }
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "int8": 1, "fp8": 1}
 
@@ -31,14 +32,20 @@ DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "int8": 1, "fp8": 1}
 DEVICE_HARDWARE = {
     "NVIDIA H100 80GB HBM3": "h100-sxm",
     "NVIDIA A100-SXM4-80GB": "a100-sxm-80gb",
+    "NVIDIA A100-SXM4-40GB": "a100-sxm-40gb",
     "NVIDIA B200": "b200",
+    "NVIDIA H200": "h200-sxm",
+    "NVIDIA GB200": "gb200",
+    "NVIDIA H20": "h20",
+    "NVIDIA L40S": "l40s",
 }
 # aiconfigurator system names -> perfsim hardware (device) names and system names.
 # h200/b300/gb200/gb300 only appear in silicon_refs.csv; their perfsim names are a guess
 # following the h100-sxm / b200 pattern.
 SYSTEM_HARDWARE = {
     "h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm", "a100_sxm": "a100-sxm-80gb",
-    "b200_sxm": "b200", "b300_sxm": "b300", "gb200": "gb200", "gb300": "gb300",
+    "b200_sxm": "b200", "b300_sxm": "b300", "gb200": "gb200", "gb300": "gb300", "gb200_sxm": "gb200",
+    "l40s": "l40s", "h20": "h20",
 }
 SYSTEM_NAMES = {"h100_sxm": "dgx-h100", "a100_sxm": "dgx-a100-80gb", "b200_sxm": "dgx-b200"}
 

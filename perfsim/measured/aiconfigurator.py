@@ -33,13 +33,16 @@ _META = ("framework", "version", "device", "op_name", "kernel_source")
 
 
 def _hardware(raw: pd.DataFrame, path: Path) -> str | pd.Series:
+    """The GPU of each row from its `device` string, else from the table's system folder (h100_sxm/, ...)."""
+    folder = hardware_from_path(path, SYSTEM_HARDWARE, default="")
     if "device" in raw:
-        mapped = raw["device"].map(lambda d: DEVICE_HARDWARE.get(str(d)))
+        mapped = raw["device"].map(lambda d: DEVICE_HARDWARE.get(str(d)) or folder or None)
         if mapped.isna().any():
             unknown = sorted({str(d) for d in raw["device"][mapped.isna()]})
-            raise fail(path, f"unknown device {', '.join(unknown)}; known: {', '.join(DEVICE_HARDWARE)}")
+            raise fail(path, f"unknown device {', '.join(unknown)}; known: {', '.join(DEVICE_HARDWARE)} "
+                             "(or pass --hardware)")
         return mapped.astype(str).to_numpy()
-    return hardware_from_path(path, SYSTEM_HARDWARE)
+    return folder or "unknown"
 
 
 def _latency(raw: pd.DataFrame, path: Path, expected) -> pd.Series:
