@@ -163,7 +163,9 @@ BatchOpt = typer.Option(1, "--batch", "-b", help="Sequences in the batch.")
 SeqOpt = typer.Option(None, "--seq", help="Tokens per sequence (prefill, train).")
 ContextOpt = typer.Option(None, "--context", help="Tokens already in the KV cache (decode).")
 DtypeOpt = typer.Option(ActDtype.bf16, "--dtype", help="Compute dtype.")
-WeightOpt = typer.Option(None, "--weight-dtype", help="Weight storage dtype (weight-only quantization).")
+WeightOpt = typer.Option(None, "--weight-dtype", help="Weight storage dtype (weight-only quantization; "
+                                                                  "default: --dtype, 4-bit experts as the checkpoint "
+                                                                  "ships them).")
 KvOpt = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: the activation dtype, bf16 for fp8 and lower).")
 TpOpt = typer.Option(1, "--tp", help="Tensor-parallel degree (needs a system).")
 EpOpt = typer.Option(1, "--ep", help="Expert-parallel degree (needs a system).")
