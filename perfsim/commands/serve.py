@@ -59,8 +59,8 @@ def serve_command(
                                                help="Attention data-parallel groups per replica (default: ep/tp "
                                                     "for MoE when ep > tp, else 1)."),
     dtype: str = typer.Option("bf16", "--dtype",
-                              help="Compute and weight dtype: bf16, fp16, fp8, fp4. At 16 bits a model whose checkpoint "
-                                   "ships 4-bit experts (gpt-oss, Kimi K2.5) runs them as shipped."),
+                              help="Compute and weight dtype: bf16, fp16, fp8, fp4. At 16 bits a model whose checkpoint"
+                                   " ships 4-bit experts (gpt-oss, Kimi K2.5) runs them as shipped."),
     weight_dtype: str | None = typer.Option(None, "--weight-dtype", help="Weight storage dtype if different."),
     kv_dtype: str | None = typer.Option(None, "--kv-dtype",
                                         help="KV-cache dtype (default: the activation dtype, bf16 for fp8 and lower)."),
