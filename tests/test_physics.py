@@ -26,10 +26,11 @@ decodes = st.builds(
     st.integers(1, 512), st.integers(1, 131072), st.integers(1, 16), st.sampled_from([1, 4, 8, 32, 64]),
     st.sampled_from([None, 128, 4096]), st.sampled_from([64, 128, 256]))
 experts = st.builds(
-    lambda t, e, k, ep, dist: MoEExperts(tokens=t, hidden=4096, inter=1536, top_k=k, num_experts=e // ep,
-                                         total_experts=e, distribution=dist),
+    lambda t, e, k, ep, dist, w: MoEExperts(tokens=t, hidden=4096, inter=1536, top_k=k, num_experts=e // ep,
+                                            total_experts=e, distribution=dist, weight_dtype=w),
     st.integers(1, 16384), st.sampled_from([8, 64, 256]), st.sampled_from([1, 2, 8]), st.sampled_from([1, 8]),
-    st.sampled_from(["balanced", "power_law_1.01", "power_law_1.2"]))
+    st.sampled_from(["balanced", "power_law_1.01", "power_law_1.2"]),
+    st.sampled_from([None, "fp8", "mxfp4", "int4_g32", "fp4"]))   # weight-only and checkpoint-native formats
 delta_rules = st.builds(
     lambda b, q, nk, group, rec: GatedDeltaRule(tokens=b * (1 if rec else q), batch=b, num_k_heads=nk,
                                                 num_v_heads=nk * group, k_dim=128, v_dim=128, recurrent=rec),
@@ -132,13 +133,16 @@ def test_power_cap_stretches_a_run_and_conserves_energy(dyn, t, more, gpus):
 @pytest.mark.parametrize("dist", ["balanced", "uniform"])
 @settings(max_examples=80, deadline=None)
 @given(t=st.integers(1, 8192), more=st.integers(1, 4096), e=st.sampled_from([8, 64, 256, 512]),
-       k=st.sampled_from([1, 2, 8]), dtype=st.sampled_from(["bf16", "fp8"]))
-def test_more_tokens_never_make_the_experts_faster(dist, t, more, e, k, dtype):
+       k=st.sampled_from([1, 2, 8]), formats=st.sampled_from([("bf16", None), ("fp8", None), ("bf16", "mxfp4")]))
+def test_more_tokens_never_make_the_experts_faster(dist, t, more, e, k, formats):
     """The grouped GEMM's M tile grows with the tokens per expert, and the rows a tile wastes with it: never
     enough to make more tokens cheaper."""
+    dtype, weights = formats
+
     def time(tokens):
         return perfsim.op_time(MoEExperts(tokens=tokens, hidden=4096, inter=1536, top_k=k, num_experts=e,
-                                          total_experts=e, dtype=dtype, distribution=dist), H100).time_s
+                                          total_experts=e, dtype=dtype, weight_dtype=weights, distribution=dist),
+                               H100).time_s
     assert time(t + more) >= time(t) * (1 - 1e-9)
 
 
