@@ -403,3 +403,29 @@ def test_aiconfigurator_recipes_and_other_gpus_load(tmp_path):
     small = df[df.num_tokens == 1]
     s = dict(zip(small.dtype, predict_rows(small, "moe", load_device("b200"), CostParams()), strict=True))
     assert s["int4_wo"] < s["fp8"] < s["bf16"]    # one token reads the weights: fewer bytes, less time
+
+
+@needs_data
+@pytest.mark.parametrize("table", ["gemm", "moe", "context_attention", "generation_attention", "custom_allreduce"])
+def test_collector_txt_tables_read_like_the_parquet(tmp_path, table):
+    """aiconfigurator keeps most of its systems' tables as the collector writes them: CSV text in the parquet's
+    columns (systems/data/<system>/<backend>/<version>/<op>_perf.txt). They read as the parquet does."""
+    raw = pd.read_parquet(ROOT / f"aiconfigurator/h100_sxm/{table}_perf.parquet").iloc[::97]
+    folder = tmp_path / "h100_sxm"
+    folder.mkdir()
+    raw.to_parquet(folder / f"{table}_perf.parquet")
+    raw.to_csv(folder / f"{table}_perf.txt", index=False)
+    from_txt = measured.load(folder / f"{table}_perf.txt").drop(columns=["dataset"])
+    from_parquet = measured.load(folder / f"{table}_perf.parquet").drop(columns=["dataset"])
+    pd.testing.assert_frame_equal(from_txt.reset_index(drop=True), from_parquet.reset_index(drop=True),
+                                  check_dtype=False)
+
+
+@needs_data
+def test_collector_nccl_txt_takes_its_system_from_the_folder(tmp_path):
+    raw = pd.read_parquet(ROOT / "aiconfigurator/nccl/b200_sxm_nccl_2.29.2.parquet")
+    folder = tmp_path / "b200_sxm" / "nccl" / "2.27.3"
+    folder.mkdir(parents=True)
+    raw.to_csv(folder / "nccl_perf.txt", index=False)
+    df = measured.load(folder / "nccl_perf.txt")
+    assert set(df.hardware) == {"b200"} and set(df.system) == {"dgx-b200"} and len(df) == len(raw)

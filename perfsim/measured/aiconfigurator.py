@@ -23,6 +23,7 @@ from perfsim.measured._common import (
     numeric,
     read_csv,
     read_parquet,
+    require,
 )
 
 SOURCE = "ai-dynamo/aiconfigurator@095f58a (TensorRT-LLM 1.3.0rc20)"
@@ -45,6 +46,17 @@ def _hardware(raw: pd.DataFrame, path: Path) -> str | pd.Series:
     return folder or "unknown"
 
 
+def _read(path: Path, native: tuple[str, ...], derived: tuple[str, ...]) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """(table, its schema): a parquet, or a CSV / .txt in the collector's native columns (`native`: a `latency`
+    in ms, as aiconfigurator's systems/data/*/*_perf.txt files hold them) or the derived CSVs' (`derived`)."""
+    if path.suffix == ".parquet":
+        return read_parquet(path, native), native
+    raw = read_csv(path, ())
+    expected = native if "latency" in raw.columns else derived
+    require(raw, path, expected)
+    return raw, expected
+
+
 def _latency(raw: pd.DataFrame, path: Path, expected) -> pd.Series:
     col = "latency" if "latency" in raw else "latency_ms"
     numeric(raw, path, [col], expected)
@@ -59,9 +71,7 @@ GEMM_COLUMNS = ["op", "m", "n", "k", "dtype", "kernel_source"]
 
 def gemm(path: Path, dataset: str, hardware: str | None = None) -> pd.DataFrame:
     path = Path(path)
-    parquet = path.suffix == ".parquet"
-    expected = GEMM_PARQUET if parquet else GEMM_CSV
-    raw = read_parquet(path, expected) if parquet else read_csv(path, expected)
+    raw, expected = _read(path, GEMM_PARQUET, GEMM_CSV)
     numeric(raw, path, ["m", "n", "k"], expected)
     as_int(raw, ["m", "n", "k"])
     raw["measured_s"] = _latency(raw, path, expected)
@@ -91,13 +101,9 @@ _ATTN_RENAME = {"batch_size": "batch", "num_key_value_heads": "num_kv_heads", "w
 
 def _attention(path: Path, dataset: str, hardware: str | None, generation: bool) -> pd.DataFrame:
     path = Path(path)
-    parquet = path.suffix == ".parquet"
-    if generation:
-        expected = GENERATION_PARQUET if parquet else GENERATION_CSV
-    else:
-        expected = CONTEXT_PARQUET if parquet else CONTEXT_CSV
-    raw = read_parquet(path, expected) if parquet else read_csv(path, expected)
-    if parquet and "op_name" in raw:
+    raw, expected = _read(path, *((GENERATION_PARQUET, GENERATION_CSV) if generation
+                                  else (CONTEXT_PARQUET, CONTEXT_CSV)))
+    if "op_name" in raw:
         want = "generation_attention" if generation else "context_attention"
         raw = raw[raw["op_name"] == want]
         if raw.empty:
@@ -137,9 +143,7 @@ MOE_COLUMNS = ["num_tokens", "hidden", "inter", "topk", "num_experts", "tp", "ep
 def moe(path: Path, dataset: str, hardware: str | None = None) -> pd.DataFrame:
     """Fused MoE expert compute on ONE GPU for its TP/EP shard (no all-to-all)."""
     path = Path(path)
-    parquet = path.suffix == ".parquet"
-    expected = MOE_PARQUET if parquet else MOE_CSV
-    raw = read_parquet(path, expected) if parquet else read_csv(path, expected)
+    raw, expected = _read(path, MOE_PARQUET, MOE_CSV)
     ints = ["num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size"]
     numeric(raw, path, ints, expected)
     as_int(raw, ints)
@@ -196,9 +200,7 @@ def _collective(raw: pd.DataFrame, path: Path, expected, dtype_col: str, op: pd.
 def custom_allreduce(path: Path, dataset: str, hardware: str | None = None) -> pd.DataFrame:
     """TensorRT-LLM custom all-reduce, bf16, 2/4/8 GPUs of one DGX H100."""
     path = Path(path)
-    parquet = path.suffix == ".parquet"
-    expected = CUSTOM_AR_PARQUET if parquet else CUSTOM_AR_CSV
-    raw = read_parquet(path, expected) if parquet else read_csv(path, expected)
+    raw, expected = _read(path, CUSTOM_AR_PARQUET, CUSTOM_AR_CSV)
     hw = hardware or _hardware(raw, path)
     system = pd.Series(hw, index=raw.index).map(lambda h: _DGX.get(h, "unknown")).to_numpy()
     raw = _collective(raw, path, expected, "allreduce_dtype", "all_reduce", system, "trtllm")
@@ -208,13 +210,13 @@ def custom_allreduce(path: Path, dataset: str, hardware: str | None = None) -> p
 def nccl(path: Path, dataset: str, hardware: str | None = None) -> pd.DataFrame:
     """nccl-tests on one node (2/4/8 GPUs) of one system per parquet, or all three in the CSV."""
     path = Path(path)
-    parquet = path.suffix == ".parquet"
-    expected = NCCL_PARQUET if parquet else NCCL_CSV
-    raw = read_parquet(path, expected) if parquet else read_csv(path, expected)
+    raw, expected = _read(path, NCCL_PARQUET, NCCL_CSV)
     if "system" in raw:
         systems = raw["system"].astype(str)
-    else:  # file name like h100_sxm_nccl_2.29.2.parquet
-        systems = pd.Series(path.name.split("_nccl")[0], index=raw.index)
+    else:  # file name like h100_sxm_nccl_2.29.2.parquet, else a system folder (b200_sxm/nccl/2.27.3/nccl_perf.txt)
+        prefix = path.name.split("_nccl")[0]
+        folder = next((part for part in reversed(path.resolve().parts[:-1]) if part in SYSTEM_HARDWARE), prefix)
+        systems = pd.Series(prefix if prefix in SYSTEM_HARDWARE else folder, index=raw.index)
     if hardware is None:
         by_system = systems.map(SYSTEM_HARDWARE).fillna("unknown").to_numpy()
         hardware = _hardware(raw, path) if "device" in raw else by_system

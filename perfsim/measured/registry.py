@@ -189,6 +189,8 @@ def _csv_format(path: Path) -> tuple[Callable, dict]:
     columns = {c.strip().strip('"') for c in first.strip().split(",")}
     if "measured_s" in columns:  # already in perfsim's tidy schema (e.g. written by `perfsim calibrate --device`)
         return _tidy, {}
+    if {"op_name", "latency"} <= columns:   # aiconfigurator's collector output (systems/data/*/*_perf.txt)
+        return _native_format(path, columns, lambda: pd.read_csv(path, usecols=["op_name"])["op_name"])
     if any(c.startswith("time_stats.") for c in columns):
         if "num_tensor_parallel_workers" in columns or "n_embd" in columns:
             return vidur.compute, {}
@@ -227,15 +229,20 @@ def _parquet_format(path: Path) -> tuple[Callable, dict]:
         columns = set(pq.read_schema(path).names)
     except Exception as exc:
         raise fail(path, f"not a readable parquet file ({type(exc).__name__})") from None
+    return _native_format(path, columns, lambda: pd.read_parquet(path, columns=["op_name"])["op_name"])
+
+
+def _native_format(path: Path, columns: set[str], op_names: Callable[[], pd.Series]) -> tuple[Callable, dict]:
+    """The reader of an aiconfigurator table in the collector's own columns (parquet or .txt)."""
     if "nccl_dtype" in columns:
         return aic.nccl, {}
     if "allreduce_dtype" in columns:
         return aic.custom_allreduce, {}
     if "step" in columns and "op_name" in columns:
         try:
-            ops = set(pd.read_parquet(path, columns=["op_name"])["op_name"].astype(str).unique())
+            ops = set(op_names().astype(str).unique())
         except Exception as exc:
-            raise fail(path, f"not a readable parquet file ({type(exc).__name__})") from None
+            raise fail(path, f"not a readable table ({type(exc).__name__})") from None
         return (aic.generation_attention if "generation_attention" in ops else aic.context_attention), {}
     candidates = [
         (aic.moe, {}, aic.MOE_PARQUET),
