@@ -273,6 +273,15 @@ def roofline(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Ta
     console.print(f"wrote {out}")
 
 
+def _measured_gpu(path: str, frame) -> str:
+    """The one GPU a measured file names in its rows, else a one-line error asking for --hardware."""
+    named = sorted({str(h) for h in frame.get("hardware", []) if str(h) not in ("", "unknown", "nan")})
+    if len(named) != 1:
+        raise InvalidInputError(f"hardware: {path} names {'GPUs ' + ', '.join(named) if named else 'no GPU'}; "
+                                "pass --hardware (the GPU it was measured on)")
+    return named[0]
+
+
 @app.command()
 def validate(dataset: list[str] | None = typer.Option(None, "--dataset", "-d",
                                                       help="Data set name (see --list) or a measured file path; "
@@ -293,18 +302,15 @@ def validate(dataset: list[str] | None = typer.Option(None, "--dataset", "-d",
     from perfsim.specfiles import looks_like_path
     paths = [d for d in (dataset or []) if d not in measured.DATASETS and (looks_like_path(d) or Path(d).is_file())]
     names = [d for d in (dataset or []) if d not in paths]
-    if paths and not hardware:
-        raise InvalidInputError("hardware: validating a measured file needs --hardware (the GPU it was measured on)")
     kwargs = dict(max_rows=1500, max_test_rows=4000) if quick else {}
+    frames = {path: measured.load(path) for path in paths}
+    devices = {path: hwlib.load_device(hardware or _measured_gpu(path, frame)) for path, frame in frames.items()}
     with _progress() as step:
         report = val.validate(names or (None if not paths else []), progress=step, **kwargs) if (names or not paths) \
             else val.Report(split=val.SPLIT)
-        for path in paths:
+        for path, frame in frames.items():
             step(path)
-            from perfsim.calibrate.from_tables import family_of
-            frame = measured.load(path)
-            report.scores.extend(val.score_frame(path, frame, family_of(path, frame), hwlib.load_device(hardware),
-                                                 **({"max_rows": 1500} if quick else {})))
+            report.scores.extend(val.score_file(path, frame, devices[path], **({"max_rows": 1500} if quick else {})))
     if as_json:
         print_json(report.to_dict())
         return

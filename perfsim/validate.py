@@ -18,10 +18,11 @@ import pandas as pd
 from perfsim import measured
 from perfsim.calibrate.fit import fit, fit_many
 from perfsim.calibrate.profile import TRANSFER as TRANSFER_SOURCE
+from perfsim.calibrate.profile import shipped_profile
 from perfsim.calibrate.rows import PREDICTORS, predict_rows
 from perfsim.cost.calibrated import transferred_device
 from perfsim.cost.params import CostParams
-from perfsim.errors import UnknownNameError
+from perfsim.errors import DataError, UnknownNameError
 from perfsim.hardware import load_device
 
 SPLIT = "random 50/50 row fold (seed 0): parameters fitted on one half, errors reported on the other"
@@ -132,6 +133,18 @@ def score_frame(name: str, df: pd.DataFrame, family: str, device, transfer: Cost
                             mape_transfer=float(t.mean()) if t is not None else None,
                             p90_transfer=float(np.percentile(t, 90)) if t is not None else None))
     return scores
+
+
+def score_file(path: str, frame: pd.DataFrame, device, max_rows: int = 6000, seed: int = 0) -> list[Score]:
+    """Score a measured file's rows as score_frame does, its op family guessed from its columns; on a GPU other
+    than the H100 the shipped H100 profile is the transfer model (what `predict` uses for a GPU without one)."""
+    from perfsim.calibrate.from_tables import family_of
+    family = family_of(path, frame)
+    if family not in PREDICTORS:
+        raise DataError(f"{path}: no operator model for its columns (family {family}); accepted families: "
+                        f"{', '.join(PREDICTORS)}")
+    transfer = shipped_profile(TRANSFER_SOURCE).params if device.name != TRANSFER_SOURCE else None
+    return score_frame(path, frame, family, device, transfer, max_rows, seed)
 
 
 def validate(datasets: list[str] | None = None, progress: Callable[[str], None] | None = None,

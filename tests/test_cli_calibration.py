@@ -45,7 +45,7 @@ def test_calibrate_from_table_writes_a_profile_predict_uses(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, field", [
     (["validate", "--dataset", "no-such-set"], "dataset"),
-    (["validate", "--dataset", "some/file.csv"], "hardware"),
+    (["validate", "--dataset", "some/file.csv"], "file.csv"),
     (["calibrate", "--out", "x.yaml"], "from"),
     (["calibrate", "--from", "aic-h100-gemm", "--out", "x.yaml"], "hardware"),
     (["calibrate", "--from", "aic-h100-gemm", "--hardware", "h100-sxm", "--out", "x.txt"], "out"),
@@ -82,3 +82,18 @@ def test_validate_table_names_every_data_set(capsys, monkeypatch):
     assert len(rows) == 4
     assert "aic-silicon-refs" in rows[0] and "aic-silicon-refs" not in rows[1]
     assert "vidur-a100" in rows[2] and "vidur-a100" not in rows[3]
+
+
+@needs_data
+def test_validate_a_file_takes_its_gpu_from_the_rows(tmp_path, capsys):
+    import pandas as pd
+    raw = pd.read_parquet(measured.data_root() / "aiconfigurator/h100_sxm/gemm_perf.parquet").iloc[::200]
+    raw.to_csv(tmp_path / "gemm_perf.txt", index=False)
+    code, out, _ = run(["validate", "--dataset", str(tmp_path / "gemm_perf.txt"), "--quick", "--json"], capsys)
+    assert code == 0
+    scores = json.loads(out)["scores"]
+    assert scores and {s["hardware"] for s in scores} == {"h100-sxm"}
+    # a file naming no GPU needs --hardware, said in one line
+    raw.drop(columns=["device"]).to_csv(tmp_path / "anon.txt", index=False)
+    code, out, err = run(["validate", "--dataset", str(tmp_path / "anon.txt")], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "--hardware" in err

@@ -67,4 +67,6 @@ def family_of(src: str, df) -> str:
         return "moe"
     if "elements" in cols:
         return "elementwise"
+    if {"op", "num_gpus", "size_bytes"} <= cols:
+        return "collective"
     return "unknown"
