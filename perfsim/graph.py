@@ -15,7 +15,7 @@ import networkx as nx
 
 from perfsim.dtypes import UNQUANTIZED_GEMMS, activation_dtype, check
 from perfsim.errors import InvalidInputError
-from perfsim.model import ModelSpec, load_model
+from perfsim.model import MLA, ModelSpec, load_model
 from perfsim.ops import (
     Attention,
     Collective,
@@ -91,6 +91,17 @@ def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, co
     # training keeps the experts in the run's precision; inference runs them as the checkpoint ships
     experts = weight_dtype if task == "train" else model.routed_expert_dtype(dtype, weight_dtype)
     return Workload(task, batch, q_len, kv_len, dtype, weight_dtype, kv_dtype, tp, ep, state_dtype, experts)
+
+
+def mla_attention(mla: MLA, decode: bool, **fields) -> Attention:
+    """Multi-head latent attention as its kernels run: a prefill over per-head decompressed keys (nope + rope dims)
+    and values; an absorbed decode, every head reading the one cached latent (kv_lora_rank + rope dims) and
+    returning latent-space values (DeepSeek-V2 report, section 2.1.2)."""
+    if decode:
+        return Attention(num_kv_heads=1, head_dim=mla.kv_lora_rank + mla.qk_rope_head_dim,
+                         v_head_dim=mla.kv_lora_rank, kv_shared_by_heads=True, **fields)
+    return Attention(num_kv_heads=fields["num_heads"], head_dim=mla.qk_nope_head_dim + mla.qk_rope_head_dim,
+                     v_head_dim=mla.v_head_dim, **fields)
 
 
 STATE_DTYPES = ("fp32", "bf16", "fp16")
@@ -305,13 +316,8 @@ class _Builder:
         math = "fp8" if kv == "fp8" and w.task == "prefill" else self.act_dtype
         common = dict(batch=w.batch, q_len=w.q_len, kv_len=w.kv_len, causal=True, window=window,
                       dtype=math, kv_dtype=kv, name="attention")
-        if m.mla and w.task == "decode":
-            a = m.mla
-            return Attention(num_heads=heads, num_kv_heads=1, head_dim=a.kv_lora_rank + a.qk_rope_head_dim,
-                             v_head_dim=a.kv_lora_rank, kv_shared_by_heads=True, **common)
         if m.mla:
-            return Attention(num_heads=heads, num_kv_heads=heads, head_dim=m.qk_head_dim,
-                             v_head_dim=m.v_head_dim, **common)
+            return mla_attention(m.mla, w.task == "decode", num_heads=heads, **common)
         return Attention(num_heads=heads, num_kv_heads=kv_heads, head_dim=m.dim_head, **common)
 
     def lightning_block(self, i: int) -> None:

@@ -429,3 +429,59 @@ def test_collector_nccl_txt_takes_its_system_from_the_folder(tmp_path):
     raw.to_csv(folder / "nccl_perf.txt", index=False)
     df = measured.load(folder / "nccl_perf.txt")
     assert set(df.hardware) == {"b200"} and set(df.system) == {"dgx-b200"} and len(df) == len(raw)
+
+
+def _mla_table(folder, generation: bool, legacy: bool = False):
+    """A table in the layout of aiconfigurator's collector/trtllm/collect_mla.py output (values made up)."""
+    rows = [dict(framework="TRTLLM", version="1.0", device="NVIDIA H100 80GB HBM3",
+                 op_name="mla_generation" if generation else "mla_context", kernel_source="default",
+                 mla_dtype="float16", kv_cache_dtype="float16", num_heads=128 // tp, batch_size=b,
+                 isl=1 if generation else s, tp_size=tp, step=s if generation else 0, latency=0.05 * b * s / 1024)
+            for b in (1, 8) for s in (128, 2048) for tp in (1, 8)]
+    frame = pd.DataFrame(rows)
+    if legacy:
+        frame = frame.drop(columns=["num_heads"])
+    path = folder / f"{'generation' if generation else 'context'}_mla_perf.txt"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_mla_tables_load(tmp_path, legacy):
+    ctx = measured.load(_mla_table(tmp_path, False, legacy))
+    gen = measured.load(_mla_table(tmp_path, True, legacy))
+    assert set(ctx.num_heads) == set(gen.num_heads) == {128, 16}    # per GPU: 128 heads over tp 1 or 8
+    assert sorted(set(gen.kv_len)) == [129, 2049]                   # step cached latents plus the new token
+    assert sorted(set(ctx.isl)) == [128, 2048] and set(ctx.hardware) == {"h100-sxm"}
+    assert (ctx.kv_lora_rank == 512).all() and (gen.qk_rope_head_dim == 64).all()
+    from perfsim.calibrate.from_tables import family_of
+    assert family_of("x", ctx) == "context_mla" and family_of("x", gen) == "generation_mla"
+
+
+def test_mla_table_rows_cost_like_the_model_graph(tmp_path):
+    """A table row is costed as the same kernel of a DeepSeek-V3 graph at that shape (tp 8: 16 heads per GPU)."""
+    from perfsim import graph as graphs
+    from perfsim.calibrate.profile import shipped_profile
+    from perfsim.calibrate.rows import predict_rows
+    from perfsim.cost.calibrated import kernel_time
+    from perfsim.hardware import load_device
+    from perfsim.ops import Attention
+    device, params = load_device("h100-sxm"), shipped_profile("h100-sxm").params
+    for generation, family in ((False, "context_mla"), (True, "generation_mla")):
+        df = measured.load(_mla_table(tmp_path, generation))
+        row = df[(df.batch == 8) & (df.num_heads == 16)].iloc[[-1]]
+        seq = int(row.kv_len.iloc[0] - 1) if generation else int(row.isl.iloc[0])
+        g = graphs.build("deepseek-v3", "decode" if generation else "prefill", 8,
+                         **({"context": seq} if generation else {"seq": seq}), tp=8)
+        op = next(d["op"] for _, d in g.nodes(data=True) if isinstance(d["op"], Attention))
+        expected = kernel_time(op, device, params)[0]
+        assert predict_rows(row, family, device, params)[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_mla_tables_validate(tmp_path):
+    from perfsim.hardware import load_device
+    from perfsim.validate import score_file
+    for generation in (False, True):
+        path = _mla_table(tmp_path, generation)
+        scores = score_file(str(path), measured.load(path), load_device("b200"), max_rows=200)
+        assert scores and all(np.isfinite(s.mape_calibrated) and s.mape_transfer is not None for s in scores)

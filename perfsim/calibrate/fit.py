@@ -91,10 +91,12 @@ def free_parameters(family: str, df: pd.DataFrame) -> list[Free]:
         return comm_free(df)
     if family == "moe":
         return [f for fmt in sorted(df.dtype.unique()) for f in _moe_free(fmt)]
-    if family == "generation_attention":
+    if family in ("generation_attention", "generation_mla"):
         return [f for fmt in sorted(df.kv_dtype.fillna("bf16").unique()) for f in _decode_free(fmt)]
     if family in FREE_BY_FAMILY:
         return FREE_BY_FAMILY[family]
+    if family == "context_mla":
+        return FREE_BY_FAMILY["context_attention"]
     gemms = [f for fmt in sorted(df.dtype.unique()) for f in _gemm_free(fmt)]
     kinds = sorted(set(df.op.map(ELEMENTWISE_KIND).dropna())) if "op" in df else []
     if family == "gemm":

@@ -59,6 +59,8 @@ def family_of(src: str, df) -> str:
         return "layer_ops"
     if {"m", "n", "k"} <= cols:
         return "gemm"
+    if "kv_lora_rank" in cols:
+        return "context_mla" if "isl" in cols else "generation_mla"
     if "isl" in cols:
         return "context_attention"
     if "kv_len" in cols:

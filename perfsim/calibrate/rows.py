@@ -131,8 +131,47 @@ def moe_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray
     return out
 
 
+def _mla_ops(df: pd.DataFrame, decode: bool) -> list:
+    """One MLA attention op per row, as the model graphs build it (perfsim.graph.mla_attention)."""
+    from perfsim.graph import mla_attention
+    from perfsim.model import MLA
+    dims = ["kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"]
+    kv = df.kv_len if decode else df.isl
+    return [mla_attention(MLA(**dict(zip(dims, map(int, d), strict=True))), decode, batch=int(b),
+                          q_len=1 if decode else int(n), kv_len=int(n), num_heads=int(h), causal=True,
+                          dtype=activation_dtype(dt) if decode or kvd != "fp8" else "fp8", kv_dtype=kvd)
+            for b, n, h, dt, kvd, *d in zip(df.batch, kv, df.num_heads, df.dtype, df.kv_dtype,
+                                            *(df[c] for c in dims), strict=True)]
+
+
+def _fields(ops: list, *names: str) -> list[np.ndarray]:
+    return [np.array([float(getattr(op, name)) for op in ops]) for name in names]
+
+
+def context_mla_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
+    ops = _mla_ops(df, decode=False)
+    peak = np.array([device.peak_flops(op.dtype) for op in ops])
+    return prefill_time(*_fields(ops, "batch", "q_len", "kv_len", "num_heads", "head_dim", "dv", "bytes"), 0.0,
+                        peak, device.compute.transcendental, DeviceRoofs.of(device), params.attention)
+
+
+def generation_mla_rows(df: pd.DataFrame, device: Device, params: CostParams) -> np.ndarray:
+    roofs, out = DeviceRoofs.of(device), np.empty(len(df))
+    for fmt, idx in df.groupby(df.kv_dtype.to_numpy()).indices.items():
+        ops = _mla_ops(df.iloc[idx], decode=True)
+        batch, kv, heads, dim, flops, cold, total = _fields(ops, "batch", "kv_tokens_read", "num_heads", "head_dim",
+                                                            "flops", "cold_bytes", "bytes")
+        p = params.decode_for(fmt)
+        peak = np.array([device.peak_flops(op.dtype) for op in ops])
+        # every head reads the one latent, in tensor-core tiles of g_max heads (as perfsim.cost.calibrated does)
+        out[idx] = decode_time(batch, kv, 1.0, np.minimum(heads, p.max_group), dim, flops, cold, total - cold,
+                               peak, device.vector_flops("fp32"), roofs, p, tensor_core=True)
+    return out
+
+
 PREDICTORS = {"gemm": gemm_rows, "elementwise": elementwise_rows, "layer_ops": layer_op_rows,
               "context_attention": context_attention_rows, "generation_attention": generation_attention_rows,
+              "context_mla": context_mla_rows, "generation_mla": generation_mla_rows,
               "moe": moe_rows, "collective": collective_rows_for}
 
 

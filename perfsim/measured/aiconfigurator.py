@@ -131,6 +131,55 @@ def generation_attention(path: Path, dataset: str, hardware: str | None = None) 
     return _attention(path, dataset, hardware, generation=True)
 
 
+# ------------------------------------------------------------------------------------------- MLA
+# Multi-head latent attention kernels alone (collector/trtllm/collect_mla.py): the context kernel over per-head
+# decompressed q, k, v of `isl` tokens; the generation kernel absorbed, over `step` cached latents plus the new
+# token. `num_heads` is per GPU (older tables give tp_size instead: 128 / tp_size heads). The collector builds
+# DeepSeek-V3's dimensions.
+MLA_NATIVE = ("mla_dtype", "kv_cache_dtype", "batch_size", "isl", "step", "latency")
+MLA_DIMS = {"kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128}
+DEEPSEEK_HEADS = 128
+CONTEXT_MLA_COLUMNS = ["batch", "isl", "num_heads", "dtype", "kv_dtype", *MLA_DIMS]
+GENERATION_MLA_COLUMNS = ["batch", "kv_len", "num_heads", "dtype", "kv_dtype", *MLA_DIMS]
+
+
+def _mla(path: Path, dataset: str, hardware: str | None, generation: bool) -> pd.DataFrame:
+    path = Path(path)
+    raw, expected = _read(path, MLA_NATIVE, MLA_NATIVE)
+    if "op_name" in raw:
+        raw = raw[raw["op_name"].astype(str).str.contains("generation" if generation else "context")]
+        if raw.empty:
+            raise fail(path, f"no rows with an op_name of mla_{'generation' if generation else 'context'}", expected)
+    if "num_heads" not in raw:
+        if "tp_size" not in raw:
+            raise fail(path, "missing column num_heads (or tp_size)", (*expected, "num_heads"))
+        numeric(raw, path, ["tp_size"], expected)
+        raw["num_heads"] = DEEPSEEK_HEADS // raw["tp_size"].astype(int)
+    ints = ["batch_size", "isl", "step", "num_heads"]
+    numeric(raw, path, ints, expected)
+    as_int(raw, ints)
+    raw = raw.rename(columns={"batch_size": "batch"})
+    if generation:
+        raw["kv_len"] = raw["isl"] + raw["step"]   # `step` cached latents, then the new token's
+    raw["measured_s"] = _latency(raw, path, expected)
+    raw["dtype"] = dtype_name(raw["mla_dtype"], path)
+    raw["kv_dtype"] = dtype_name(raw["kv_cache_dtype"], path)
+    for dim, value in MLA_DIMS.items():
+        raw[dim] = value
+    columns = GENERATION_MLA_COLUMNS if generation else CONTEXT_MLA_COLUMNS
+    return finish(raw, path, dataset, hardware or _hardware(raw, path), SOURCE, columns)
+
+
+def context_mla(path: Path, dataset: str, hardware: str | None = None) -> pd.DataFrame:
+    """Prefill MLA kernel: `isl` tokens per sequence, per-GPU heads."""
+    return _mla(path, dataset, hardware, generation=False)
+
+
+def generation_mla(path: Path, dataset: str, hardware: str | None = None) -> pd.DataFrame:
+    """Absorbed decode MLA kernel: kv_len = step + 1 latents per sequence."""
+    return _mla(path, dataset, hardware, generation=True)
+
+
 # ------------------------------------------------------------------------------------------- MoE
 _MOE_COMMON = ("kernel_source", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts",
                "moe_tp_size", "moe_ep_size", "distribution")

@@ -21,6 +21,8 @@ FAMILIES = {
     "gemm": "dense GEMM: m, n, k, dtype",
     "elementwise": "softmax / layernorm / gelu over m x n elements",
     "context_attention": "prefill attention: batch, isl, heads, head_dim, window, dtype, kv_dtype",
+    "context_mla": "prefill multi-head latent attention kernel: batch, isl, heads per GPU, MLA dims, dtype, kv_dtype",
+    "generation_mla": "absorbed decode MLA kernel: batch, kv_len, heads per GPU, MLA dims, dtype, kv_dtype",
     "generation_attention": "decode attention: batch, kv_len, heads, head_dim, window, dtype, kv_dtype",
     "moe": "fused MoE expert compute on one GPU: num_tokens, hidden, inter, topk, num_experts, tp, ep",
     "collective": "collective communication: op, num_gpus, size_bytes, dtype, topology, implementation",
@@ -238,6 +240,12 @@ def _native_format(path: Path, columns: set[str], op_names: Callable[[], pd.Seri
         return aic.nccl, {}
     if "allreduce_dtype" in columns:
         return aic.custom_allreduce, {}
+    if "mla_dtype" in columns:
+        try:
+            ops = set(op_names().astype(str).unique()) if "op_name" in columns else set()
+        except Exception as exc:
+            raise fail(path, f"not a readable table ({type(exc).__name__})") from None
+        return (aic.generation_mla if any("generation" in o for o in ops) else aic.context_mla), {}
     if "step" in columns and "op_name" in columns:
         try:
             ops = set(op_names().astype(str).unique())
