@@ -162,7 +162,8 @@ TaskOpt = typer.Option(Task.decode, "--task", help="prefill, decode or train.")
 BatchOpt = typer.Option(1, "--batch", "-b", help="Sequences in the batch.")
 SeqOpt = typer.Option(None, "--seq", help="Tokens per sequence (prefill, train).")
 ContextOpt = typer.Option(None, "--context", help="Tokens already in the KV cache (decode).")
-DtypeOpt = typer.Option(ActDtype.bf16, "--dtype", help="Compute dtype.")
+DtypeOpt = typer.Option(None, "--dtype", help="Compute dtype (default: the model's checkpoint format for inference, "
+                                                "e.g. fp8 for DeepSeek-V3; bf16 for training).")
 WeightOpt = typer.Option(None, "--weight-dtype", help="Weight storage dtype (weight-only quantization; "
                                                                   "default: --dtype, 4-bit experts as the checkpoint "
                                                                   "ships them).")
@@ -177,8 +178,8 @@ StateOpt = typer.Option("fp32", "--state-dtype",
 def _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile,
              state_dtype="fp32"):
     from perfsim.predict import predict
-    return predict(model, hardware, task=task.value, batch=batch, seq=seq, context=context, dtype=dtype.value,
-                   weight_dtype=weight_dtype.value if weight_dtype else None,
+    return predict(model, hardware, task=task.value, batch=batch, seq=seq, context=context,
+                   dtype=dtype.value if dtype else None, weight_dtype=weight_dtype.value if weight_dtype else None,
                    kv_dtype=kv_dtype.value if kv_dtype else None, tp=tp, ep=ep,
                    profile=None if profile == "none" else profile, state_dtype=state_dtype)
 
@@ -200,7 +201,7 @@ def _print_estimate(est, top: int = 15) -> None:
 
 @app.command()
 def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
-            seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype = DtypeOpt,
+            seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype | None = DtypeOpt,
             weight_dtype: WeightDtype | None = WeightOpt, kv_dtype: ActDtype | None = KvOpt,
             tp: int = TpOpt, ep: int = EpOpt, profile: str = ProfileOpt, state_dtype: str = StateOpt,
             num_gpus: int | None = typer.Option(None, "--num-gpus", "-n", help="GPUs (default tp x pp x cp x dp)."),
@@ -233,7 +234,8 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
         from perfsim.parallel import predict_parallel
         est = predict_parallel(model, hardware, task.value, num_gpus, tp=tp, pp=pp, dp=dp, ep=ep, cp=cp,
                                global_batch=global_batch or batch, micro_batch=micro_batch, seq=seq, context=context,
-                               recompute=recompute, zero=zero, interleave=interleave, dtype=dtype.value,
+                               recompute=recompute, zero=zero, interleave=interleave,
+                               dtype=dtype.value if dtype else None,
                                profile=None if profile == "none" else profile, ep_overlap=ep_overlap,
                                dispatcher=dispatcher, stage_layout=stage_layout)
         from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, run_footprint
@@ -259,7 +261,7 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
 
 @app.command()
 def roofline(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
-             seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype = DtypeOpt,
+             seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype | None = DtypeOpt,
              weight_dtype: WeightDtype | None = WeightOpt, kv_dtype: ActDtype | None = KvOpt,
              profile: str = ProfileOpt, state_dtype: str = StateOpt,
              out: Path = typer.Option(Path("roofline.png"), "--out", "-o", help="Chart file (.png, .svg, .pdf).")):

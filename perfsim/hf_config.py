@@ -352,6 +352,13 @@ def _kimi_linear(c: _Config) -> dict[str, Any]:
     }
 
 
+def _checkpoint_dtype(c: _Config) -> dict[str, Any]:
+    """checkpoint_dtype fp8 for a checkpoint stored in FP8 throughout (quantization_config quant_method fp8:
+    DeepSeek-V3's and MiniMax-M2's 128 x 128 block-scaled weights)."""
+    quant = c.data.get("quantization_config")
+    return {"checkpoint_dtype": "fp8"} if isinstance(quant, dict) and quant.get("quant_method") == "fp8" else {}
+
+
 def _native_experts(c: _Config, spec: dict[str, Any]) -> None:
     """Set the routed experts' shipped format from a quantization_config that quantizes only them: MXFP4 (gpt-oss,
     quant_method mxfp4) or compressed-tensors INT4 in groups of 32 with attention left out (Kimi K2 Thinking /
@@ -417,7 +424,7 @@ def _deepseek_v3(c: _Config) -> dict[str, Any]:
                                     "index_head_dim": c.integer("index_head_dim"),
                                     "index_topk": c.integer("index_topk")}
     _native_experts(c, spec)
-    return spec
+    return {**spec, **_checkpoint_dtype(c)}
 
 
 def _minimax_m2(c: _Config) -> dict[str, Any]:
@@ -432,7 +439,7 @@ def _minimax_m2(c: _Config) -> dict[str, Any]:
     spec["moe"] = {"num_experts": c.integer("num_local_experts"), "top_k": c.integer("num_experts_per_tok"),
                    "expert_intermediate_size": spec["intermediate_size"],
                    "router_bias": c.flag("use_routing_bias", False)}
-    return spec
+    return {**spec, **_checkpoint_dtype(c)}
 
 
 def _minimax_m1(c: _Config) -> dict[str, Any]:

@@ -242,6 +242,9 @@ class ModelSpec(_Spec):
     # each a decoder layer like the last one plus a 2h -> h projection, sharing the embedding and the LM head.
     # Training runs them; serving uses them only as speculative drafts (perfsim.serving.speculative).
     mtp_modules: int = Field(default=0, ge=0)
+    # The format of the released checkpoint's GEMM weights (DeepSeek-V3 and MiniMax-M2 ship block-scaled FP8):
+    # inference runs in it unless a --dtype is given (inference_dtype); training defaults to BF16.
+    checkpoint_dtype: Literal["bf16", "fp8"] = "bf16"
 
     # Cross-field checks are field validators so that an error names the offending field
     # ("field num_kv_heads: ..."); info.data holds the fields declared (and validated) before it.
@@ -512,6 +515,10 @@ class ModelSpec(_Spec):
 
     def lm_head_params(self) -> int:
         return 0 if self.tie_embeddings else self.vocab_size * self.hidden_size
+
+    def run_dtype(self, task: str, dtype: str | None = None) -> str:
+        """A run's compute dtype: the one asked for, else BF16 for training and the checkpoint's for inference."""
+        return dtype or ("bf16" if task == "train" else self.checkpoint_dtype)
 
     def routed_expert_dtype(self, dtype: str, weight_dtype: str | None = None) -> str | None:
         """Weight format of the routed experts at inference in `dtype` (weights `weight_dtype`): the checkpoint's

@@ -66,12 +66,14 @@ class Estimate(EstimateBase):
 
 
 def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task: str = "decode", batch: int = 1,
-            seq: int | None = None, context: int | None = None, dtype: str = "bf16",
+            seq: int | None = None, context: int | None = None, dtype: str | None = None,
             weight_dtype: str | None = None, kv_dtype: str | None = None, tp: int = 1, ep: int = 1,
             profile: str | None = "auto", state_dtype: str = "fp32") -> Estimate:
     """Predict one prefill of `batch` x `seq` tokens, one decode step of `batch` sequences at `context`
-    cached tokens, or one training step, on a device (tp = ep = 1) or a TP x EP group of a system."""
+    cached tokens, or one training step, on a device (tp = ep = 1) or a TP x EP group of a system. dtype: the
+    model's checkpoint format for inference (ModelSpec.checkpoint_dtype), BF16 for training, unless given."""
     spec = load_model(model)
+    dtype = spec.run_dtype(task, dtype)
     hw = load_hardware(hardware)
     device = load_device(hw)
     gpus = tp * ep

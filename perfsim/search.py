@@ -242,7 +242,7 @@ def plan(model: str | Path | ModelSpec, hardware: str | Path | Hardware, num_gpu
     if task not in ("train", "prefill", "decode"):
         raise InvalidInputError(f"task: got {task!r}; accepted: train, prefill, decode")
     default_seq = min(spec.max_seq_len, 4096)
-    opts = options or Options()
+    opts = options or Options(dtype=spec.run_dtype(task))   # inference in the checkpoint's format
     costing = Costing(spec, system, profile, opts.dtype)
     mm = ModelMemory(spec, training=task == "train")
     if task == "train":

@@ -161,3 +161,32 @@ def test_hf_reader_reads_the_shipped_expert_format(tmp_path):
     assert from_hf_config(_with_quantization(tmp_path, "KimiK25ForConditionalGeneration", everything)) \
         .moe.weight_dtype is None
     assert from_hf_config(_with_quantization(tmp_path, "GptOssForCausalLM", None)).moe.weight_dtype is None
+
+
+@pytest.mark.parametrize("name", ["deepseek-v3", "deepseek-v3.2", "minimax-m2.5"])
+def test_fp8_checkpoints_run_in_fp8_by_default(name):
+    m = load_model(name)
+    assert m.checkpoint_dtype == "fp8"
+    assert m.run_dtype("decode") == m.run_dtype("prefill") == "fp8"
+    assert m.run_dtype("train") == "bf16" and m.run_dtype("decode", "bf16") == "bf16"
+    assert load_model("llama-3.1-8b").run_dtype("decode") == "bf16"
+
+
+def test_deepseek_v3_serves_on_one_h200_node_by_default():
+    """The reference deployment (8 x H200, FP8 as released) fits without a --dtype; BF16 (1.3 TB) does not."""
+    dep = make_deployment("deepseek-v3", "hgx-h200", tp=8)
+    assert dep.dtype == "fp8" and dep.weight_bytes_per_gpu() < load_hardware("h200-sxm").memory_bytes
+    assert make_deployment("deepseek-v3", "hgx-h200", tp=8, dtype="bf16").weight_bytes_per_gpu() \
+        > load_hardware("h200-sxm").memory_bytes
+    est = predict("deepseek-v3", "hgx-h200", task="decode", batch=8, context=1024, tp=8)
+    assert est.fits_in_memory and est.assumptions[0].startswith("compute dtype fp8")
+    from perfsim.parallel import predict_parallel
+    train = predict_parallel("deepseek-v3", "hgx-h200", "train", 8, tp=8, global_batch=8, seq=1024, ep=8)
+    assert train.plan["dtype"] == "bf16"
+
+
+def test_hf_reader_reads_an_fp8_checkpoint():
+    assert from_hf_config(FIXTURES / "DeepseekV3ForCausalLM").checkpoint_dtype == "fp8"
+    assert from_hf_config(FIXTURES / "MiniMaxM2ForCausalLM").checkpoint_dtype == "fp8"
+    assert from_hf_config(FIXTURES / "KimiK25ForConditionalGeneration").checkpoint_dtype == "bf16"
+    assert from_hf_config(FIXTURES / "LlamaForCausalLM").checkpoint_dtype == "bf16"

@@ -48,7 +48,8 @@ def plan_command(
     rate: float | None = typer.Option(None, "--rate", "-r", help="serve: requests per second."),
     slo_ttft: float | None = typer.Option(None, "--slo-ttft", help="serve: time-to-first-token SLO, seconds."),
     slo_tpot: float | None = typer.Option(None, "--slo-tpot", help="serve: time-per-output-token SLO, seconds."),
-    dtype: str = typer.Option("bf16", "--dtype", help="serve: bf16 or fp8."),
+    dtype: str | None = typer.Option(None, "--dtype", help="bf16 or fp8 (default: the checkpoint's for inference, "
+                                                           "bf16 for training)."),
     engine: str = typer.Option("vllm", "--engine", help="serve: the engine that runs every deployment (its "
                                                         "batching and host overhead): vllm, trtllm, sglang, none."),
     async_scheduling: bool | None = typer.Option(None, "--async-scheduling/--no-async-scheduling",
@@ -61,7 +62,9 @@ def plan_command(
 ) -> None:
     """Search every valid parallel plan (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO, interleaving),
     or with --task serve the cheapest deployments that meet the SLOs."""
+    from perfsim.dtypes import check
     from perfsim.errors import InvalidInputError
+    from perfsim.parallel.step import Options
     from perfsim.search import pareto_figure, plan
 
     if task == PlanTask.serve:
@@ -83,7 +86,8 @@ def plan_command(
         check_figure_path(out)
     result = plan(model, hardware, num_gpus, task=task.value, global_batch=global_batch, seq=seq, context=context,
                   objective=objective.value, max_memory_fraction=max_memory_fraction, top=top,
-                  profile=None if profile == "none" else profile, full=out is not None)
+                  profile=None if profile == "none" else profile, full=out is not None,
+                  options=Options(dtype=check(dtype, "dtype")) if dtype else None)
     if out is not None:
         from perfsim.report import save_figure
         save_figure(pareto_figure(result), out)

@@ -58,9 +58,10 @@ def serve_command(
     attention_dp: int | None = typer.Option(None, "--attention-dp",
                                                help="Attention data-parallel groups per replica (default: ep/tp "
                                                     "for MoE when ep > tp, else 1)."),
-    dtype: str = typer.Option("bf16", "--dtype",
-                              help="Compute and weight dtype: bf16, fp16, fp8, fp4. At 16 bits a model whose checkpoint"
-                                   " ships 4-bit experts (gpt-oss, Kimi K2.5) runs them as shipped."),
+    dtype: str | None = typer.Option(None, "--dtype",
+                                     help="Compute and weight dtype: bf16, fp16, fp8, fp4 (default: the checkpoint's, "
+                                          "e.g. fp8 for DeepSeek-V3). At 16 bits a model whose checkpoint ships 4-bit "
+                                          "experts (gpt-oss, Kimi K2.5) runs them as shipped."),
     weight_dtype: str | None = typer.Option(None, "--weight-dtype", help="Weight storage dtype if different."),
     kv_dtype: str | None = typer.Option(None, "--kv-dtype",
                                         help="KV-cache dtype (default: the activation dtype, bf16 for fp8 and lower)."),
@@ -232,7 +233,7 @@ def print_result(result) -> None:
 def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_ttft: float | None = None,
                slo_tpot: float | None = None, objective: str = "cost", max_gpus: int | None = None,
                top: int = 10, out: Path | None = None, as_json: bool = False, num_requests: int | None = None,
-               dtype: str = "bf16", profile: str = "auto", engine: str = "vllm",
+               dtype: str | None = None, profile: str = "auto", engine: str = "vllm",
                async_scheduling: bool | None = None, prefix_len: int = 0) -> None:
     """The body of `perfsim plan --task serve`: search deployments, print a table or JSON, draw the Pareto chart."""
     from perfsim.serving.plan import pareto_figure, plan_serving

@@ -513,12 +513,13 @@ def predict_parallel(model: str | Path | ModelSpec, hardware: str | Path | Hardw
                      cp: int = 1,
                      global_batch: int = 1, micro_batch: int = 1, seq: int | None = None,
                      context: int | None = None, recompute: str = "none", zero: int = 0, interleave: int = 1,
-                     dtype: str = "bf16", profile: str | Path | None = "auto", **options) -> ParallelEstimate:
+                     dtype: str | None = None, profile: str | Path | None = "auto", **options) -> ParallelEstimate:
     """`perfsim predict` over several GPUs: build the Plan from CLI-style degrees and run train_step (task
     'train': latency_s is one optimizer step of global_batch sequences) or infer_step ('prefill' | 'decode':
     one step of global_batch sequences). dp defaults to num_gpus / (tp x pp x cp), num_gpus to
-    tp x pp x cp x dp (dp default 1); options are further Plan fields (sequence_parallel, tp_overlap,
-    dp_overlap, ep_overlap, dispatcher, attention, optimizer_dtype, stage_layout)."""
+    tp x pp x cp x dp (dp default 1); dtype defaults as ModelSpec.run_dtype says; options are further Plan fields
+    (sequence_parallel, tp_overlap, dp_overlap, ep_overlap, dispatcher, attention, optimizer_dtype, stage_layout)."""
+    dtype = load_model(model).run_dtype(task, dtype)
     if num_gpus is None:
         num_gpus = tp * pp * cp * (dp or 1) if all(isinstance(x, int) for x in (tp, pp, cp, dp or 1)) else 0
     for name, v in (("num_gpus", num_gpus), ("tp", tp), ("pp", pp), ("cp", cp)):

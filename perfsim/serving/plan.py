@@ -71,7 +71,7 @@ class ServePlanResult:
     skipped: dict
 
 
-def _layouts(spec, system: System, dtype: str) -> list[dict]:
+def _layouts(spec, system: System, dtype: str | None) -> list[dict]:
     """tp (and ep / attention DP for MoE) within one node, those whose weights leave room for a KV cache."""
     from perfsim.serving.kvcache import capacity_blocks
     from perfsim.serving.steptime import make_deployment
@@ -152,7 +152,7 @@ def _plan_from(result, mode: str, fleet: str, hardware: str, layout: str, settin
 
 def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate: float,
                  slo_ttft: float | None = None, slo_tpot: float | None = None, objective: str = "cost",
-                 max_gpus: int | None = None, top: int = 10, num_requests: int | None = None, dtype: str = "bf16",
+                 max_gpus: int | None = None, top: int = 10, num_requests: int | None = None, dtype: str | None = None,
                  profile: str = "auto", attainment: float = 0.9, disagg: bool = True, mixed: bool = True,
                  seed: int = 0, engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None,
                  prefix_len: int = 0) -> ServePlanResult:

@@ -341,7 +341,7 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
 
 
 def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1, pp: int = 1,
-          attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
+          attn_dp: int | None = None, dtype: str | None = None, weight_dtype: str | None = None,
           kv_dtype: str | None = None, isl: int = 1024, osl: int = 256, concurrency: int | None = None,
           rate: float | None = None, trace: str | arr.Workload | None = None, trace_time_unit: str = "s",
           burstiness: float | None = None, prefix_len: int = 0, router: str = "round_robin", turns: int = 1,
@@ -435,7 +435,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
             same = not any(k in over for k in ("tp", "ep", "attn_dp"))
             dep = make_deployment(spec, over.get("hardware", hardware), over.get("tp", tp), over.get("ep", ep),
                                   over.get("pp", pp),
-                                  over.get("attn_dp", attn_dp if same else None), dtype, weight_dtype, kv_dtype,
+                                  over.get("attn_dp", attn_dp if same else None), base.dtype, weight_dtype, kv_dtype,
                                   state_dtype)
             pcfg = SchedulerConfig(**{**cfg.__dict__, **{k: over[k] for k in ("max_num_seqs", "max_num_batched_tokens")
                                                            if k in over}})

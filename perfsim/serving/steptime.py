@@ -128,12 +128,13 @@ class Deployment:
 
 
 def make_deployment(model: str | ModelSpec, hardware: str | Hardware, tp: int = 1, ep: int = 1, pp: int = 1,
-                    attn_dp: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
+                    attn_dp: int | None = None, dtype: str | None = None, weight_dtype: str | None = None,
                     kv_dtype: str | None = None, state_dtype: str = "fp32") -> Deployment:
-    """Validate a layout; errors name the flag. attn_dp defaults to ep / tp when a MoE model has ep > tp."""
+    """Validate a layout; errors name the flag. attn_dp defaults to ep / tp when a MoE model has ep > tp; dtype to
+    the model's checkpoint format."""
     spec = load_model(model)
     hw = load_hardware(hardware)
-    check(dtype, "dtype")
+    dtype = check(spec.run_dtype("serve", dtype), "dtype")
     graphs.check_state_dtype(state_dtype)
     for name, v in (("tp", tp), ("ep", ep), ("pp", pp)):
         if not isinstance(v, (int, np.integer)) or v < 1:
