@@ -13,7 +13,7 @@ from perfsim.calibrate.profile import resolve
 from perfsim.cost.memory import weight_bytes
 from perfsim.costmodel import op_time
 from perfsim.dtypes import moe_recipe, nbytes
-from perfsim.errors import DataError, SpecError
+from perfsim.errors import DataError, InvalidInputError, SpecError
 from perfsim.hardware import load_hardware
 from perfsim.hf_config import from_hf_config
 from perfsim.model import load_model
@@ -190,3 +190,12 @@ def test_hf_reader_reads_an_fp8_checkpoint():
     assert from_hf_config(FIXTURES / "MiniMaxM2ForCausalLM").checkpoint_dtype == "fp8"
     assert from_hf_config(FIXTURES / "KimiK25ForConditionalGeneration").checkpoint_dtype == "bf16"
     assert from_hf_config(FIXTURES / "LlamaForCausalLM").checkpoint_dtype == "bf16"
+
+
+def test_plan_searches_inference_in_the_checkpoint_format():
+    from perfsim.parallel.step import Options
+    from perfsim.search import plan
+    fp8 = plan("deepseek-v3", "hgx-h200", 8, task="decode", global_batch=8, context=1024)
+    assert fp8.plans    # 671B parameters in FP8 fit eight H200s
+    with pytest.raises(InvalidInputError, match="fits"):
+        plan("deepseek-v3", "hgx-h200", 8, task="decode", global_batch=8, context=1024, options=Options(dtype="bf16"))
