@@ -117,7 +117,8 @@ def _mixers(m: modellib.ModelSpec) -> dict[str, int]:
 def _model_summary(m: modellib.ModelSpec) -> dict:
     return {"name": m.name, "family": m.family, "params_total": m.params_total, "params_active": m.params_active,
             "attention": m.attention_kind, "moe": m.is_moe, "layers": m.num_layers, "layers_by_mixer": _mixers(m),
-            "hidden_size": m.hidden_size, "max_seq_len": m.max_seq_len}
+            "hidden_size": m.hidden_size, "max_seq_len": m.max_seq_len, "checkpoint_dtype": m.checkpoint_dtype,
+            "hf_repos": m.hf_repos}
 
 
 @models_app.command("list")
@@ -127,21 +128,23 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     if as_json:
         print_json([_model_summary(m) for m in specs])
         return
-    table = Table("name", "params total", "active", "attention", "layers", "mixers", "hidden", "max seq")
+    table = Table("name", "params total", "active", "attention", "layers", "mixers", "hidden", "max seq",
+                  "Hugging Face repos")
     for m in specs:
         mixers = " + ".join(f"{n} {kind}" for kind, n in _mixers(m).items())
         table.add_row(m.name, f"{m.params_total / 1e9:.2f}B", f"{m.params_active / 1e9:.2f}B", m.attention_kind,
-                      str(m.num_layers), mixers, str(m.hidden_size), str(m.max_seq_len))
+                      str(m.num_layers), mixers, str(m.hidden_size), str(m.max_seq_len), ", ".join(m.hf_repos))
     console.print(table)
 
 
 @models_app.command("show")
-def models_show(model: str = typer.Argument(..., help="Model name, perfsim YAML or HF config.json path."),
+def models_show(model: str = typer.Argument(..., help="Model name, Hugging Face repository id, perfsim YAML or HF "
+                                                     "config.json path."),
                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show one model's architecture and parameter counts."""
     from perfsim.cost.memory import kv_cache_bytes, recurrent_state_bytes
     m = modellib.load_model(model)
-    data = {**m.model_dump(), "params_total": m.params_total, "params_active": m.params_active,
+    data = {**m.model_dump(), "hf_repos": m.hf_repos, "params_total": m.params_total, "params_active": m.params_active,
             "attention": m.attention_kind,
             "layers_by_mixer": _mixers(m),
             "kv_cache_bytes_per_token": kv_cache_bytes(m, 1, 1),            # bf16, all layers, one GPU
@@ -156,7 +159,8 @@ def models_show(model: str = typer.Argument(..., help="Model name, perfsim YAML 
 
 
 # ---- predict / roofline --------------------------------------------------------------------------
-ModelOpt = typer.Option(..., "--model", "-m", help="Model name, perfsim YAML or HF config.json path.")
+ModelOpt = typer.Option(..., "--model", "-m", help="Model name, Hugging Face repository id (see `perfsim models "
+                                                   "list`), perfsim YAML or HF config.json path.")
 HardwareOpt = typer.Option(..., "--hardware", "-H", help="Device or system name, or a YAML path.")
 TaskOpt = typer.Option(Task.decode, "--task", help="prefill, decode or train.")
 BatchOpt = typer.Option(1, "--batch", "-b", help="Sequences in the batch.")

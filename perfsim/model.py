@@ -245,6 +245,9 @@ class ModelSpec(_Spec):
     # The format of the released checkpoint's GEMM weights (DeepSeek-V3 and MiniMax-M2 ship block-scaled FP8):
     # inference runs in it unless a --dtype is given (inference_dtype); training defaults to BF16.
     checkpoint_dtype: Literal["bf16", "fp8"] = "bf16"
+    # Hugging Face repositories this spec reproduces (fine-tunes of the same architecture included), each with its
+    # checkpoint's format: `load_model` accepts their ids (metadata, left out of model_dump)
+    hf_repos: dict[str, Literal["bf16", "fp8"]] = Field(default_factory=dict, exclude=True)
 
     # Cross-field checks are field validators so that an error names the offending field
     # ("field num_kv_heads: ..."); info.data holds the fields declared (and validated) before it.
@@ -585,12 +588,39 @@ def _load_path(path: Path) -> ModelSpec:
     return _parse(read_mapping(path), str(path))
 
 
+@lru_cache(maxsize=1)
+def _repo_index() -> dict[str, tuple[str, str]]:
+    """lower-cased Hugging Face repository id -> (shipped model name, checkpoint dtype), from the specs' hf_repos."""
+    index = {}
+    for name, path in shipped_names("workloads").items():
+        repos = read_mapping(path).get("hf_repos") or {}
+        for repo, dtype in (repos.items() if isinstance(repos, dict) else ()):
+            index[str(repo).lower()] = (name, str(dtype))
+    return index
+
+
+def model_for_repo(repo: str) -> ModelSpec | None:
+    """The shipped spec of a Hugging Face repository id (case-insensitive), in that checkpoint's format; None if
+    no shipped spec lists it."""
+    hit = _repo_index().get(str(repo).strip().lower())
+    if hit is None:
+        return None
+    spec = load_model(hit[0])
+    return spec if spec.checkpoint_dtype == hit[1] else spec.model_copy(update={"checkpoint_dtype": hit[1]})
+
+
 def load_model(name_or_path: str | Path | ModelSpec) -> ModelSpec:
-    """A ModelSpec by shipped name ('llama-3.1-8b'), perfsim YAML path, or Hugging Face config.json path."""
+    """A ModelSpec by shipped name ('llama-3.1-8b'), Hugging Face repository id a shipped spec lists
+    ('meta-llama/Llama-3.3-70B-Instruct'), perfsim YAML path, or Hugging Face config.json path."""
     if isinstance(name_or_path, ModelSpec):
         return name_or_path
     path = find_spec(name_or_path, "workloads")
-    if path is None:
-        raise UnknownNameError(f"model: unknown name {str(name_or_path)!r}; see `perfsim models list` for the "
-                               f"shipped names, or give a perfsim YAML or a Hugging Face config.json path")
+    if path is None or not path.exists():
+        spec = model_for_repo(str(name_or_path))
+        if spec is not None:
+            return spec
+    if path is None or not path.exists():
+        raise UnknownNameError(f"model: {str(name_or_path)!r} is no shipped name, Hugging Face repository a shipped "
+                               f"spec covers, or file; see `perfsim models list`, or give a perfsim YAML or a "
+                               f"Hugging Face config.json path")
     return _load_path(path)

@@ -30,7 +30,8 @@ class Objective(str, Enum):
 
 def plan_command(
     task: PlanTask = typer.Option(PlanTask.train, "--task", help="train, prefill, decode or serve."),
-    model: str = typer.Option(..., "--model", "-m", help="Model name, perfsim YAML or HF config.json path."),
+    model: str = typer.Option(..., "--model", "-m", help="Model name, Hugging Face repository id, perfsim YAML or HF "
+                                                              "config.json path."),
     hardware: str = typer.Option(..., "--hardware", "-H", help="System name (e.g. dgx-a100-80gb) or YAML path."),
     num_gpus: int | None = typer.Option(None, "--num-gpus", "-n", help="GPUs available (serve: the most to use)."),
     global_batch: int | None = typer.Option(None, "--global-batch", "-b",

@@ -48,7 +48,8 @@ def _positive(name: str, value, allow_none: bool = True) -> None:
 
 
 def serve_command(
-    model: str = typer.Option(..., "--model", "-m", help="Model name, perfsim YAML or HF config.json path."),
+    model: str = typer.Option(..., "--model", "-m", help="Model name, Hugging Face repository id, perfsim YAML or HF "
+                                                              "config.json path."),
     hardware: str = typer.Option(..., "--hardware", "-H", help="System (e.g. dgx-h100) or device name."),
     num_gpus: int | None = typer.Option(None, "--num-gpus", "-n",
                                            help="GPUs in the fleet (default: one replica)."),

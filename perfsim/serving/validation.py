@@ -28,38 +28,11 @@ import numpy as np
 import pandas as pd
 
 from perfsim.errors import PerfsimError
+from perfsim.model import model_for_repo
 from perfsim.serving.host import FIT_FILE as HOST_FIT_FILE
 from perfsim.serving.host import HostOverhead, modelled_engines, reload_fits, schedules_async
 from perfsim.serving.scheduler import engine_batching
 
-# Hugging Face model id -> perfsim model (same architecture; fine-tunes and re-releases map to their base)
-HF_MODELS = {
-    "deepseek-ai/DeepSeek-R1": "deepseek-v3",
-    "deepseek-ai/DeepSeek-V3": "deepseek-v3",
-    "deepseek-ai/DeepSeek-V3.1": "deepseek-v3",
-    "Qwen/Qwen3-32B": "qwen3-32b",
-    "Qwen/Qwen3-8B": "qwen3-8b",
-    "Qwen/Qwen3-14B": "qwen3-14b",
-    "google/gemma-3-12b-it": "gemma-3-12b-it",
-    "google/gemma-3-27b-it": "gemma-3-27b-it",
-    "meta-llama/Llama-4-Scout-17B-16E-Instruct": "llama-4-scout",
-    "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8": "llama-4-maverick",
-    "Qwen/Qwen3-235B-A22B": "qwen3-235b-a22b",
-    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
-    "Qwen/Qwen3-235B-A22B-Instruct-2507": "qwen3-235b-a22b",
-    "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8": "qwen3-235b-a22b",
-    "Qwen/Qwen3-30B-A3B-Instruct-2507": "qwen3-30b-a3b",
-    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
-    "meta-llama/Llama-3.1-70B-Instruct": "llama-3.1-70b",
-    "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b",
-    "meta-llama/Llama-3.1-405B-Instruct": "llama-3.1-405b",
-    "meta-llama/Llama-3.1-405B-Instruct-FP8": "llama-3.1-405b",
-    "moonshotai/Kimi-K2.5": "kimi-k2.5",
-    "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
-    "Qwen/Qwen3.5-397B-A17B": "qwen3.5-397b-a17b",
-    "nvidia/NVIDIA-Nemotron-Nano-12B-v2": "nemotron-nano-12b-v2",
-    "nvidia/NVIDIA-Nemotron-Nano-9B-v2": "nemotron-nano-9b-v2",
-}
 # aiconfigurator system -> perfsim system
 AIC_SYSTEMS = {"h100_sxm": "dgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72",
                "b300_sxm": "dgx-b300", "gb300": "gb300-nvl72"}
@@ -130,7 +103,7 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
     quick checks): fewer, and the start burst, not the steady state, sets a high-concurrency row's TTFT.
     """
     from perfsim.serving.simulate import serve
-    model = HF_MODELS[r["model"]]
+    model = model_for_repo(r["model"]).name
     system = AIC_SYSTEMS[r["system"]]
     dtype = AIC_PRECISION.get(str(r["precision"]).lower(), "bf16")
     conc = _int(r["concurrency"], 0) or None
@@ -191,7 +164,7 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int | None
     skipped: dict = {}
     rows = []
     for _, r in df.iterrows():
-        if r["model"] not in HF_MODELS:
+        if model_for_repo(r["model"]) is None:
             _skip(skipped, f"model {r['model']} not in perfsim's model library")
             continue
         if r["system"] not in AIC_SYSTEMS:
@@ -233,7 +206,7 @@ def _mle_deployment(r: pd.Series):
     """vLLM layout of a row. vLLM's expert parallelism spans tp x dp GPUs, so a row with tp=1, ep=E on E GPUs
     and dp=1 ran attention tensor parallel over the E GPUs (tp = num_gpus / dp) and the experts over ep."""
     from perfsim.serving.steptime import make_deployment
-    model = HF_MODELS[r["model_id"]]
+    model = model_for_repo(r["model_id"]).name
     dtype = "fp8" if str(r["weight_precision"]) == "fp8" else "bf16"
     dp = max(1, int(r["dp"]))
     return make_deployment(model, MLE_SYSTEMS[r["gpu"]], tp=int(r["num_gpus"]) // dp, ep=int(r["ep"]),
@@ -250,7 +223,7 @@ def mlenergy_predictions(frame: pd.DataFrame | None = None, profile="auto", isl:
     skipped: dict = {}
     supported = []
     for _, r in df.iterrows():
-        if r["model_id"] not in HF_MODELS:
+        if model_for_repo(r["model_id"]) is None:
             _skip(skipped, f"model {r['model_id']} not in perfsim's model library")
             continue
         if r["gpu"] not in MLE_SYSTEMS:
