@@ -251,23 +251,45 @@ def test_chunked_prefill_smooths_token_gaps():
 
 
 def test_engines_batch_their_own_way_unless_told():
-    """SGLang runs a waiting prefill batch before any decode, up to 16384 prompt tokens; vLLM chunks at 8192."""
+    """SGLang runs a waiting prefill batch before any decode, up to its chunked prefill size (8192 tokens on an
+    80 GB H100, 16384 on a B200); vLLM chunks at 8192 on large GPUs, 2048 on an A100 or a smaller GPU."""
+    from perfsim.hardware import load_device
+    from perfsim.serving.scheduler import engine_batching, engine_max_seqs
     from perfsim.serving.simulate import SchedulerConfig
-    assert (SchedulerConfig(engine="sglang").policy, SchedulerConfig(engine="sglang").token_budget) == \
-        ("continuous", 16384)
+    assert SchedulerConfig(engine="sglang").policy == "continuous"
     assert (SchedulerConfig().policy, SchedulerConfig().token_budget) == ("chunked", 8192)
     told = SchedulerConfig(policy="static", max_num_batched_tokens=1024, engine="sglang")
     assert (told.policy, told.token_budget) == ("static", 1024)
+    h100, b200, a100, l4 = (load_device(n) for n in ("h100-sxm", "b200", "a100-sxm-80gb", "l4"))
+    assert [engine_batching("sglang", d)[1] for d in (h100, b200, a100, l4)] == [8192, 16384, 8192, 2048]
+    assert [engine_batching("vllm", d)[1] for d in (h100, b200, a100, l4)] == [8192, 8192, 2048, 2048]
+    assert [engine_max_seqs("vllm", d) for d in (h100, a100)] == [1024, 256]
+    assert engine_batching("trtllm", a100)[1] == 8192
     common = dict(**SMALL, isl=1024, osl=32, concurrency=32, num_requests=128)
     sgl = serve(**common, engine="sglang")
-    assert (sgl.config["policy"], sgl.config["max_num_batched_tokens"]) == ("continuous", 16384)
-    # 32 prompts arrive at once: two prefill batches of 16 run back to back before the first decode step
+    assert (sgl.config["policy"], sgl.config["max_num_batched_tokens"]) == ("continuous", 8192)
+    # 32 prompts arrive at once: four prefill batches of 8 run back to back before the first decode step
     per = sgl.per_request
     first = np.sort(per["first_token_s"][per["arrival_s"] == 0.0])
-    assert len(first) == 32 and np.isclose(first[0], first[15]) and first[16] > first[15]
-    second_batch = first[16] - first[15]
-    assert np.all(np.diff(np.sort(per["first_token_s"]))[:31] <= second_batch + 1e-9)  # no decode in between
+    assert len(first) == 32 and np.isclose(first[0], first[7]) and first[8] > first[7]
+    next_batch = first[8] - first[7]
+    assert np.all(np.diff(np.sort(per["first_token_s"]))[:31] <= next_batch * 1.01 + 1e-9)  # no decode in between
     assert serve(**common, engine="vllm").config["policy"] == "chunked"
+
+
+def test_engines_size_their_kv_cache_their_own_way():
+    """vLLM keeps 0.9 of the GPU, TensorRT-LLM gives the KV cache 0.9 of what the weights leave, SGLang keeps
+    its mem_fraction_static (on an 80 GB H100 at tp 1: 512 + 8192 x 1.5 + 256 x 2 + 128 MiB, at least 10 GiB)."""
+    from perfsim.hardware import load_device
+    from perfsim.serving.scheduler import engine_memory
+    h100 = load_device("h100-sxm")
+    assert engine_memory("vllm", h100) == (0.9, None)
+    assert engine_memory("trtllm", h100) == (1.0, 0.9)
+    mib = h100.memory_bytes / 2**20
+    assert engine_memory("sglang", h100)[0] == pytest.approx((mib - (512 + 8192 * 1.5 + 512 + 128)) / mib, abs=1e-3)
+    common = dict(**SMALL, isl=512, osl=32, concurrency=8, num_requests=16)
+    kv = {e: serve(**common, engine=e).config["pools"][0]["kv_tokens_per_engine"] for e in ("vllm", "trtllm", "sglang")}
+    assert kv["sglang"] < kv["vllm"] < kv["trtllm"]
 
 
 def test_static_batching_waits_for_the_batch():
@@ -458,7 +480,7 @@ def test_plan_serve_simulates_the_engine_it_is_asked_for(monkeypatch):
     monkeypatch.setattr(plan_mod, "_evaluate", spy)
     res = plan_mod.plan_serving("llama-3.1-8b", "dgx-h100", isl=512, osl=64, rate=4.0, slo_tpot=0.05,
                                 num_requests=100, disagg=False, engine="sglang")
-    assert res.plans and seen and all(s == ("sglang", "continuous", 16384) for s in seen)
+    assert res.plans and seen and all(s == ("sglang", "continuous", 8192) for s in seen)   # H100: 8192
     seen.clear()
     monkeypatch.setattr(plan_mod, "_evaluate", lambda model, spec_kwargs, common: seen.append(common) or
                         real(model, spec_kwargs, common))

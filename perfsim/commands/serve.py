@@ -111,16 +111,23 @@ def serve_command(
                                                                        "free, preempt when they run out: vLLM, SGLang) "
                                                                        "or reserve (blocks for prompt plus output up "
                                                                        "front: TensorRT-LLM; default: the engine's)."),
-    max_num_seqs: int = typer.Option(256, "--max-num-seqs", help="Sequences per engine (per attention-DP rank)."),
+    max_num_seqs: int | None = typer.Option(None, "--max-num-seqs",
+                                            help="Sequences per engine (per attention-DP rank; default: the "
+                                                 "engine's on the GPU: vLLM 1024 on GPUs of >= 70 GiB but A100s, "
+                                                 "else 256)."),
     max_num_batched_tokens: int | None = typer.Option(None, "--max-num-batched-tokens",
-                                                         help="Token budget per step (default: the engine's, "
-                                                              "8192; sglang 16384)."),
-    gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization",
-                                                 help="Share of GPU memory for weights, activations and KV."),
+                                                         help="Token budget per step (default: the engine's on the "
+                                                              "GPU: vLLM 8192 on GPUs of >= 70 GiB but A100s, else "
+                                                              "2048; TensorRT-LLM 8192; SGLang its chunked prefill "
+                                                              "size, 2048-16384 by GPU memory)."),
+    gpu_memory_utilization: float | None = typer.Option(None, "--gpu-memory-utilization",
+                                                        help="Share of GPU memory for weights, activations and KV "
+                                                             "(default: the engine's: vLLM 0.9, SGLang its "
+                                                             "mem_fraction_static formula)."),
     kv_free_fraction: float | None = typer.Option(None, "--kv-free-fraction",
                                                   help="KV cache as this share of the memory weights and "
                                                        "activations leave (TensorRT-LLM's "
-                                                       "free_gpu_memory_fraction), instead of "
+                                                       "free_gpu_memory_fraction, 0.9 by default), instead of "
                                                        "--gpu-memory-utilization."),
     engine: str = typer.Option("vllm", "--engine", help="Serving engine whose default batching and host overhead "
                                                         "per step and sequence apply: vllm (fitted), trtllm "

@@ -28,7 +28,7 @@ from perfsim.model import load_model
 from perfsim.serving.arrivals import check_prefix_len
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
 from perfsim.serving.metrics import check_slos
-from perfsim.serving.scheduler import engine_batching
+from perfsim.serving.scheduler import engine_batching, engine_max_seqs, engine_memory
 
 OBJECTIVES = ("cost", "energy", "gpus")
 
@@ -107,7 +107,7 @@ def _layouts(spec, system: System, dtype: str | None) -> list[dict]:
 def _engine_steps(dep, max_seqs: int, isl: int, osl: int, profile, engine: str, async_scheduling: bool | None = None):
     """The step model of one engine of `dep` as `engine` batches (its token budget and host overhead)."""
     from perfsim.serving.simulate import step_model
-    budget = engine_batching(engine)[1]
+    budget = engine_batching(engine, dep.device)[1]
     host = host_overhead(engine, async_scheduling, dep.pp)
     return step_model(dep, budget * dep.attn_dp, max_seqs, isl + osl, profile, host)
 
@@ -118,7 +118,8 @@ def _capacity(dep, isl: int, osl: int, slo_tpot: float | None, max_seqs: int, pr
     """(requests/s one engine sustains, batch limit, prefill seconds per request) from the step model; a
     prompt's first `prefix_len` tokens come from the prefix cache."""
     from perfsim.serving.kvcache import capacity_blocks
-    cap = capacity_blocks(dep, max_seqs=max_seqs * dep.attn_dp)
+    util, free = engine_memory(engine, dep.device, dep.tp, dep.pp, dep.attn_dp)
+    cap = capacity_blocks(dep, gpu_memory_utilization=util, max_seqs=max_seqs * dep.attn_dp, kv_free_fraction=free)
     kv_batch = max(1, int(cap["tokens"] // (isl + osl)))
     limit = max(1, min(max_seqs * dep.attn_dp, kv_batch))
     sm = _engine_steps(dep, limit, isl, osl, profile, engine, async_scheduling)
@@ -218,8 +219,8 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
             from perfsim.serving.steptime import make_deployment
             dep = make_deployment(spec, sysm, lay["tp"], lay["ep"], 1, lay.get("attn_dp"), dtype)
             try:
-                per_engine, batch, t_pre = _capacity(dep, isl, osl, slo_tpot, 256, profile, engine, async_scheduling,
-                                                    prefix_len)
+                per_engine, batch, t_pre = _capacity(dep, isl, osl, slo_tpot, engine_max_seqs(engine, dep.device),
+                                                    profile, engine, async_scheduling, prefix_len)
             except PerfsimError as exc:
                 skip(str(exc).split(":")[0])
                 continue

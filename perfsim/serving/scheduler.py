@@ -68,9 +68,76 @@ def engine_admission(engine: str | None) -> str:
 RECOMPUTES_FIRST_TOKEN = {"vllm"}
 
 
-def engine_batching(engine: str | None) -> tuple[str, int]:
-    """(policy, token budget) an engine batches with by default (vLLM's for an unknown engine)."""
-    return ENGINE_BATCHING.get((engine or "none").lower(), ENGINE_BATCHING["vllm"])
+def engine_batching(engine: str | None, device=None) -> tuple[str, int]:
+    """(policy, token budget) an engine batches with by default on `device` (vLLM's for an unknown engine; a
+    large-memory GPU's when no device is given)."""
+    name = (engine or "none").lower()
+    policy, budget = ENGINE_BATCHING.get(name, ENGINE_BATCHING["vllm"])
+    if device is not None and name == "sglang":
+        budget = sglang_chunked_prefill(device)
+    elif device is not None and name in ("vllm", "none") and not vllm_large_gpu(device):
+        budget = 2048
+    return policy, budget
+
+
+GIB = 2**30
+
+
+def vllm_large_gpu(device) -> bool:
+    """vLLM's large-GPU defaults (EngineArgs.get_batch_defaults): >= 70 GiB and not an A100 (PR 17885), where the
+    API server batches 8192 tokens and 1024 sequences per step, else 2048 and 256."""
+    return device.memory_bytes >= 70 * GIB and "a100" not in device.name.lower()
+
+
+# SGLang's chunked_prefill_size and cuda_graph_max_bs (tp < 4, tp >= 4) by GPU memory, below each bound in GiB
+# (sglang/srt/server_args.py, ServerArgs._handle_gpu_memory_settings)
+SGLANG_BANDS = ((20, 2048, 8, 8), (35, 2048, 24, 80), (60, 4096, 32, 160), (160, 8192, 256, 512),
+                (float("inf"), 16384, 512, 512))
+
+
+def _sglang_band(device) -> tuple[int, int, int]:
+    gib = device.memory_bytes / GIB
+    return next(band[1:] for band in SGLANG_BANDS if gib < band[0])
+
+
+def sglang_chunked_prefill(device) -> int:
+    return _sglang_band(device)[0]
+
+
+def engine_max_seqs(engine: str | None, device=None) -> int:
+    """Sequences an engine runs at once by default: vLLM's (and the generic engine's) 1024 on a large GPU
+    (vllm_large_gpu), else 256."""
+    large = device is None or vllm_large_gpu(device)
+    return 1024 if (engine or "none").lower() in ("vllm", "none") and large else 256
+
+
+def engine_memory(engine: str | None, device, tp: int = 1, pp: int = 1,
+                  attn_dp: int = 1) -> tuple[float, float | None]:
+    """(gpu_memory_utilization, kv_free_fraction) an engine sizes its KV cache with by default: vLLM keeps 0.9 of
+    the GPU; TensorRT-LLM gives the KV cache 0.9 of what the weights and activations leave
+    (KvCacheConfig.free_gpu_memory_fraction); SGLang keeps sglang_mem_fraction of it, its tp_size counting every
+    GPU of an engine (tp x attention-DP groups)."""
+    name = (engine or "none").lower()
+    if name == "trtllm":
+        return 1.0, 0.9
+    if name == "sglang":
+        return sglang_mem_fraction(device, tp * attn_dp, pp, attn_dp), None
+    return 0.9, None
+
+
+def sglang_mem_fraction(device, tp: int, pp: int = 1, attn_dp: int = 1) -> float:
+    """SGLang's default mem_fraction_static: the GPU's memory less a reserve (MiB) for activations of one prefill
+    chunk (1.5 per token), CUDA-graph buffers (2 per batch slot), large parallel groups (1024 per 8 GPUs) and
+    DP attention padding, at least 10 GiB on GPUs above 60 GiB (ServerArgs._handle_gpu_memory_settings)."""
+    chunk, graph_small, graph_large = _sglang_band(device)
+    graph = graph_small if tp < 4 else graph_large
+    mib = device.memory_bytes / 2**20
+    reserved = 512 + max(chunk, 2048) * 1.5 + graph * 2 + tp * pp / 8 * 1024
+    if attn_dp > 1:
+        reserved += graph * attn_dp * (3 + (1.5 if graph > 300 else 0.0))
+    if mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((mib - reserved) / mib, 3)
 
 
 class Engine:

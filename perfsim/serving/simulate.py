@@ -36,24 +36,26 @@ from perfsim.serving.scheduler import (
     Engine,
     engine_admission,
     engine_batching,
+    engine_max_seqs,
+    engine_memory,
 )
 from perfsim.serving.speculative import Speculation, speculation
 from perfsim.serving.steptime import TABLE_POINTS, Deployment, StepModel, make_deployment
 
 DEFAULT_CHUNK_TOKENS = engine_batching(DEFAULT_ENGINE)[1]   # vLLM V1 API server default max_num_batched_tokens
-DEFAULT_MAX_SEQS = 256        # vLLM default max_num_seqs
 
 
 ROUTERS = ("round_robin", "least_loaded")
+HYBRID_MAX_SEQS = 256   # default sequences per engine of a model with recurrent (linear-attention, Mamba) states
 
 
 @dataclass
 class SchedulerConfig:
     policy: str | None = None      # None: the engine's own (perfsim.serving.scheduler.ENGINE_BATCHING)
-    max_num_seqs: int = DEFAULT_MAX_SEQS
-    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None           # None: the engine's default on the GPU (engine_max_seqs)
+    max_num_batched_tokens: int | None = None  # None: the engine's default on the GPU (engine_batching)
     block_size: int = 16
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float | None = None   # None with no kv_free_fraction: the engine's (engine_memory)
     kv_free_fraction: float | None = None   # KV gets this share of what weights and activations leave instead
     watermark: float = 0.01
     step_overhead_s: float = 0.0   # added to the engine's host overhead per step
@@ -73,12 +75,27 @@ class SchedulerConfig:
         """Prompt and decode tokens per step: the one given, else the engine's default."""
         return self.max_num_batched_tokens or engine_batching(self.engine)[1]
 
+    def for_deployment(self, dep: Deployment) -> SchedulerConfig:
+        """This configuration with the engine's defaults on `dep`'s GPU where a limit was not given."""
+        from dataclasses import replace as dc_replace
+        seqs = self.max_num_seqs or engine_max_seqs(self.engine, dep.device)
+        if not self.max_num_seqs and any(dep.model.recurrent_state_elems()):
+            # perfsim reserves recurrent states up front per sequence (kvcache.capacity_blocks, as SGLang's mamba
+            # pool does); vLLM allocates them with the KV blocks, so its large-GPU 1024 is not reserved whole
+            seqs = min(seqs, HYBRID_MAX_SEQS)
+        tokens = self.max_num_batched_tokens or engine_batching(self.engine, dep.device)[1]
+        util, free = self.gpu_memory_utilization, self.kv_free_fraction
+        if util is None and free is None:
+            util, free = engine_memory(self.engine, dep.device, dep.tp, dep.pp, dep.attn_dp)
+        return dc_replace(self, max_num_seqs=seqs, max_num_batched_tokens=tokens,
+                          gpu_memory_utilization=0.9 if util is None else util, kv_free_fraction=free)
+
     def check(self) -> None:
         if self.policy not in POLICIES:
             raise InvalidInputError(f"policy: got {self.policy!r}; accepted: {', '.join(POLICIES)}")
         if self.admission not in ADMISSIONS:
             raise InvalidInputError(f"admission: got {self.admission!r}; accepted: {', '.join(ADMISSIONS)}")
-        if self.max_num_seqs < 1:
+        if self.max_num_seqs is not None and self.max_num_seqs < 1:
             raise InvalidInputError(f"max-num-seqs: must be >= 1, got {self.max_num_seqs!r}")
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 1:
             raise InvalidInputError(f"max-num-batched-tokens: must be >= 1, got {self.max_num_batched_tokens!r}")
@@ -137,6 +154,7 @@ class Pool:
     role: str
     dep: Deployment
     gpus: int
+    cfg: SchedulerConfig
     engines: list = field(default_factory=list)
     capacity: dict = field(default_factory=dict)
 
@@ -150,6 +168,7 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     if gpus < dep.gpus or gpus % dep.gpus:
         raise InvalidInputError(f"{flag}: {gpus} GPUs is not a multiple of the {dep.gpus} GPUs of one "
                                 f"{dep.label()} replica")
+    cfg = cfg.for_deployment(dep)
     if cfg.policy == "chunked" or role == "prefill":
         budget = cfg.token_budget
     elif cfg.policy == "continuous":
@@ -170,7 +189,7 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     kw = dict(energy_kw)
     kw["power_limit_w"] = parse_power_limit(kw.pop("power_limit", None), dep.device)
     energy = energy_params(dep.device, **kw)
-    pool = Pool(role, dep, gpus, capacity=cap)
+    pool = Pool(role, dep, gpus, cfg, capacity=cap)
     for i in range(gpus // dep.gpus * dep.pp):
         pool.engines.append(Engine(start_idx + i, role, cfg.policy, sm, cap["blocks"], cfg.block_size, seqs_engine,
                                    budget_engine, energy, dep.ranks_per_stage, req, cfg.watermark,
@@ -350,8 +369,9 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
           policy: str | None = None, admission: str | None = None,
-          max_num_seqs: int = DEFAULT_MAX_SEQS,
-          max_num_batched_tokens: int | None = None, block_size: int = 16, gpu_memory_utilization: float = 0.9,
+          max_num_seqs: int | None = None,
+          max_num_batched_tokens: int | None = None, block_size: int = 16,
+          gpu_memory_utilization: float | None = None,
           kv_free_fraction: float | None = None, step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE,
           async_scheduling: bool | None = None,
           spec_tokens: int = 0, spec_accept: str | float | list | None = None, power_limit: str | float | None = None,
@@ -552,9 +572,9 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
                                                 "overlapped": host.overlapped},
         "speculative": {"draft_tokens": cfg.spec.draft_tokens, "acceptance": list(cfg.spec.acceptance),
                         "tokens_per_step": cfg.spec.tokens_per_step},
-        "max_num_seqs": cfg.max_num_seqs, "max_num_batched_tokens": engines[0].budget,
-        "block_size": cfg.block_size, "gpu_memory_utilization": cfg.gpu_memory_utilization,
-        "kv_free_fraction": cfg.kv_free_fraction,
+        "max_num_seqs": pools[0].cfg.max_num_seqs, "max_num_batched_tokens": engines[0].budget,
+        "block_size": cfg.block_size, "gpu_memory_utilization": pools[0].cfg.gpu_memory_utilization,
+        "kv_free_fraction": pools[0].cfg.kv_free_fraction,
         "pools": [{"role": p.role, "layout": p.dep.label(), "gpus": p.gpus, "replicas": p.replicas,
                    "engines": len(p.engines), "kv_blocks_per_engine": p.capacity["blocks"],
                    "kv_tokens_per_engine": p.capacity["tokens"], "dtype": p.dep.dtype} for p in pools],

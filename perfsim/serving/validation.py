@@ -29,8 +29,8 @@ import pandas as pd
 
 from perfsim.errors import PerfsimError
 from perfsim.model import model_for_repo
+from perfsim.serving.host import ENGINES, HostOverhead, modelled_engines, reload_fits, schedules_async
 from perfsim.serving.host import FIT_FILE as HOST_FIT_FILE
-from perfsim.serving.host import HostOverhead, modelled_engines, reload_fits, schedules_async
 from perfsim.serving.scheduler import engine_batching
 
 # aiconfigurator system -> perfsim system
@@ -111,11 +111,12 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
     from perfsim.model import load_model
     moe = load_model(model).moe is not None
     backend = str(r["backend"]).lower()
-    policy, budget = engine_batching(backend)   # the engine's own batching, host overhead only where fitted
+    # the engine's own defaults on the row's GPU (batching, token budget, KV memory); its host overhead where
+    # perfsim.serving.host has one
     common = dict(dtype=dtype, isl=isl, osl=osl, profile=profile, timeline_bins=1, ramp=ramp,
-                  engine=backend if backend in modelled_engines() else "none",
-                  async_scheduling=schedules_async(backend, r.get("backend_version")), policy=policy,
-                  max_num_batched_tokens=budget, spec_tokens=MTP_DRAFT_TOKENS.get(model, 0))
+                  engine=backend if backend in ENGINES else "none",
+                  async_scheduling=schedules_async(backend, r.get("backend_version")),
+                  spec_tokens=MTP_DRAFT_TOKENS.get(model, 0))
     if r["mode"] == "disagg":
         def layout(prefix):
             tp = _int(r[f"{prefix}_tp_size"])
@@ -195,8 +196,9 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int | None
         f"requests per row: {REQUESTS_PER_CLIENT} x concurrency"
         + (f", at most {max_requests}" if max_requests else ""),
         "precision fp8/fp4: weights and GEMMs in that format but the LM head and MoE routers (bf16), KV cache in bf16",
-        "batching: each row's engine as it ships (" + ", ".join(
-            f"{e} {engine_batching(e)[0]} {engine_batching(e)[1]} tokens" for e in ("sglang", "trtllm", "vllm")) + ")",
+        "batching and KV memory: each row's engine as it ships on the row's GPU (" + ", ".join(
+            f"{e} {engine_batching(e)[0]}" for e in ("sglang", "trtllm", "vllm")) + "; token budgets, batch and "
+        "memory limits by GPU: perfsim.serving.scheduler engine_batching, engine_max_seqs, engine_memory)",
         f"host overhead: perfsim.serving.host's for {', '.join(modelled_engines()) or 'no engine'} rows, none "
         f"for other engines (no data for theirs)"])
 
