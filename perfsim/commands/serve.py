@@ -206,8 +206,11 @@ def serve_command(
 def print_result(result) -> None:
     s, c = result.summary, result.config
     console = _console()
-    pools = "; ".join(f"{p['role']} {p['gpus']} GPUs = {p['replicas']} x {p['layout']} ({p['kv_tokens_per_engine']:,} "
-                      f"KV tokens/engine)" for p in c["pools"])
+    pools = "; ".join(f"{p['role']} {p['gpus']} GPUs = {p['replicas']} x {p['layout']} {p['dtype']} "
+                      f"({p['kv_tokens_per_engine']:,} KV tokens/engine)" for p in c["pools"])
+    memory = f"KV {c['kv_free_fraction']:g} of the free memory" if c.get("kv_free_fraction") is not None \
+        else f"memory utilization {c['gpu_memory_utilization']:g}"
+    limits = f" | limits {c['max_num_seqs']} sequences, {c['max_num_batched_tokens']:,} tokens per step, {memory}"
     host = c["host_overhead"]
     engine = c["engine"] + (" (host overlapped: async scheduling)" if host["overlapped"] and host["step_s"] else "")
     table = Table("metric", "mean", "p50", "p90", "p99",
@@ -221,7 +224,7 @@ def print_result(result) -> None:
     routing = f" | router {c['router']}" if c.get("router", "round_robin") != "round_robin" else ""
     hits = s.get("prefix_cache_hit_rate") or 0.0
     cache = f" | prefix cache serves {100 * hits:.0f}% of prompt tokens" if hits else ""
-    console.print(f"fleet: {pools}{routing}{cache}")
+    console.print(f"fleet: {pools}{routing}{cache}{limits}")
     good = f" | goodput {s['goodput_requests_per_s']:.3g} req/s ({100 * s['slo_attainment']:.1f}% within SLO)" \
         if s["slo_ttft_s"] is not None or s["slo_tpot_s"] is not None else ""
     saturated = s.get("saturated_tokens_per_s")
