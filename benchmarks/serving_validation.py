@@ -12,6 +12,9 @@
 4. TensorRT-LLM 1.0's published maximum-throughput tables (trtllm-bench, 328 results: Llama 3.1 8B / 3.3 70B /
    3.1 405B, Llama 4 Scout and Maverick, Qwen3-30B-A3B and 235B-A22B on H100, H200, B200, GB200 and RTX PRO 6000),
    output tokens/s, nothing fitted (perfsim/serving/trtllm_bench.py).
+5. Published closed-loop latency sweeps (NVIDIA NIM: Llama 3.3 70B FP8 on 2 x H100 under TensorRT-LLM, concurrency
+   1-250; Vultr: Nemotron 3 Nano FP8 on 2 x B200 under vLLM, concurrency 1-1024): mean TTFT, inter-token latency
+   and output tokens/s per concurrency, nothing fitted (perfsim/serving/sweeps.py).
 --write-fit stores those coefficients in perfsim/serving/energy_fit.yaml, and vLLM's host overhead per step and
 sequence in perfsim/serving/host_fit.yaml, for `perfsim serve` to use.
 """
@@ -24,7 +27,7 @@ import time
 
 import pandas as pd
 
-from perfsim.serving import published, trtllm_bench
+from perfsim.serving import published, sweeps, trtllm_bench
 from perfsim.serving.validation import validate_mlenergy, validate_silicon, write_energy_fit, write_host_fit
 
 
@@ -113,6 +116,12 @@ def main() -> None:
                         ("MoE", [r for r in trt if trtllm_bench.is_moe(r)]), ("all", trt)):
         print(f"{label:27s} mean |error| {100 * sum(abs(r.error) for r in rows) / len(rows):5.1f}% over "
               f"{len(rows)} results")
+    print("\n== Published latency sweeps (NVIDIA NIM, Vultr): published vs simulated closed loop ==")
+    nim = sweeps.compare(profile=args.profile)
+    for r in nim:
+        print(f"{r.id:56s} {r.metric:20s} {r.published:10.4g} {r.predicted:10.4g} {100 * r.error:+7.1f}%")
+    for metric, value in sweeps.mape_by_metric(nim).items():
+        print(f"{metric:20s} mean |error| {100 * value:5.1f}% over {sum(r.metric == metric for r in nim)} points")
     print(f"\n({time.perf_counter() - start:.1f} s)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -292,6 +292,24 @@ def test_engines_size_their_kv_cache_their_own_way():
     assert kv["sglang"] < kv["vllm"] < kv["trtllm"]
 
 
+def test_engines_store_the_kv_cache_their_checkpoints_quantize():
+    """ModelOpt checkpoints (NVFP4; FP8 for models released in BF16) carry FP8 KV scales that TensorRT-LLM and vLLM
+    follow; a publisher's own FP8 release and SGLang keep a 16-bit cache; a given --kv-dtype wins."""
+    from perfsim.model import load_model
+    from perfsim.serving.scheduler import engine_kv_dtype
+    llama, deepseek = load_model("llama-3.1-8b"), load_model("deepseek-v3")
+    assert [engine_kv_dtype(llama, "fp4", e) for e in ("trtllm", "vllm", "sglang", "none")] == ["fp8", "fp8", None,
+                                                                                                  None]
+    assert [engine_kv_dtype(llama, "fp8", e) for e in ("trtllm", "vllm", "sglang")] == ["fp8", None, None]
+    assert engine_kv_dtype(deepseek, "fp8", "trtllm") is None
+    assert engine_kv_dtype(llama, "bf16", "trtllm") is None
+    common = dict(**SMALL, isl=512, osl=32, concurrency=8, num_requests=16, dtype="fp8")
+    pool = {e: serve(**common, engine=e).config["pools"][0] for e in ("trtllm", "vllm")}
+    assert (pool["trtllm"]["kv_dtype"], pool["vllm"]["kv_dtype"]) == ("fp8", "bf16")
+    told = serve(**common, engine="trtllm", kv_dtype="bf16").config["pools"][0]
+    assert told["kv_dtype"] == "bf16" and told["kv_tokens_per_engine"] < pool["trtllm"]["kv_tokens_per_engine"]
+
+
 def test_static_batching_waits_for_the_batch():
     common = dict(**SMALL, isl=256, osl=128, rate=30.0, num_requests=200)
     static = serve(**common, policy="static").summary
@@ -737,6 +755,29 @@ def test_mlperf_offline_within_floor():
     assert rows["mlperf-v5.0-b200x1"].predicted > rows["mlperf-v5.0-h200x8"].predicted / 8   # FP4 B200 > an H200
     # the Server scenario's latency limits cost throughput: never above the same system's Offline rate
     assert rows["mlperf-v5.0-server-h200x8"].predicted <= rows["mlperf-v5.0-h200x8"].predicted * 1.001
+
+
+def test_published_latency_sweeps_within_floor(tmp_path):
+    """Published sweeps (NVIDIA NIM: Llama 3.3 70B FP8 on 2 x H100, TensorRT-LLM; Vultr: Nemotron 3 Nano FP8 on 2 x
+    B200, vLLM): floors a regression would break; NIM's saturated points need the deployment's KV capacity right
+    (FP8 KV: about 100 sequences of 5500 tokens). A malformed sweep file is a one-line DataError."""
+    from perfsim.errors import DataError
+    from perfsim.serving import sweeps
+    rows = sweeps.compare()
+    assert len(rows) == 3 * (8 + 9)
+    mape = sweeps.mape_by_metric(rows)
+    assert mape["itl_s"] < 0.25 and mape["output_tokens_per_s"] < 0.2 and mape["ttft_s"] < 0.6, mape
+    nim = {r.plan["concurrency"]: r for r in rows if r.id.startswith("nim") and r.metric == "output_tokens_per_s"}
+    assert nim[250].predicted <= nim[100].predicted * 1.05   # saturated: more clients only queue
+    assert abs(nim[100].error) < 0.15 and abs(nim[250].error) < 0.15
+    bad = tmp_path / "sweeps.yaml"
+    row = "id: x, source: s, model: llama-3.1-8b, hardware: h100-sxm, num_gpus: 1, isl: 8, osl: 8"
+    bad.write_text(f"runs:\n  - {{{row}, start: burst, num_prompts: 8, points: {{1: [1.0, -2.0, 3.0]}}}}\n")
+    with pytest.raises(DataError, match="points"):
+        sweeps.compare(bad)
+    bad.write_text(f"runs:\n  - {{{row}, start: whenever, num_prompts: 8, points: {{1: [1.0, 2.0, 3.0]}}}}\n")
+    with pytest.raises(DataError, match="start"):
+        sweeps.compare(bad)
 
 
 def test_mlperf_sample_sets_reproduce_the_benchmarks_stated_means():

@@ -65,7 +65,9 @@ def serve_command(
                                           "experts (gpt-oss, Kimi K2.5) runs them as shipped."),
     weight_dtype: str | None = typer.Option(None, "--weight-dtype", help="Weight storage dtype if different."),
     kv_dtype: str | None = typer.Option(None, "--kv-dtype",
-                                        help="KV-cache dtype (default: the activation dtype, bf16 for fp8 and lower)."),
+                                        help="KV-cache dtype (default: the checkpoint's as the engine reads it: fp8 "
+                                             "for NVFP4 under TensorRT-LLM and vLLM and for ModelOpt FP8 under "
+                                             "TensorRT-LLM, else the activation dtype, bf16 for fp8 and lower)."),
     state_dtype: str = typer.Option("fp32", "--state-dtype",
                                     help="Linear-recurrence (Gated DeltaNet, KDA, Mamba-2) state dtype: fp32, bf16, "
                                          "fp16."),
@@ -207,7 +209,7 @@ def print_result(result) -> None:
     s, c = result.summary, result.config
     console = _console()
     pools = "; ".join(f"{p['role']} {p['gpus']} GPUs = {p['replicas']} x {p['layout']} {p['dtype']} "
-                      f"({p['kv_tokens_per_engine']:,} KV tokens/engine)" for p in c["pools"])
+                      f"({p['kv_tokens_per_engine']:,} {p['kv_dtype']} KV tokens/engine)" for p in c["pools"])
     memory = f"KV {c['kv_free_fraction']:g} of the free memory" if c.get("kv_free_fraction") is not None \
         else f"memory utilization {c['gpu_memory_utilization']:g}"
     limits = f" | limits {c['max_num_seqs']} sequences, {c['max_num_batched_tokens']:,} tokens per step, {memory}"

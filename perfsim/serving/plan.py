@@ -28,7 +28,7 @@ from perfsim.model import load_model
 from perfsim.serving.arrivals import check_prefix_len
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
 from perfsim.serving.metrics import check_slos
-from perfsim.serving.scheduler import engine_batching, engine_max_seqs, engine_memory
+from perfsim.serving.scheduler import engine_batching, engine_kv_dtype, engine_max_seqs, engine_memory
 
 OBJECTIVES = ("cost", "energy", "gpus")
 
@@ -217,7 +217,8 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
         limit_gpus = max_gpus or sysm.devices_per_node * 8
         for lay in layouts:
             from perfsim.serving.steptime import make_deployment
-            dep = make_deployment(spec, sysm, lay["tp"], lay["ep"], 1, lay.get("attn_dp"), dtype)
+            dep = make_deployment(spec, sysm, lay["tp"], lay["ep"], 1, lay.get("attn_dp"), dtype,
+                                  kv_dtype=engine_kv_dtype(spec, spec.run_dtype("serve", dtype), engine))
             try:
                 per_engine, batch, t_pre = _capacity(dep, isl, osl, slo_tpot, engine_max_seqs(engine, dep.device),
                                                     profile, engine, async_scheduling, prefix_len)

@@ -111,6 +111,23 @@ def engine_max_seqs(engine: str | None, device=None) -> int:
     return 1024 if (engine or "none").lower() in ("vllm", "none") and large else 256
 
 
+def engine_kv_dtype(model, dtype: str, engine: str | None) -> str | None:
+    """KV-cache dtype an engine stores by default for `model` run in `dtype` (None: the activation dtype's).
+
+    The engines' 'auto' KV dtype follows the checkpoint's KV quantization. NVIDIA ModelOpt exports quantize the KV
+    cache to FP8 by default (examples/llm_ptq/hf_ptq.py --kv_cache_qformat fp8) and record it in
+    hf_quant_config.json (kv_cache_quant_algo: FP8): the NVFP4 checkpoints, and the FP8 ones TensorRT-LLM serves
+    for models released in BF16. TensorRT-LLM reads it, as vLLM does since its issue 34752
+    (resolve_kv_cache_dtype_string). A publisher's own FP8 release (DeepSeek, MiniMax: checkpoint_dtype fp8) and
+    the engines' on-the-fly FP8 carry no KV scales: BF16 KV."""
+    name = (engine or "none").lower()
+    if dtype == "fp4" and name in ("trtllm", "vllm"):
+        return "fp8"
+    if dtype == "fp8" and name == "trtllm" and model.checkpoint_dtype != "fp8":
+        return "fp8"
+    return None
+
+
 def engine_memory(engine: str | None, device, tp: int = 1, pp: int = 1,
                   attn_dp: int = 1) -> tuple[float, float | None]:
     """(gpu_memory_utilization, kv_free_fraction) an engine sizes its KV cache with by default: vLLM keeps 0.9 of

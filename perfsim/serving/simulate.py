@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perfsim.errors import InvalidInputError
+from perfsim.model import load_model
 from perfsim.serving import arrivals as arr
 from perfsim.serving import metrics
 from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footprint, parse_power_limit
@@ -36,6 +37,7 @@ from perfsim.serving.scheduler import (
     Engine,
     engine_admission,
     engine_batching,
+    engine_kv_dtype,
     engine_max_seqs,
     engine_memory,
 )
@@ -427,8 +429,9 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
              else arr.poisson(rate, num_requests, isl, osl, seed, length_spread))
     else:
         w = arr.closed_loop(concurrency, num_requests, isl, osl, seed, length_spread)
-    base = make_deployment(model, hardware, tp, ep, pp, attn_dp, dtype, weight_dtype, kv_dtype, state_dtype)
-    spec = base.model
+    spec = load_model(model)
+    kv_dtype = kv_dtype or engine_kv_dtype(spec, spec.run_dtype("serve", dtype), engine)
+    base = make_deployment(spec, hardware, tp, ep, pp, attn_dp, dtype, weight_dtype, kv_dtype, state_dtype)
     longest_prompt = int(w.input_len.max())
     max_context = int((w.input_len + w.output_len).max())
     if max_context > spec.max_seq_len:
@@ -577,7 +580,8 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
         "kv_free_fraction": pools[0].cfg.kv_free_fraction,
         "pools": [{"role": p.role, "layout": p.dep.label(), "gpus": p.gpus, "replicas": p.replicas,
                    "engines": len(p.engines), "kv_blocks_per_engine": p.capacity["blocks"],
-                   "kv_tokens_per_engine": p.capacity["tokens"], "dtype": p.dep.dtype} for p in pools],
+                   "kv_tokens_per_engine": p.capacity["tokens"], "dtype": p.dep.dtype,
+                   "kv_dtype": p.dep.kv_dtype_eff} for p in pools],
         "energy": {"static_w_per_gpu": engines[0].energy.static_w, "idle_w_per_gpu": engines[0].energy.idle_w,
                    "dynamic_scale": engines[0].energy.dynamic_scale, "cap_w_per_gpu": engines[0].energy.cap_w,
                    "source": engines[0].energy.source},

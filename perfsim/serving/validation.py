@@ -39,6 +39,10 @@ AIC_SYSTEMS = {"h100_sxm": "dgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "dgx-
 # ML.ENERGY GPU (perfsim device) -> perfsim system
 MLE_SYSTEMS = {"h100-sxm": "dgx-h100", "b200": "dgx-b200", "h200-sxm": "hgx-h200", "a100-sxm-80gb": "dgx-a100-80gb"}
 AIC_PRECISION = {"fp8": "fp8", "fp4": "fp4", "bf16": "bf16", "fp16": "fp16"}
+# KV cache of a row: aiconfigurator's default quantization, FP8 KV on GPUs of SM >= 89 (sdk task.py, TaskConfig
+# _get_quant_mode: kvcache_quant_mode "fp8"), which its generator writes into each engine's KV dtype (TensorRT-LLM
+# kv_cache_config.dtype, SGLang --kv-cache-dtype fp8_e4m3, vLLM --kv-cache-dtype); the 16-bit rows keep theirs
+AIC_KV_DTYPE = {"fp8": "fp8", "fp4": "fp8"}
 # LM-Arena chat prompts: the data set gives no input length. Each request is a conversation so far (all earlier
 # turns concatenated); their mean is 634 tokens (ML.ENERGY's v3.0 leaderboard post, ml-energy/blog
 # docs/posts/ml-energy-leaderboard-v3.0.md at 2bfa158d: "mean 634 vs. 224" input tokens, chat vs. GPQA).
@@ -113,7 +117,8 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
     backend = str(r["backend"]).lower()
     # the engine's own defaults on the row's GPU (batching, token budget, KV memory); its host overhead where
     # perfsim.serving.host has one
-    common = dict(dtype=dtype, isl=isl, osl=osl, profile=profile, timeline_bins=1, ramp=ramp,
+    common = dict(dtype=dtype, kv_dtype=AIC_KV_DTYPE.get(dtype), isl=isl, osl=osl, profile=profile, timeline_bins=1,
+                  ramp=ramp,
                   engine=backend if backend in ENGINES else "none",
                   async_scheduling=schedules_async(backend, r.get("backend_version")),
                   spec_tokens=MTP_DRAFT_TOKENS.get(model, 0))
@@ -195,7 +200,8 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int | None
         "closed loop at the row's concurrency, fixed input/output lengths, mean TTFT and TPOT over all requests",
         f"requests per row: {REQUESTS_PER_CLIENT} x concurrency"
         + (f", at most {max_requests}" if max_requests else ""),
-        "precision fp8/fp4: weights and GEMMs in that format but the LM head and MoE routers (bf16), KV cache in bf16",
+        "precision fp8/fp4: weights and GEMMs in that format but the LM head and MoE routers (bf16), KV cache in fp8 "
+        "(aiconfigurator's default quantization, which its generator writes into the engines' arguments)",
         "batching and KV memory: each row's engine as it ships on the row's GPU (" + ", ".join(
             f"{e} {engine_batching(e)[0]}" for e in ("sglang", "trtllm", "vllm")) + "; token budgets, batch and "
         "memory limits by GPU: perfsim.serving.scheduler engine_batching, engine_max_seqs, engine_memory)",
