@@ -707,6 +707,34 @@ def test_hybrid_linear_attention_model_serves_with_its_states_reserved():
         assert res.summary["tpot_s"] > 0
 
 
+def test_vllm_allocates_recurrent_states_from_the_kv_pool():
+    """vLLM hands each admitted sequence its Mamba state out of the KV block pool (no reservation up front, no
+    256-sequence cap); SGLang reserves states for its max_running_requests. Reserving 1024 Mamba states on an
+    80 GB H100 would leave no KV cache at all."""
+    import math
+
+    from perfsim.serving.kvcache import capacity_blocks, kv_bytes_per_token, state_bytes_per_seq
+    dep = make_deployment("nemotron-nano-9b-v2", "h100-sxm")
+    pooled, reserved = capacity_blocks(dep, max_seqs=1024, states_in_pool=True), capacity_blocks(dep, max_seqs=1024)
+    assert reserved["blocks"] == 0 and pooled["state_bytes"] == 0
+    state_blocks = pooled["state_blocks_per_seq"]
+    assert state_blocks == math.ceil(state_bytes_per_seq(dep) / (16 * kv_bytes_per_token(dep))) > 0
+
+    def decoding_at_once(res) -> int:
+        per = res.per_request
+        events = sorted([(t, 1) for t in per["first_token_s"]] + [(t, -1) for t in per["finish_s"]])
+        return max(np.cumsum([d for _, d in events]))
+
+    common = dict(model="nemotron-nano-9b-v2", hardware="h100-sxm", isl=1024, osl=64, concurrency=1500,
+                  num_requests=3000)
+    vllm, sgl = serve(**common, engine="vllm"), serve(**common, engine="sglang")
+    assert (vllm.config["max_num_seqs"], sgl.config["max_num_seqs"]) == (1024, 256)
+    assert decoding_at_once(sgl) <= 256
+    # each running sequence holds its context's blocks and its state's: memory, not a cap, bounds the batch
+    assert 256 < decoding_at_once(vllm) <= pooled["blocks"] // (math.ceil((1024 + 64) / 16) + state_blocks)
+    assert vllm.summary["throughput_tokens_per_s"] > sgl.summary["throughput_tokens_per_s"]
+
+
 def test_sparse_attention_decodes_long_contexts_faster_than_dense_mla():
     # DeepSeek-V3.2 differs from V3 only by its sparse attention: at 64k context each decode step reads 2048
     # latents per sequence instead of all of them, and pays the indexer's pass over the FP8 index keys

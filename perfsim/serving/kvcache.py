@@ -12,8 +12,10 @@ into blocks of `block_size` tokens of every layer's K and V on that GPU:
                                                                         the layers and of pp engines' tokens)
 
 Sliding-window layers are charged their full context (an upper bound on the memory they need). Linear-attention
-layers hold a fixed state per sequence instead; it is reserved up front for the engine's max_num_seqs sequences
-(SGLang's mamba state pool) and moves with the KV in a disaggregated transfer.
+layers hold a fixed state per sequence instead, which moves with the KV in a disaggregated transfer. It is
+reserved up front for the engine's max_num_seqs sequences (SGLang's mamba state pool), or, for an engine that
+allocates states from the KV pool as it admits each sequence (vLLM), charged to the sequence in blocks:
+state_blocks = ceil(state_bytes / (block_size * kv_bytes_per_token)).
 
 Transfer (Splitwise, DistServe): when a prompt's prefill ends, its KV moves to a decode engine. Each
 decode rank receives its shard (its KV heads; MLA's latent cache whole) over its own link, all ranks in
@@ -42,8 +44,10 @@ def state_bytes_per_seq(dep: Deployment) -> float:
 
 def capacity_blocks(dep: Deployment, block_size: int = 16, gpu_memory_utilization: float = 0.9,
                     max_tokens_per_step: int = 8192, max_seqs: int = 256,
-                    kv_free_fraction: float | None = None) -> dict:
-    """KV blocks of one engine (running up to max_seqs sequences) and the memory budget behind the number."""
+                    kv_free_fraction: float | None = None, states_in_pool: bool = False) -> dict:
+    """KV blocks of one engine (running up to max_seqs sequences) and the memory budget behind the number;
+    states_in_pool: recurrent states come out of the blocks per admitted sequence (state_blocks_per_seq) rather
+    than being reserved for max_seqs up front."""
     if block_size < 1:
         raise InvalidInputError(f"block-size: must be >= 1, got {block_size!r}")
     if not 0 < gpu_memory_utilization <= 1:
@@ -55,16 +59,19 @@ def capacity_blocks(dep: Deployment, block_size: int = 16, gpu_memory_utilizatio
     weights = dep.weight_bytes_per_gpu()
     rank_tokens = max(1, math.ceil(max_tokens_per_step / dep.attn_dp))
     acts = inference_activation_bytes(dep.model, rank_tokens, dep.act_dtype, dep.tp)
-    states = state_bytes_per_seq(dep) * math.ceil(max_seqs / dep.attn_dp)
+    per_token = kv_bytes_per_token(dep)
+    in_pool = states_in_pool and per_token > 0
+    state = state_bytes_per_seq(dep)
+    states = 0.0 if in_pool else state * math.ceil(max_seqs / dep.attn_dp)
     free = budget - weights - acts - states
     if kv_free_fraction is not None:
         free *= kv_free_fraction
-    per_token = kv_bytes_per_token(dep)
     blocks_rank = int(free // (block_size * per_token)) if free > 0 else 0
     blocks = blocks_rank * dep.attn_dp
     return {"blocks": blocks, "block_size": block_size, "tokens": blocks * block_size,
             "memory_budget_bytes": budget, "weights_bytes": weights, "activation_bytes": acts, "state_bytes": states,
-            "kv_bytes": max(0.0, free), "kv_bytes_per_token": per_token}
+            "kv_bytes": max(0.0, free), "kv_bytes_per_token": per_token,
+            "state_blocks_per_seq": math.ceil(state / (block_size * per_token)) if in_pool else 0}
 
 
 def check_fits(dep: Deployment, cap: dict, longest: int, flag_hint: str = "num-gpus") -> None:
@@ -77,7 +84,7 @@ def check_fits(dep: Deployment, cap: dict, longest: int, flag_hint: str = "num-g
             + (f"+ recurrent states {cap['state_bytes'] / gib:.1f} GiB " if cap.get("state_bytes") else "")
             + f"per GPU of a {cap['memory_budget_bytes'] / gib:.1f} GiB budget); use more GPUs per replica (--tp, "
             f"--pp) or a smaller --dtype")
-    need = math.ceil(longest / cap["block_size"])
+    need = math.ceil(longest / cap["block_size"]) + cap.get("state_blocks_per_seq", 0)
     if need > cap["blocks"]:
         raise InvalidInputError(f"isl: a request of {longest} tokens (input + output) needs {need} KV blocks but "
                                 f"an engine holds {cap['blocks']}; shorten --isl/--osl or use more GPUs per replica")

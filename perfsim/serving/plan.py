@@ -28,7 +28,13 @@ from perfsim.model import load_model
 from perfsim.serving.arrivals import check_prefix_len
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
 from perfsim.serving.metrics import check_slos
-from perfsim.serving.scheduler import engine_batching, engine_kv_dtype, engine_max_seqs, engine_memory
+from perfsim.serving.scheduler import (
+    engine_batching,
+    engine_kv_dtype,
+    engine_max_seqs,
+    engine_memory,
+    states_in_kv_pool,
+)
 
 OBJECTIVES = ("cost", "energy", "gpus")
 
@@ -119,8 +125,9 @@ def _capacity(dep, isl: int, osl: int, slo_tpot: float | None, max_seqs: int, pr
     prompt's first `prefix_len` tokens come from the prefix cache."""
     from perfsim.serving.kvcache import capacity_blocks
     util, free = engine_memory(engine, dep.device, dep.tp, dep.pp, dep.attn_dp)
-    cap = capacity_blocks(dep, gpu_memory_utilization=util, max_seqs=max_seqs * dep.attn_dp, kv_free_fraction=free)
-    kv_batch = max(1, int(cap["tokens"] // (isl + osl)))
+    cap = capacity_blocks(dep, gpu_memory_utilization=util, max_seqs=max_seqs * dep.attn_dp, kv_free_fraction=free,
+                          states_in_pool=states_in_kv_pool(engine))
+    kv_batch = max(1, int(cap["tokens"] // (isl + osl + cap["state_blocks_per_seq"] * cap["block_size"])))
     limit = max(1, min(max_seqs * dep.attn_dp, kv_batch))
     sm = _engine_steps(dep, limit, isl, osl, profile, engine, async_scheduling)
     ctx = isl + osl / 2.0

@@ -111,6 +111,17 @@ def engine_max_seqs(engine: str | None, device=None) -> int:
     return 1024 if (engine or "none").lower() in ("vllm", "none") and large else 256
 
 
+# Engines that allocate a hybrid model's recurrent (Mamba, linear-attention) states from the KV block pool as each
+# sequence is admitted: vLLM V1's hybrid KV cache manager gives every Mamba layer one page per request in the same
+# pool as the attention blocks (MambaSpec, page sizes unified). SGLang keeps a separate state pool sized for its
+# max_running_requests, reserved up front, as perfsim does for the other engines.
+STATES_IN_KV_POOL = {"vllm"}
+
+
+def states_in_kv_pool(engine: str | None) -> bool:
+    return (engine or "none").lower() in STATES_IN_KV_POOL
+
+
 def engine_kv_dtype(model, dtype: str, engine: str | None) -> str | None:
     """KV-cache dtype an engine stores by default for `model` run in `dtype` (None: the activation dtype's).
 
@@ -165,12 +176,12 @@ class Engine:
                  "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
                  "prefix_ready", "sharers", "recompute_first", "first_due",
                  "policy", "preemptions", "records", "reserve", "reserved", "role", "sm", "stack", "step_e",
-                 "stall", "step_n", "step_t", "steps", "sumc", "t0", "tau", "unthrottled_s", "version", "waiting",
-                 "watermark")
+                 "stall", "state_blocks", "step_n", "step_t", "steps", "sumc", "t0", "tau", "unthrottled_s", "version",
+                 "waiting", "watermark")
 
     def __init__(self, idx: int, role: str, policy: str, sm: StepModel, capacity_blocks: int, block_size: int,
                  max_seqs: int, token_budget: int, energy: EnergyParams, gpus: int, req, watermark: float = 0.01,
-                 recompute_first: bool = False, admission: str = "preempt"):
+                 recompute_first: bool = False, admission: str = "preempt", state_blocks: int = 0):
         self.idx, self.role, self.policy, self.sm = idx, role, policy, sm
         self.cap = capacity_blocks
         self.B = block_size
@@ -183,6 +194,9 @@ class Engine:
         self.waiting: deque[int] = deque()
         self.P: list[int] = []            # prompts in progress (hold their prompt's blocks)
         self.reserved = 0                 # blocks held by P
+        # blocks of one sequence's recurrent state where the engine allocates it from the KV pool on admission
+        # (states_in_kv_pool); 0 where the states are reserved up front outside the pool
+        self.state_blocks = state_blocks
         # admission 'reserve': blocks each admitted request will hold at its end, and their sum
         self.reserve = admission == "reserve"
         self.commit: dict[int, int] = {}
@@ -230,12 +244,14 @@ class Engine:
         """An upper bound on the blocks held (exact for P; sum ceil(L/B) <= sum L/B + n for D)."""
         n = len(self.D)
         g = self.G if g is None else g
-        return int((self.sumc + n * g * self.tau) // self.B) + n + self.reserved - self._shared_savings()
+        return int((self.sumc + n * g * self.tau) // self.B) + n * (1 + self.state_blocks) + self.reserved \
+            - self._shared_savings()
 
     def blocks_exact(self, g: int | None = None) -> int:
         g = (self.G if g is None else g) * self.tau
         B = self.B
-        return int(sum((c + g + B - 1) // B for c in self.D.values())) + self.reserved - self._shared_savings()
+        return int(sum((c + g + B - 1) // B for c in self.D.values())) + len(self.D) * self.state_blocks \
+            + self.reserved - self._shared_savings()
 
     def _shared_savings(self) -> int:
         """Blocks the shared prefix saves: its full blocks are held once, not once per sequence using them
@@ -286,11 +302,12 @@ class Engine:
             if R.done_pf[rid] == 0:
                 R.done_pf[rid] = self._cache_hit(rid, prompt)
             prefilled = R.done_pf[rid] >= prompt
-            need = (prompt + (1 if prefilled else 0) + B - 1) // B
+            need = (prompt + (1 if prefilled else 0) + B - 1) // B + self.state_blocks
             if used + need + self.watermark > self.cap and (used > 0 or need > self.cap):
                 break
             if self.reserve:
-                final = need if self.role == "prefill" else (prompt + R.remaining[rid] + B - 1) // B
+                final = need if self.role == "prefill" else \
+                    (prompt + R.remaining[rid] + B - 1) // B + self.state_blocks
                 if self.committed + final > self.cap and self.committed > 0:
                     break
                 self.commit[rid] = final
@@ -413,7 +430,8 @@ class Engine:
         n = len(D)
         G = self.G
         # KV: the largest run whose growth fits under the bound sum ceil(L/B) <= sum L/B + n
-        k = int(((self.cap - n - self.reserved) * self.B - self.sumc - n * G * self.tau) // (n * self.tau))
+        k = int(((self.cap - n * (1 + self.state_blocks) - self.reserved) * self.B - self.sumc - n * G * self.tau)
+                // (n * self.tau))
         if k < 1:
             k = 1
             while D and self.blocks_exact(G + 1) > self.cap:
@@ -485,7 +503,7 @@ class Engine:
                     self.prefix_ready = True
                 if R.done_pf[rid] >= R.prompt[rid]:
                     self.P.remove(rid)
-                    self.reserved -= (R.prompt[rid] + self.B - 1) // self.B
+                    self.reserved -= (R.prompt[rid] + self.B - 1) // self.B + self.state_blocks
                     R.remaining[rid] -= 1
                     done = R.remaining[rid] <= 0
                     # disaggregated: the decode engine streams the first token once the KV is there (_admit)
@@ -502,7 +520,8 @@ class Engine:
                         self._join(rid)
             self.chunks = []
         nd = len(self.D)
-        used = int((self.sumc + nd * self.G * self.tau) // self.B) + nd + self.reserved - self._shared_savings()
+        used = int((self.sumc + nd * self.G * self.tau) // self.B) + nd * (1 + self.state_blocks) + self.reserved \
+            - self._shared_savings()
         if used > self.cap:  # the bound overshoots: count exactly
             used = self.blocks_exact()
         if used > self.peak_blocks:

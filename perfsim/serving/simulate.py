@@ -40,6 +40,7 @@ from perfsim.serving.scheduler import (
     engine_kv_dtype,
     engine_max_seqs,
     engine_memory,
+    states_in_kv_pool,
 )
 from perfsim.serving.speculative import Speculation, speculation
 from perfsim.serving.steptime import TABLE_POINTS, Deployment, StepModel, make_deployment
@@ -81,9 +82,9 @@ class SchedulerConfig:
         """This configuration with the engine's defaults on `dep`'s GPU where a limit was not given."""
         from dataclasses import replace as dc_replace
         seqs = self.max_num_seqs or engine_max_seqs(self.engine, dep.device)
-        if not self.max_num_seqs and any(dep.model.recurrent_state_elems()):
-            # perfsim reserves recurrent states up front per sequence (kvcache.capacity_blocks, as SGLang's mamba
-            # pool does); vLLM allocates them with the KV blocks, so its large-GPU 1024 is not reserved whole
+        if not self.max_num_seqs and any(dep.model.recurrent_state_elems()) and not states_in_kv_pool(self.engine):
+            # recurrent states reserved up front per sequence (kvcache.capacity_blocks, as SGLang's mamba pool
+            # is): not for a large-GPU 1024 sequences
             seqs = min(seqs, HYBRID_MAX_SEQS)
         tokens = self.max_num_batched_tokens or engine_batching(self.engine, dep.device)[1]
         util, free = self.gpu_memory_utilization, self.kv_free_fraction
@@ -183,7 +184,7 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
     act_tokens = min(budget_engine, seqs_engine * longest_prompt,
                      max(DEFAULT_CHUNK_TOKENS, longest_prompt) * dep.attn_dp)
     cap = capacity_blocks(dep, cfg.block_size, cfg.gpu_memory_utilization, act_tokens, seqs_engine,
-                          cfg.kv_free_fraction)
+                          cfg.kv_free_fraction, states_in_kv_pool(cfg.engine))
     check_fits(dep, cap, max_context if role != "prefill" else longest_prompt, flag)
     step_tokens = budget_engine if role != "decode" else max(seqs_engine, min(budget_engine, longest_prompt))
     step_tokens = max(step_tokens, seqs_engine * (1 + cfg.spec.draft_tokens))
@@ -196,7 +197,7 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
         pool.engines.append(Engine(start_idx + i, role, cfg.policy, sm, cap["blocks"], cfg.block_size, seqs_engine,
                                    budget_engine, energy, dep.ranks_per_stage, req, cfg.watermark,
                                    recompute_first=role == "decode" and cfg.engine in RECOMPUTES_FIRST_TOKEN,
-                                   admission=cfg.admission))
+                                   admission=cfg.admission, state_blocks=cap["state_blocks_per_seq"]))
     return pool
 
 
