@@ -806,6 +806,9 @@ def test_published_latency_sweeps_within_floor(tmp_path):
     bad.write_text(f"runs:\n  - {{{row}, start: whenever, num_prompts: 8, points: {{1: [1.0, 2.0, 3.0]}}}}\n")
     with pytest.raises(DataError, match="start"):
         sweeps.compare(bad)
+    bad.write_text("runs:\n  - {id: x, source: s, model: llama-3.1-8b}\n")
+    with pytest.raises(DataError, match="missing field.*hardware"):
+        sweeps.compare(bad)
 
 
 def test_mlperf_sample_sets_reproduce_the_benchmarks_stated_means():

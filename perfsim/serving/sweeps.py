@@ -1,4 +1,4 @@
-"""Score the serving simulator against published closed-loop latency sweeps (NVIDIA NIM for LLMs).
+"""Score the serving simulator against published closed-loop latency sweeps (NVIDIA NIM, Vultr's vLLM cookbook).
 
 Rows live in tests/data/published_latency_sweeps.yaml: a deployment (model, system, GPUs, layout, dtype, engine),
 fixed input and output lengths, and per client concurrency the published mean TTFT, mean inter-token latency (ITL)
@@ -22,6 +22,7 @@ STARTS = {"staggered": "auto", "burst": 0.0}   # a run's start: serve's ramp
 # published column -> (metric, serve summary key, scale to the summary's unit)
 METRICS = (("ttft_s", "ttft_s", 1e-3), ("itl_s", "tpot_s", 1e-3),
            ("output_tokens_per_s", "throughput_tokens_per_s", 1.0))
+REQUIRED = ("id", "source", "model", "hardware", "num_gpus", "isl", "osl", "start", "points")
 LAYOUT_KEYS = ("tp", "ep", "pp", "attn_dp", "dtype", "kv_dtype", "engine", "max_num_seqs", "max_num_batched_tokens",
                "gpu_memory_utilization")
 
@@ -55,8 +56,12 @@ def compare(path: str | Path | None = None, profile="auto", progress=None) -> li
     from perfsim.serving.simulate import serve
     out = []
     for run in load_runs(path or DEFAULT_PATH, "latency-sweep"):
+        missing = [k for k in REQUIRED if k not in run]
+        if missing:
+            raise DataError(f"{run.get('id', '?')}: missing field(s) {', '.join(missing)}; a sweep names "
+                            f"{', '.join(REQUIRED)}")
         layout = {k: run[k] for k in LAYOUT_KEYS if k in run}
-        if run.get("start") not in STARTS:
+        if run["start"] not in STARTS:
             raise DataError(f"{run.get('id', '?')}: start must be one of {', '.join(STARTS)}, got "
                             f"{run.get('start')!r}")
         for conc, published in _points(run):
