@@ -15,6 +15,9 @@
 5. Published closed-loop latency sweeps (NVIDIA NIM: Llama 3.3 70B FP8 on 2 x H100 under TensorRT-LLM, concurrency
    1-250; Vultr: Nemotron 3 Nano FP8 on 2 x B200 under vLLM, concurrency 1-1024): mean TTFT, inter-token latency
    and output tokens/s per concurrency, nothing fitted (perfsim/serving/sweeps.py).
+6. SemiAnalysis InferenceX, DeepSeek-R1-0528 on one node (B200, B300, H200, MI300X, MI325X, MI355X; SGLang and
+   TensorRT-LLM; FP8 and FP4; with and without MTP; 1k/1k, 1k/8k, 8k/1k at concurrency 4-512): mean and median
+   TTFT, mean TPOT and tokens/s per GPU per row, nothing fitted (perfsim/serving/inferencex.py).
 --write-fit stores those coefficients in perfsim/serving/energy_fit.yaml, and vLLM's host overhead per step and
 sequence in perfsim/serving/host_fit.yaml, for `perfsim serve` to use.
 """
@@ -27,7 +30,7 @@ import time
 
 import pandas as pd
 
-from perfsim.serving import published, sweeps, trtllm_bench
+from perfsim.serving import inferencex, published, sweeps, trtllm_bench
 from perfsim.serving.validation import validate_mlenergy, validate_silicon, write_energy_fit, write_host_fit
 
 
@@ -122,6 +125,13 @@ def main() -> None:
         print(f"{r.id:56s} {r.metric:20s} {r.published:10.4g} {r.predicted:10.4g} {100 * r.error:+7.1f}%")
     for metric, value in sweeps.mape_by_metric(nim).items():
         print(f"{metric:20s} mean |error| {100 * value:5.1f}% over {sum(r.metric == metric for r in nim)} points")
+    print("\n== SemiAnalysis InferenceX, DeepSeek-R1 on one node: published vs simulated closed loop ==")
+    ix, ix_skipped = inferencex.compare(profile=args.profile)
+    table = inferencex.summary(ix).pivot(index="group", columns="metric", values=["mape", "median_ratio"])
+    print("MAPE and median predicted / measured ratio per GPU-engine-precision-speculation group:")
+    print(table.round(3).to_string())
+    for reason, n in ix_skipped.items():
+        print(f"skipped {n} rows: {reason}")
     print(f"\n({time.perf_counter() - start:.1f} s)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

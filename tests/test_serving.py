@@ -785,6 +785,36 @@ def test_mlperf_offline_within_floor():
     assert rows["mlperf-v5.0-server-h200x8"].predicted <= rows["mlperf-v5.0-h200x8"].predicted * 1.001
 
 
+def test_inferencex_deepseek_r1_within_floor(tmp_path):
+    """InferenceX's DeepSeek-R1 single-node rows (here those at concurrency 8 and 64, every GPU and engine group):
+    floors a regression would break; TTFT is scored and known to be under-predicted (every group's median ratio
+    below 1: a latency at the request's arrival that perfsim does not model). A malformed file is a one-line
+    DataError."""
+    from perfsim.errors import DataError
+    from perfsim.serving import inferencex
+    full = inferencex.load()
+    assert len(full) == 601 and set(full.hardware) >= {"b200", "h200", "mi300x", "mi355x"}
+    subset = tmp_path / "ix.csv"
+    full[full.conc.isin([8, 64])].to_csv(subset, index=False)
+    rows, skipped = inferencex.compare(subset)
+    assert skipped and all("atom" in k or "not servable" in k for k in skipped)
+    s = inferencex.summary(rows).set_index(["group", "metric"])
+    assert s.loc[("all", "tpot_s"), "mape"] < 0.35, s
+    assert s.loc[("all", "tokens_per_s_per_gpu"), "mape"] < 0.45, s
+    assert s.loc[("all", "ttft_p50_s"), "mape"] < 0.95, s
+    groups = {g for g, _ in s.index} - {"all"}
+    assert len(groups) >= 10
+    bad = tmp_path / "bad.csv"
+    full.drop(columns=["mean_tpot"]).to_csv(bad, index=False)
+    with pytest.raises(DataError, match="mean_tpot"):
+        inferencex.load(bad)
+    broken = full.head(3).copy()
+    broken.loc[broken.index[1], "mean_ttft"] = -1.0
+    broken.to_csv(bad, index=False)
+    with pytest.raises(DataError, match="row 2"):
+        inferencex.load(bad)
+
+
 def test_published_latency_sweeps_within_floor(tmp_path):
     """Published sweeps (NVIDIA NIM: Llama 3.3 70B FP8 on 2 x H100, TensorRT-LLM; Vultr: Nemotron 3 Nano FP8 on 2 x
     B200, vLLM): floors a regression would break; NIM's saturated points need the deployment's KV capacity right
