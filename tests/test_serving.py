@@ -429,6 +429,7 @@ def test_training_run_footprint():
     (dict(rate=1.0, isl=200_000), "isl"),
     (dict(rate=1.0, slo_ttft=-1.0), "slo-ttft"),
     (dict(rate=1.0, slo_tpot=0.0), "slo-tpot"),
+    (dict(rate=1.0, recv_interval=0), "recv-interval"),
 ])
 def test_bad_input_names_the_flag(kwargs, flag):
     args = {**SMALL, "num_requests": 5, **kwargs}
@@ -608,6 +609,21 @@ def test_fit_host_recovers_known_coefficients():
     rows = pd.DataFrame({"seqs_per_rank": n, "itl_gpu_s": gpu, "itl_measured_s": gpu + 2e-3 + 30e-6 * n})
     host = fit_host(rows)
     assert host.step_s == pytest.approx(2e-3, rel=1e-6) and host.per_seq_s == pytest.approx(30e-6, rel=1e-6)
+
+
+def test_receive_interval_delays_first_tokens_by_about_half_its_steps():
+    """SGLang's --scheduler-recv-interval N: a request that reaches a decoding engine waits for its next receive, on
+    average about N / 2 decode steps, at most N; decoding itself is as fast as before, and N = 1 changes nothing."""
+    kw = dict(model="llama-3.1-8b", hardware="h100-sxm", engine="sglang", isl=512, osl=400, length_spread=0.5,
+              concurrency=8, num_requests=200, timeline_bins=1)
+    base = serve(**kw).summary
+    assert serve(**kw, recv_interval=1).summary["ttft_s"] == base["ttft_s"]
+    step = base["tpot_s"]
+    for n in (10, 30):
+        s = serve(**kw, recv_interval=n).summary
+        extra = (s["ttft_s"] - base["ttft_s"]) / step
+        assert 0.25 * n < extra < n + 1, (n, extra)
+        assert s["tpot_s"] == pytest.approx(step, rel=0.05)
 
 
 def test_engine_none_is_gpu_time_only():

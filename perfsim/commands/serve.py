@@ -113,6 +113,8 @@ def serve_command(
                                                                        "free, preempt when they run out: vLLM, SGLang) "
                                                                        "or reserve (blocks for prompt plus output up "
                                                                        "front: TensorRT-LLM; default: the engine's)."),
+    recv_interval: int = typer.Option(1, "--recv-interval", help="The engine takes new requests every this many "
+                                                                  "decode steps (SGLang --scheduler-recv-interval)."),
     max_num_seqs: int | None = typer.Option(None, "--max-num-seqs",
                                             help="Sequences per engine (per attention-DP rank; default: the "
                                                  "engine's on the GPU: vLLM 1024 on GPUs of >= 70 GiB but A100s, "
@@ -187,7 +189,7 @@ def serve_command(
                    ramp=ramp_value,
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
                    prefill=prefill or None, decode=decode or None, policy=policy, admission=admission,
-                   max_num_seqs=max_num_seqs,
+                   recv_interval=recv_interval, max_num_seqs=max_num_seqs,
                    max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,
                    kv_free_fraction=kv_free_fraction,
                    engine=engine, async_scheduling=async_scheduling, spec_tokens=spec_tokens, spec_accept=spec_accept,

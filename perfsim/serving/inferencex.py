@@ -38,7 +38,9 @@ METRICS = {"ttft_s": ("mean_ttft", "ttft_s"), "ttft_p50_s": ("median_ttft", "ttf
 # the KV-cache dtype (SGLang --kv-cache-dtype fp8_e4m3 everywhere but H200, which sets none: BF16; TensorRT-LLM
 # kv_cache_config.dtype fp8) and SGLang's --chunked-prefill-size (B200/B300 FP4 16384; FP8 32768 at TP8, 8192 at
 # TP4; H200 32768; MI300X/MI325X 131072; MI355X 196608) and --mem-fraction-static (FP4 0.85, FP8 0.82 but 0.95 at
-# TP4, AMD 0.8). TensorRT-LLM's max_num_tokens is
+# TP4, AMD 0.8). SGLang takes new requests every --scheduler-recv-interval decode steps on B200 and B300 (10 below 16
+# clients, 30 from 16, unless attention is data parallel) and every --num-continuous-decode-steps on AMD (4; MI355X
+# FP8 8). TensorRT-LLM's max_num_tokens is
 # max(8192, conc + isl rounded up to 64). Speculative decoding: SGLang EAGLE (MTP) with 2 steps; TensorRT-LLM MTP
 # with 3 next-n layers, 1 under attention data parallelism.
 SGLANG_BUDGET = {("b200", "fp4"): 16384, ("b300", "fp4"): 16384, ("h200", "fp8"): 32768,
@@ -46,10 +48,12 @@ SGLANG_BUDGET = {("b200", "fp4"): 16384, ("b300", "fp4"): 16384, ("h200", "fp8")
                  ("mi355x", "fp4"): 196608}
 SGLANG_BF16_KV = ("h200",)
 SGLANG_AMD = ("mi300x", "mi325x", "mi355x")
+SGLANG_RECV_AMD = {("mi355x", "fp8"): 8}
 
 
 def engine_settings(r) -> dict:
-    """serve() keywords for one row's engine: KV dtype, token budget, memory share, speculative draft tokens."""
+    """serve() keywords for one row's engine: KV dtype, token budget, memory share, receive interval, speculative
+    draft tokens."""
     tp, dpa = int(r["decode_tp"]), _flag(r["decode_dp_attention"])
     mtp = str(r["spec_method"]).lower() == "mtp"
     if r["framework"] == "trt":
@@ -57,9 +61,16 @@ def engine_settings(r) -> dict:
         return {"kv_dtype": "fp8", "max_num_batched_tokens": budget, "spec_tokens": (1 if dpa else 3) if mtp else 0}
     budget = SGLANG_BUDGET.get((r["hardware"], r["precision"]), 32768 if tp >= 8 else 8192)
     fp4 = r["precision"] == "fp4"
-    memory = 0.8 if r["hardware"] in SGLANG_AMD else 0.85 if fp4 else 0.82 if tp >= 8 else 0.95
+    amd = r["hardware"] in SGLANG_AMD
+    memory = 0.8 if amd else 0.85 if fp4 else 0.82 if tp >= 8 else 0.95
+    if amd:
+        recv = SGLANG_RECV_AMD.get((r["hardware"], r["precision"]), 4)
+    elif r["hardware"] in ("b200", "b300") and not dpa:
+        recv = 10 if int(r["conc"]) < 16 else 30
+    else:
+        recv = 1
     return {"kv_dtype": None if r["hardware"] in SGLANG_BF16_KV else "fp8", "max_num_batched_tokens": budget,
-            "gpu_memory_utilization": memory, "spec_tokens": 2 if mtp else 0}
+            "gpu_memory_utilization": memory, "recv_interval": recv, "spec_tokens": 2 if mtp else 0}
 
 
 def _flag(v) -> bool:

@@ -25,6 +25,10 @@ Prefix cache: a request admitted for the first time (or after a preemption) star
 tokens the cache holds: its trace's cached tokens, or the workload's shared prefix once this engine has computed
 it. The shared prefix's full blocks are held once, however many decoding sequences use them.
 
+Receiving (recv_every = N > 1, SGLang's --scheduler-recv-interval): the engine takes the requests that reached it
+only every N decode steps, and at the step after any prefill or mixed step (SGLang's SchedulerRecvSkipper: a decode
+step weighs 1, any other step N); an idle engine takes them at once. Requests that arrive in between wait in an inbox.
+
 Decode-only steps are fast-forwarded: while nothing but decoding happens (no admission possible, no prompt
 in progress) k identical steps run as one event, k bounded by the next completion and by the KV cache; an
 arrival during such a run cuts it at the step boundary that follows. Sequences' contexts are kept as
@@ -173,7 +177,8 @@ class Engine:
 
     __slots__ = ("B", "D", "G", "P", "R", "_thr_e", "_thr_t", "budget", "busy", "busy_s", "cap", "chunks", "commit",
                  "committed",
-                 "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "k", "kind", "max_seqs", "peak_blocks",
+                 "done_at", "dt", "dyn_raw", "energy", "gpus", "heap", "idx", "inbox", "k", "kind", "max_seqs",
+                 "peak_blocks", "recv_every", "since_recv",
                  "prefix_ready", "sharers", "recompute_first", "first_due",
                  "policy", "preemptions", "records", "reserve", "reserved", "role", "sm", "stack", "step_e",
                  "stall", "state_blocks", "step_n", "step_t", "steps", "sumc", "t0", "tau", "unthrottled_s", "version",
@@ -181,7 +186,8 @@ class Engine:
 
     def __init__(self, idx: int, role: str, policy: str, sm: StepModel, capacity_blocks: int, block_size: int,
                  max_seqs: int, token_budget: int, energy: EnergyParams, gpus: int, req, watermark: float = 0.01,
-                 recompute_first: bool = False, admission: str = "preempt", state_blocks: int = 0):
+                 recompute_first: bool = False, admission: str = "preempt", state_blocks: int = 0,
+                 recv_every: int = 1):
         self.idx, self.role, self.policy, self.sm = idx, role, policy, sm
         self.cap = capacity_blocks
         self.B = block_size
@@ -192,6 +198,9 @@ class Engine:
         self.R = req                      # the simulator's request table
         self.watermark = int(watermark * capacity_blocks)
         self.waiting: deque[int] = deque()
+        self.recv_every = recv_every      # new requests are taken every recv_every decode steps (module docstring)
+        self.inbox: deque[int] = deque()  # arrived, not yet taken
+        self.since_recv = 0               # decode steps since requests were last taken
         self.P: list[int] = []            # prompts in progress (hold their prompt's blocks)
         self.reserved = 0                 # blocks held by P
         # blocks of one sequence's recurrent state where the engine allocates it from the KV pool on admission
@@ -261,7 +270,7 @@ class Engine:
         return (self.sharers - 1) * (self.R.shared_prefix // self.B)
 
     def load(self) -> int:
-        return len(self.D) + len(self.P) + len(self.waiting)
+        return len(self.D) + len(self.P) + len(self.waiting) + len(self.inbox)
 
     def _preempt_one(self) -> bool:
         R = self.R
@@ -361,9 +370,26 @@ class Engine:
         heapq.heappush(self.heap, (done, rid))
         self.stack.append(rid)
 
+    # ---- receiving requests ----------------------------------------------------------------------
+    def arrive(self, rid: int) -> None:
+        """A request reaches this engine: queued, or held in the inbox until the engine next receives (start)."""
+        if self.recv_every > 1:
+            self.inbox.append(rid)
+        else:
+            self.waiting.append(rid)
+
+    def _receive(self) -> None:
+        self.waiting.extend(self.inbox)
+        self.inbox.clear()
+        self.since_recv = 0
+
     # ---- planning a step -------------------------------------------------------------------------
     def start(self, now: float) -> bool:
         """Plan the next step at `now`; False when there is nothing to do."""
+        if self.inbox and (self.since_recv >= self.recv_every or not (self.D or self.P or self.waiting)):
+            self._receive()
+        elif self.since_recv >= self.recv_every:
+            self.since_recv = 0
         if self.policy == "chunked" or self.role == "prefill":
             return self._start_chunked(now)
         return self._start_batched(now)
@@ -445,6 +471,10 @@ class Engine:
         k_done = heap[0][0] - G
         if k_done < k:
             k = k_done
+        if self.inbox:   # stop where the engine next receives
+            k_recv = self.recv_every - self.since_recv
+            if k_recv < k:
+                k = k_recv if k_recv > 1 else 1
         t, e = self.sm.decode(n, self.sumc / n + self.tau * (G + (k - 1) / 2.0))
         need = self._thr_t * t + self._thr_e * e
         self.busy, self.kind, self.t0, self.k = True, "decode", now, k
@@ -462,6 +492,8 @@ class Engine:
         if not self.busy or self.k <= 1 or self.kind != "decode" or self.policy == "static":
             return False
         done = int((now - self.t0) / self.dt) + 1
+        if self.recv_every > 1:   # the arrival waits in the inbox for the engine's next receive
+            done += -(self.since_recv + done) % self.recv_every
         if done >= self.k:
             return False
         self.k = done if done > 1 else 1
@@ -483,6 +515,11 @@ class Engine:
         self.unthrottled_s += self.step_t * k
         self.dyn_raw += self.step_e * k
         self.steps += k
+        if self.kind == "decode":   # the engine received every recv_every steps of the run: where its count stands
+            since = self.since_recv + k
+            self.since_recv = since if since < self.recv_every else (since % self.recv_every or self.recv_every)
+        else:
+            self.since_recv = self.recv_every
         pf_tokens = 0
         if n:
             if self.first_due:   # their first token came out of this run's first step

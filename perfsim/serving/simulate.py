@@ -66,6 +66,7 @@ class SchedulerConfig:
     async_scheduling: bool | None = None  # host work under the GPU's previous step (None: the engine's default)
     spec: Speculation = field(default_factory=Speculation)  # speculative decoding (draft tokens, acceptance)
     admission: str | None = None   # None: the engine's own (perfsim.serving.scheduler.ENGINE_ADMISSION)
+    recv_interval: int = 1         # new requests taken every this many decode steps (SGLang --scheduler-recv-interval)
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -104,6 +105,8 @@ class SchedulerConfig:
             raise InvalidInputError(f"max-num-batched-tokens: must be >= 1, got {self.max_num_batched_tokens!r}")
         if self.step_overhead_s < 0:
             raise InvalidInputError(f"step-overhead: must be >= 0 s, got {self.step_overhead_s!r}")
+        if not isinstance(self.recv_interval, int) or self.recv_interval < 1:
+            raise InvalidInputError(f"recv-interval: must be an integer >= 1, got {self.recv_interval!r}")
         host_overhead(self.engine)
 
     def host(self, pp: int = 1) -> HostOverhead:
@@ -197,7 +200,8 @@ def _pool(role: str, dep: Deployment, gpus: int, cfg: SchedulerConfig, energy_kw
         pool.engines.append(Engine(start_idx + i, role, cfg.policy, sm, cap["blocks"], cfg.block_size, seqs_engine,
                                    budget_engine, energy, dep.ranks_per_stage, req, cfg.watermark,
                                    recompute_first=role == "decode" and cfg.engine in RECOMPUTES_FIRST_TOKEN,
-                                   admission=cfg.admission, state_blocks=cap["state_blocks_per_seq"]))
+                                   admission=cfg.admission, state_blocks=cap["state_blocks_per_seq"],
+                                   recv_every=cfg.recv_interval))
     return pool
 
 
@@ -252,7 +256,8 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
         balancer, DPLBAsyncMPClient in vllm/v1/engine/core_client.py, here with exact rather than 100 ms old counts)."""
         if least_loaded:
             start = rid % n_front
-            return min(front, key=lambda e: (4 * len(e.waiting) + len(e.P) + len(e.D), (e.idx - start) % n_front))
+            return min(front, key=lambda e: (4 * (len(e.waiting) + len(e.inbox)) + len(e.P) + len(e.D),
+                                             (e.idx - start) % n_front))
         return last if last is not None else front[rid % n_front]
     heap: list = []
     counter = itertools.count()
@@ -269,7 +274,7 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
     def enqueue(eng: Engine, rid: int, now: float, plan: bool = True) -> None:
         """Queue rid at eng; plan=False when more requests join at this instant (eng.start comes after)."""
         req.engine[rid] = eng.idx
-        eng.waiting.append(rid)
+        eng.arrive(rid)
         if eng.busy:
             if eng.interrupt(now):
                 push(heap, (eng.end_time, next(counter), 0, eng.idx, eng.version))
@@ -371,7 +376,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           ramp: float | str | None = 0.0,
           num_requests: int | None = None, length_spread: float = 0.0, disagg: str | None = None,
           prefill: dict | None = None, decode: dict | None = None,
-          policy: str | None = None, admission: str | None = None,
+          policy: str | None = None, admission: str | None = None, recv_interval: int = 1,
           max_num_seqs: int | None = None,
           max_num_batched_tokens: int | None = None, block_size: int = 16,
           gpu_memory_utilization: float | None = None,
@@ -400,14 +405,15 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     step and sequence (perfsim.serving.host; 'none': GPU time only), overlapped with the GPU's steps when it
     schedules asynchronously (`async_scheduling`; None: as the engine does by default, vLLM since 0.14),
     `step_overhead_s` adds to it, and the batching `policy`, token budget and KV `admission` where they are not
-    given (SGLang: prefill first, 16384 tokens; TensorRT-LLM: KV reserved for the whole request).
+    given (SGLang: prefill first, 16384 tokens; TensorRT-LLM: KV reserved for the whole request); an engine
+    takes new requests every `recv_interval` decode steps (SGLang's --scheduler-recv-interval; 1: every step).
     spec_tokens > 0 turns on speculative decoding with that many draft tokens per step, accepted at the rates
     `spec_accept` ('0.85,0.3' or one rate for all; perfsim.serving.speculative)."""
     wall0 = time.perf_counter()
     cfg = SchedulerConfig(policy, max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization,
                           step_overhead_s=step_overhead_s, engine=engine, async_scheduling=async_scheduling,
                           spec=speculation(spec_tokens, spec_accept), admission=admission,
-                          kv_free_fraction=kv_free_fraction)
+                          kv_free_fraction=kv_free_fraction, recv_interval=recv_interval)
     cfg.check()
     metrics.check_slos(slo_ttft=slo_ttft, slo_tpot=slo_tpot, slo_e2e=slo_e2e)
     if router not in ROUTERS:
@@ -571,7 +577,7 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
     config = {
         "model": pools[0].dep.model.name, "hardware": getattr(pools[0].dep.hardware, "name", ""),
         "num_gpus": num_gpus, "workload": w.kind, "concurrency": w.concurrency, "policy": cfg.policy,
-        "admission": cfg.admission, "router": router,
+        "admission": cfg.admission, "recv_interval": cfg.recv_interval, "router": router,
         "engine": cfg.engine, "host_overhead": {"step_s": host.step_s, "per_seq_s": host.per_seq_s,
                                                 "overlapped": host.overlapped},
         "speculative": {"draft_tokens": cfg.spec.draft_tokens, "acceptance": list(cfg.spec.acceptance),
