@@ -25,7 +25,8 @@ def op_time(op: Op, hardware: str | Path | Hardware, profile: str | Path | Profi
         if not isinstance(hw, System):
             raise InvalidInputError(f"hardware: a collective needs a system (e.g. dgx-h100), got {hw.name!r}")
         prof = resolve(profile, hw.gpu.name)
-        t = collective_time(op.collective, op.size_bytes, op.group, hw, params=prof.params.comm if prof else None)
+        t = collective_time(op.collective, op.size_bytes, op.group, hw, params=prof.params.comm if prof else None,
+                            implementation=op.implementation)
         return OpCost(op=op, time_s=t, compute_s=0.0, memory_s=0.0, overhead_s=0.0, comm_s=t, bound="comm",
                       level=hw.intra_link.name if op.group <= hw.devices_per_node else hw.nic_link or "")
     device: Device = load_device(hw)

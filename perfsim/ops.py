@@ -550,6 +550,7 @@ class Collective(Op):
     size_bytes: float
     group: int
     scope: str = "intra"  # intra | inter | hierarchical
+    implementation: str = "nccl"   # or 'custom': an engine's peer-memory all-reduce in one NVLink domain (cost.comm)
 
     kind = "collective"
 
