@@ -278,13 +278,20 @@ class _Builder:
         m, w = self.m, self.w
         a, T, h = m.mla, w.tokens, m.hidden_size
         qk = a.qk_nope_head_dim + a.qk_rope_head_dim
-        if a.q_lora_rank:
+        kv_a = a.kv_lora_rank + a.qk_rope_head_dim
+        if a.q_lora_rank and w.task != "train":
+            # inference engines run both down-projections as one GEMM (TensorRT-LLM's fused_a, SGLang's
+            # fused_qkv_a_proj_with_mqa, vLLM's fused_qkv_a_proj); Megatron trains them as two
+            self.gemm("qkv_a_proj", T, a.q_lora_rank + kv_a, h, i)
+        elif a.q_lora_rank:
             self.gemm("q_down", T, a.q_lora_rank, h, i)
+        if a.q_lora_rank:
             self.add(norm(T, a.q_lora_rank, self.act_dtype, name="q_norm"), i)
             self.gemm("q_up", T, heads * qk, a.q_lora_rank, i)
         else:
             self.gemm("q_proj", T, heads * qk, h, i)
-        self.gemm("kv_down", T, a.kv_lora_rank + a.qk_rope_head_dim, h, i)
+        if not (a.q_lora_rank and w.task != "train"):
+            self.gemm("kv_down", T, kv_a, h, i)
         self.add(norm(T, a.kv_lora_rank, self.act_dtype, name="kv_norm"), i)
         if w.task == "decode":
             # absorbed W_UK: queries move into the latent space, keys stay compressed in the cache
