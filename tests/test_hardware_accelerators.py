@@ -112,6 +112,19 @@ def test_hls_gaudi2_is_a_full_mesh_in_the_collective_model():
     assert collective_time("all_reduce", size, 2, hls) > collective_time("all_reduce", size, 8, hls)
 
 
+def test_hls_gaudi3_matches_intels_network_figures():
+    """Intel Gaudi network configuration docs: 21 scale-up ports at 200 Gb/s, 525 GB/s per Gaudi 3 per direction,
+    3 per peer pair (75 GB/s); 3 scale-out ports per Gaudi 3, 75 GB/s each and 600 GB/s per HLS-3 box."""
+    hls = load_system("hls-gaudi3")
+    assert (hls.gpu.name, hls.devices_per_node, hls.intra_link.name) == ("gaudi3", 8, "gaudi3-roce-intra")
+    pair, node = topology(hls, 2), topology(hls, 8)
+    assert pair.domain_Bps() == _A(75e9) and node.domain_Bps() == _A(525e9)
+    two_nodes = topology(hls, 16)
+    assert two_nodes.nic_single_Bps == _A(75e9) and two_nodes.nic_Bps == _A(600e9)
+    assert collective_time("all_reduce", 64 * MiB, 8, hls) < collective_time("all_reduce", 64 * MiB, 8,
+                                                                               load_system("hls-gaudi2"))
+
+
 # --- CLI smoke ---------------------------------------------------------------------------------------------------
 
 def test_cli_prefill_tp8_on_hls_gaudi2(capsys):
