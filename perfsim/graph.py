@@ -185,10 +185,13 @@ class _Builder:
         return activation_dtype(self.w.dtype)
 
     def all_reduce(self, name: str, elements: int, layer: int) -> None:
+        """Tensor-parallel all-reduce: inference engines (TensorRT-LLM, vLLM, SGLang) run their own peer-memory
+        kernels inside an NVLink domain (cost.comm, 'custom'), training NCCL's."""
         if self.w.tp > 1:
             from perfsim.dtypes import nbytes
             self.add(Collective(collective="all_reduce", size_bytes=elements * nbytes(self.act_dtype),
-                                group=self.w.tp, name=name), layer)
+                                group=self.w.tp, name=name,
+                                implementation="nccl" if self.w.task == "train" else "custom"), layer)
 
     def layer(self, i: int) -> None:
         """Decoder layer i: its token mixer and its MLP, each a pre-norm residual block, where it has them."""

@@ -303,10 +303,6 @@ class StepModel:
         counts = Counter(data["op"] for _, data in g.nodes(data=True))
         lin, head, attn = Counter(), Counter(), Counter()
         for op, n in counts.items():
-            if isinstance(op, Collective) and op.collective == "all_reduce":
-                # serving engines (TensorRT-LLM, vLLM, SGLang) all-reduce their tensor-parallel activations with
-                # their own peer-memory kernels inside an NVLink domain, NCCL elsewhere (cost.comm)
-                op = replace(op, implementation="custom")
             if isinstance(op, Attention):
                 attn[op] += n
             elif op.name in HEAD_OPS:
