@@ -18,8 +18,14 @@
 6. SemiAnalysis InferenceX, DeepSeek-R1-0528 on one node (B200, B300, H200, MI300X, MI325X, MI355X; SGLang and
    TensorRT-LLM; FP8 and FP4; with and without MTP; 1k/1k, 1k/8k, 8k/1k at concurrency 4-512): mean and median
    TTFT, mean TPOT and tokens/s per GPU per row, nothing fitted (perfsim/serving/inferencex.py).
---write-fit stores those coefficients in perfsim/serving/energy_fit.yaml, and vLLM's host overhead per step and
-sequence in perfsim/serving/host_fit.yaml, for `perfsim serve` to use.
+7. aiconfigurator's silicon sample (NVIDIA's benchmark database, 882 runs of 174 deployments, the 18 behind
+   silicon_refs rows set apart): TTFT and TPOT per system, engine and mode on the other deployments; DeepSeek's
+   TPOT with and without MTP there (the evidence for simulating the database's rows without it); the
+   disaggregation handoff fitted on their low-concurrency disaggregated runs, cross-checked half against half
+   (perfsim/serving/aic_sample.py).
+--write-fit stores those coefficients in perfsim/serving/energy_fit.yaml, vLLM's host overhead per step and
+sequence in perfsim/serving/host_fit.yaml and the handoff in perfsim/serving/handoff_fit.yaml, for `perfsim serve`
+to use.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import time
 
 import pandas as pd
 
-from perfsim.serving import inferencex, published, sweeps, trtllm_bench
+from perfsim import measured
+from perfsim.serving import aic_sample, inferencex, published, sweeps, trtllm_bench
 from perfsim.serving.validation import validate_mlenergy, validate_silicon, write_energy_fit, write_host_fit
 
 
@@ -44,7 +51,8 @@ def main() -> None:
     parser.add_argument("--ramp", default="0", help="closed-loop start ramp for silicon rows: seconds or auto")
     parser.add_argument("--max-requests", type=int, default=None,
                         help="requests per silicon row at most (default: 10 per client, uncapped)")
-    parser.add_argument("--write-fit", action="store_true", help="write perfsim/serving/energy_fit.yaml, host_fit.yaml")
+    parser.add_argument("--write-fit", action="store_true",
+                        help="write perfsim/serving/energy_fit.yaml, host_fit.yaml, handoff_fit.yaml")
     parser.add_argument("--json", help="also write the full report to this JSON file")
     args = parser.parse_args()
     pd.set_option("display.width", 220)
@@ -58,6 +66,18 @@ def main() -> None:
         write_energy_fit(fits)
         write_host_fit(mle.scores["host"])
         print("wrote perfsim/serving/energy_fit.yaml and perfsim/serving/host_fit.yaml\n")
+    held = aic_sample.held_out(aic_sample.load(), measured.load("aic-silicon-refs"))
+    handoff_rows = aic_sample.handoff_rows(held)
+    bare = validate_silicon(frame=handoff_rows, profile=args.profile, handoff_s=0.0).rows
+    handoff, cross = aic_sample.fit_handoff(bare), aic_sample.handoff_cross_check(bare)
+    print(f"== disaggregation handoff: {1e3 * handoff:.0f} ms per request, fitted on {len(bare)} low-concurrency "
+          f"disaggregated runs of the benchmark database (deployments outside silicon_refs) ==")
+    for half, v in cross.items():
+        print(f"  {half}: {1e3 * v['handoff_s']:.0f} ms fitted on the other deployments -> TTFT MAPE "
+              f"{_pct(v['ttft_mape_with'])} on these {v['test_rows']} rows (without: {_pct(v['ttft_mape_without'])})")
+    if args.write_fit:  # before every disaggregated row below
+        aic_sample.write_handoff_fit(handoff, bare, cross)
+        print("wrote perfsim/serving/handoff_fit.yaml\n")
     sil = validate_silicon(max_requests=args.max_requests, profile=args.profile, ramp=ramp)
     print("== aiconfigurator silicon_refs: simulated closed loop vs measured ==")
     if len(sil.rows):
@@ -132,6 +152,17 @@ def main() -> None:
     print(table.round(3).to_string())
     for reason, n in ix_skipped.items():
         print(f"skipped {n} rows: {reason}")
+    print("\n== aiconfigurator silicon sample (benchmark database), deployments outside silicon_refs ==")
+    rep = aic_sample.score(held, profile=args.profile)
+    print(aic_sample.summary(rep.rows).round(3).to_string())
+    r = rep.rows
+    print(f"all {len(r)} rows: TTFT MAPE {_pct(r.ttft_ape.mean())} (median APE {_pct(r.ttft_ape.median())}), "
+          f"TPOT MAPE {_pct(r.tpot_ape.mean())} (median APE {_pct(r.tpot_ape.median())})")
+    for reason, n in rep.skipped.items():
+        print(f"  skipped {n}: {reason}")
+    for label, v in aic_sample.mtp_comparison(held, profile=args.profile).items():
+        print(f"DeepSeek {label.replace('_', ' ')}: TPOT MAPE {_pct(v['tpot_mape'])}, median predicted / measured "
+              f"{v['tpot_ratio']:.2f} over {v['rows']} rows")
     print(f"\n({time.perf_counter() - start:.1f} s)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

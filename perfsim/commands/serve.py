@@ -106,6 +106,10 @@ def serve_command(
     prefill_ep: int | None = typer.Option(None, "--prefill-ep", help="Disagg: prefill instances' ep."),
     decode_tp: int | None = typer.Option(None, "--decode-tp", help="Disagg: decode instances' tp."),
     decode_ep: int | None = typer.Option(None, "--decode-ep", help="Disagg: decode instances' ep."),
+    disagg_handoff: float | None = typer.Option(None, "--disagg-handoff",
+                                                help="Disagg: fixed seconds per request between its prefill and "
+                                                     "its decode, beside the KV transfer (default: fitted on NVIDIA "
+                                                     "Dynamo deployments; 0: none)."),
     policy: str | None = typer.Option(None, "--policy", help="Batching: chunked (Sarathi / vLLM V1), "
                                                                 "continuous (prefill first: vLLM V0, SGLang) or "
                                                                 "static (default: the engine's)."),
@@ -171,8 +175,9 @@ def serve_command(
         raise InvalidInputError(f"grid-intensity: must be >= 0 kg CO2e/kWh, got {grid_intensity!r}")
     if burstiness is not None and rate is None:
         raise InvalidInputError("burstiness: needs --rate")
-    if (prefill_tp or prefill_ep or decode_tp or decode_ep) and not disagg:
-        raise InvalidInputError("disagg: --prefill-*/--decode-* options need --disagg PREFILL_GPUS:DECODE_GPUS")
+    if (prefill_tp or prefill_ep or decode_tp or decode_ep or disagg_handoff is not None) and not disagg:
+        raise InvalidInputError("disagg: --prefill-*/--decode-*/--disagg-handoff options need --disagg "
+                                "PREFILL_GPUS:DECODE_GPUS")
     ramp_value: float | str = ramp
     if ramp != "auto":
         try:
@@ -188,7 +193,8 @@ def serve_command(
                    think_time=think_time, burstiness=burstiness,
                    ramp=ramp_value,
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
-                   prefill=prefill or None, decode=decode or None, policy=policy, admission=admission,
+                   prefill=prefill or None, decode=decode or None, disagg_handoff_s=disagg_handoff,
+                   policy=policy, admission=admission,
                    recv_interval=recv_interval, max_num_seqs=max_num_seqs,
                    max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,
                    kv_free_fraction=kv_free_fraction,

@@ -286,7 +286,7 @@ _DISAGG = tuple(f"{phase}_{p}" for phase in ("prefill", "decode")
 SILICON_COLUMNS = [
     "id", "model", "system", "backend", "backend_version", "precision", "gemm_quant_mode", "moe_quant_mode",
     "mode", "isl", "osl", "concurrency", *_PARALLEL, *_DISAGG, "ttft_s", "tpot_s", "metric", "wip",
-    "measured_at", "image",
+    "measured_at", "image", "origin",
 ]
 
 
@@ -305,7 +305,12 @@ def _source_fields(text: str) -> dict[str, str]:
 def silicon_refs(path: Path, dataset: str, hardware: str | None = None) -> pd.DataFrame:
     """End-to-end serving measurements. measured_s is the TPOT (metric='tpot'); ttft_s is beside it."""
     path = Path(path)
-    raw = read_csv(path, SILICON_CSV)
+    return silicon_frame(read_csv(path, SILICON_CSV), path, dataset, hardware)
+
+
+def silicon_frame(raw: pd.DataFrame, path: Path, dataset: str, hardware: str | None = None,
+                  source: str = SILICON_SOURCE) -> pd.DataFrame:
+    """The measured frame of silicon-schema rows (silicon_refs.csv's columns) read from `path`."""
     numeric(raw, path, ["isl", "osl", "silicon_ttft_ms", "silicon_tpot_ms"], SILICON_CSV)
     as_int(raw, ["isl", "osl"])
     for col in (*_PARALLEL, *_DISAGG):
@@ -318,6 +323,8 @@ def silicon_refs(path: Path, dataset: str, hardware: str | None = None) -> pd.Da
     raw["wip"] = fields.map(lambda f: f.get("wip", "").lower() == "true")
     raw["measured_at"] = fields.map(lambda f: f.get("measured", ""))
     raw["image"] = fields.map(lambda f: f.get("image", ""))
+    # where the row comes from: the provenance text's first item ('db-dump/2026-04-27', 'source_file=...')
+    raw["origin"] = raw["silicon_data_source"].map(lambda t: str(t).split(";")[0].strip())
     # batch_size is the client concurrency (agg rows); disagg rows give it only in the provenance text.
     given = pd.to_numeric(fields.map(lambda f: f.get("silicon_concurrency")), errors="coerce").round().astype("Int64")
     raw["concurrency"] = given.fillna(raw["batch_size"])
@@ -328,4 +335,4 @@ def silicon_refs(path: Path, dataset: str, hardware: str | None = None) -> pd.Da
     raw["metric"] = "tpot"
     raw["system"] = raw["system"].astype(str)
     hw = hardware or raw["system"].map(lambda s: SYSTEM_HARDWARE.get(s, s)).to_numpy()
-    return finish(raw, path, dataset, hw, SILICON_SOURCE, SILICON_COLUMNS)
+    return finish(raw, path, dataset, hw, source, SILICON_COLUMNS)

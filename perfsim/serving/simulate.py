@@ -29,7 +29,7 @@ from perfsim.serving import arrivals as arr
 from perfsim.serving import metrics
 from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footprint, parse_power_limit
 from perfsim.serving.host import DEFAULT_ENGINE, HostOverhead, host_overhead
-from perfsim.serving.kvcache import capacity_blocks, check_fits, transfer_time
+from perfsim.serving.kvcache import capacity_blocks, check_fits, check_handoff, transfer_time
 from perfsim.serving.scheduler import (
     ADMISSIONS,
     POLICIES,
@@ -240,10 +240,11 @@ class ServeResult:
 
 
 def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=None,
-             router: str = "round_robin") -> tuple[float, int]:
+             router: str = "round_robin", handoff_s: float = 0.0) -> tuple[float, int]:
     """Run the event loop to the last completion; returns (makespan s, most requests in flight). `pools` is [agg] or
-    [prefill, decode]; `transfer(prefill_engine, decode_engine, rid)` gives the KV transfer seconds; `router`
-    (ROUTERS) places each new request on an engine of the first pool."""
+    [prefill, decode]; `transfer(prefill_engine, decode_engine, rid)` gives the KV transfer seconds, which hold the
+    prefill engine's link, and `handoff_s` more pass before the decode engine has the request; `router` (ROUTERS)
+    places each new request on an engine of the first pool."""
     front = pools[0].engines
     back = pools[1].engines if len(pools) > 1 else None
     engines = front + (back or [])
@@ -333,7 +334,7 @@ def simulate(workload: arr.Workload, pools: list[Pool], req: Requests, transfer=
                         start = max(now, link_free[eng.idx])
                         t_x = transfer(eng, dst, rid)
                         link_free[eng.idx] = start + t_x
-                        push(heap, (start + t_x, next(counter), 1, rid, dst.idx))
+                        push(heap, (start + t_x + handoff_s, next(counter), 1, rid, dst.idx))
                 kick(eng, now)
                 for idx in issued_to:  # the clients whose requests ended here have all re-issued
                     kick(engines[idx], now)
@@ -382,6 +383,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           gpu_memory_utilization: float | None = None,
           kv_free_fraction: float | None = None, step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE,
           async_scheduling: bool | None = None,
+          disagg_handoff_s: float | None = None,
           spec_tokens: int = 0, spec_accept: str | float | list | None = None, power_limit: str | float | None = None,
           price_per_gpu_hour: float | None = None, grid_intensity: float = DEFAULT_GRID_KG_PER_KWH,
           pue: float = 1.0, slo_ttft: float | None = None, slo_tpot: float | None = None,
@@ -488,10 +490,11 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
 
     if w.closed_loop:
         w = _with_ramp(w, ramp, pools, isl=int(w.input_len.mean()), osl=int(w.output_len.mean()))
-    makespan, max_in_flight = simulate(w, pools, req, transfer, router)
+    handoff = check_handoff(disagg_handoff_s) if transfer is not None else 0.0
+    makespan, max_in_flight = simulate(w, pools, req, transfer, router, handoff)
     wall = time.perf_counter() - wall0
     return _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price_per_gpu_hour, grid_intensity, pue,
-                   slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer, router)
+                   slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer, router, handoff)
 
 
 def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> arr.Workload:
@@ -516,7 +519,7 @@ def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> 
 
 
 def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, pue, slo_ttft, slo_tpot, slo_e2e,
-            bins, wall, transfer, router) -> ServeResult:
+            bins, wall, transfer, router, handoff_s=0.0) -> ServeResult:
     arrival = np.asarray(req.arrival)
     first = np.asarray(req.first)
     finish = np.asarray(req.finish)
@@ -571,6 +574,7 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
     summary["kwh_per_million_tokens"] = fp["kwh"] / mtok if mtok else None
     if transfer is not None and len(pools) > 1:
         summary["kv_transfer_s"] = float(transfer(pools[0].engines[0], pools[1].engines[0], 0))
+        summary["disagg_handoff_s"] = handoff_s
     summary["sim_wall_s"] = wall
     caps = [e.cap for e in engines]
     host = cfg.host(pools[0].dep.pp)
