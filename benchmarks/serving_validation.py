@@ -20,12 +20,12 @@
    TTFT, mean TPOT and tokens/s per GPU per row, nothing fitted (perfsim/serving/inferencex.py).
 7. aiconfigurator's silicon sample (NVIDIA's benchmark database, 882 runs of 174 deployments, the 18 behind
    silicon_refs rows set apart): TTFT and TPOT per system, engine and mode on the other deployments; DeepSeek's
-   TPOT with and without MTP there (the evidence for simulating the database's rows without it); the
-   disaggregation handoff fitted on their low-concurrency disaggregated runs, cross-checked half against half
-   (perfsim/serving/aic_sample.py).
+   TPOT with and without MTP there (the evidence for simulating the database's rows without it); each engine's
+   request latency and the disaggregation handoff fitted on their low-concurrency runs, cross-checked half against
+   half (perfsim/serving/aic_sample.py, perfsim/serving/latency.py).
 --write-fit stores those coefficients in perfsim/serving/energy_fit.yaml, vLLM's host overhead per step and
-sequence in perfsim/serving/host_fit.yaml and the handoff in perfsim/serving/handoff_fit.yaml, for `perfsim serve`
-to use.
+sequence in perfsim/serving/host_fit.yaml and the per-request latencies in perfsim/serving/latency_fit.yaml, for
+`perfsim serve` to use.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=None,
                         help="requests per silicon row at most (default: 10 per client, uncapped)")
     parser.add_argument("--write-fit", action="store_true",
-                        help="write perfsim/serving/energy_fit.yaml, host_fit.yaml, handoff_fit.yaml")
+                        help="write perfsim/serving/energy_fit.yaml, host_fit.yaml, latency_fit.yaml")
     parser.add_argument("--json", help="also write the full report to this JSON file")
     args = parser.parse_args()
     pd.set_option("display.width", 220)
@@ -67,17 +67,14 @@ def main() -> None:
         write_host_fit(mle.scores["host"])
         print("wrote perfsim/serving/energy_fit.yaml and perfsim/serving/host_fit.yaml\n")
     held = aic_sample.held_out(aic_sample.load(), measured.load("aic-silicon-refs"))
-    handoff_rows = aic_sample.handoff_rows(held)
-    bare = validate_silicon(frame=handoff_rows, profile=args.profile, handoff_s=0.0).rows
-    handoff, cross = aic_sample.fit_handoff(bare), aic_sample.handoff_cross_check(bare)
-    print(f"== disaggregation handoff: {1e3 * handoff:.0f} ms per request, fitted on {len(bare)} low-concurrency "
-          f"disaggregated runs of the benchmark database (deployments outside silicon_refs) ==")
-    for half, v in cross.items():
-        print(f"  {half}: {1e3 * v['handoff_s']:.0f} ms fitted on the other deployments -> TTFT MAPE "
-              f"{_pct(v['ttft_mape_with'])} on these {v['test_rows']} rows (without: {_pct(v['ttft_mape_without'])})")
-    if args.write_fit:  # before every disaggregated row below
-        aic_sample.write_handoff_fit(handoff, bare, cross)
-        print("wrote perfsim/serving/handoff_fit.yaml\n")
+    request, handoff = aic_sample.fit_latencies(held, profile=args.profile)
+    print("== per-request latencies, fitted on the benchmark database's runs at <= "
+          f"{aic_sample.LOW_CONCURRENCY} clients outside silicon_refs (half-against-half checks) ==")
+    for name, fit in (*request.items(), ("disagg handoff", handoff)):
+        print(f"  {name:15s} {1e3 * fit['seconds']:5.0f} ms over {fit['rows']} runs: {fit['source'].split('; ', 1)[1]}")
+    if args.write_fit:  # before the silicon rows and every engine run below
+        aic_sample.write_latency_fit(request, handoff)
+        print("wrote perfsim/serving/latency_fit.yaml\n")
     sil = validate_silicon(max_requests=args.max_requests, profile=args.profile, ramp=ramp)
     print("== aiconfigurator silicon_refs: simulated closed loop vs measured ==")
     if len(sil.rows):

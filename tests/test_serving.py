@@ -917,25 +917,46 @@ def test_benchmark_database_deepseek_runs_match_better_without_mtp():
 
 def test_disaggregation_handoff_delays_the_first_token_only():
     """A fixed handoff per request between prefill and decode: at low load the mean TTFT grows by it and TPOT
-    does not move; it does not hold the link, so a loaded server's throughput barely moves. Its fit recovers a
-    known offset; a negative or non-finite one is refused."""
-    from perfsim.serving import aic_sample
-    from perfsim.serving.kvcache import fitted_handoff_s
-    kw = dict(num_gpus=2, disagg="1:1", isl=1024, osl=64, profile="none", num_requests=40)
+    does not move; it does not hold the link, so a loaded server's throughput barely moves. By default the fitted
+    one; a negative or non-finite one is refused."""
+    from perfsim.serving import latency
+    kw = dict(num_gpus=2, disagg="1:1", isl=1024, osl=64, profile="none", num_requests=40, engine="none")
     lo = [serve("llama-3.1-8b", "h100-sxm", concurrency=1, disagg_handoff_s=h, **kw).summary for h in (0.0, 0.25)]
     assert lo[1]["ttft_s"] - lo[0]["ttft_s"] == pytest.approx(0.25, rel=1e-6)
     assert lo[1]["tpot_s"] == pytest.approx(lo[0]["tpot_s"], rel=1e-6)
     assert lo[1]["disagg_handoff_s"] == 0.25
     hi = [serve("llama-3.1-8b", "h100-sxm", concurrency=64, disagg_handoff_s=h, **kw).summary for h in (0.0, 0.01)]
     assert hi[1]["throughput_tokens_per_s"] > 0.9 * hi[0]["throughput_tokens_per_s"]
-    assert serve("llama-3.1-8b", "h100-sxm", concurrency=1, **kw).summary["disagg_handoff_s"] == fitted_handoff_s()
-    assert 0.0 <= fitted_handoff_s() < 1.0
+    fitted = serve("llama-3.1-8b", "h100-sxm", concurrency=1, **kw).summary["disagg_handoff_s"]
+    assert fitted == latency.disagg_handoff_s() and 0.0 <= fitted < 1.0
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(InvalidInputError, match="disagg-handoff"):
             serve("llama-3.1-8b", "h100-sxm", concurrency=1, disagg_handoff_s=bad, **kw)
+
+
+def test_request_latency_adds_to_ttft_and_e2e_not_tpot():
+    """An engine's request latency (the client-engine path outside its steps) delays every token the client sees:
+    TTFT and end-to-end latency grow by it, TPOT and throughput do not. By default each engine's fitted one
+    ('none': zero); a negative one is refused."""
+    from perfsim.serving import latency
+    kw = dict(num_gpus=1, isl=512, osl=32, profile="none", num_requests=24, concurrency=4, engine="none")
+    base, late = (serve("llama-3.1-8b", "h100-sxm", request_latency_s=x, **kw).summary for x in (0.0, 0.08))
+    assert late["ttft_s"] - base["ttft_s"] == pytest.approx(0.08, rel=1e-6)
+    assert late["e2e_s"] - base["e2e_s"] == pytest.approx(0.08, rel=1e-6)
+    assert late["tpot_s"] == pytest.approx(base["tpot_s"], rel=1e-9)
+    assert late["throughput_tokens_per_s"] == pytest.approx(base["throughput_tokens_per_s"], rel=1e-9)
+    assert serve("llama-3.1-8b", "h100-sxm", **kw).config["request_latency_s"] == 0.0
+    sglang = serve("llama-3.1-8b", "h100-sxm", **{**kw, "engine": "sglang"}).config["request_latency_s"]
+    assert sglang == latency.request_latency_s("sglang") and 0.0 <= sglang < 0.5
+    with pytest.raises(InvalidInputError, match="request-latency"):
+        serve("llama-3.1-8b", "h100-sxm", request_latency_s=-1.0, **kw)
+
+
+def test_latency_offset_fit_is_a_least_absolute_relative_error_fit():
+    from perfsim.serving.latency import fit_offset
     measured = np.array([0.3, 0.5, 0.4, 1.2, 0.25])
-    rows = pd.DataFrame({"id": [f"x_cfg{i}" for i in range(5)], "ttft_measured_s": measured,
-                         "ttft_predicted_s": measured - 0.2})
-    assert aic_sample.fit_handoff(rows) == pytest.approx(0.2)
-    rows.loc[3, "ttft_predicted_s"] = 5.0   # one wild row does not move a least-absolute fit
-    assert aic_sample.fit_handoff(rows) == pytest.approx(0.2)
+    assert fit_offset(measured, measured - 0.2) == pytest.approx(0.2)
+    predicted = measured - 0.2
+    predicted[3] = 5.0   # one wild row does not move it
+    assert fit_offset(measured, predicted) == pytest.approx(0.2)
+    assert fit_offset(measured, measured + 1.0) == 0.0   # never negative

@@ -117,6 +117,10 @@ def serve_command(
                                                                        "free, preempt when they run out: vLLM, SGLang) "
                                                                        "or reserve (blocks for prompt plus output up "
                                                                        "front: TensorRT-LLM; default: the engine's)."),
+    request_latency: float | None = typer.Option(None, "--request-latency",
+                                                 help="Seconds each token takes between engine and client outside "
+                                                      "the engine's steps (HTTP, tokenisation, detokenisation; "
+                                                      "default: the engine's fitted one, 0 for none)."),
     recv_interval: int = typer.Option(1, "--recv-interval", help="The engine takes new requests every this many "
                                                                   "decode steps (SGLang --scheduler-recv-interval)."),
     max_num_seqs: int | None = typer.Option(None, "--max-num-seqs",
@@ -194,6 +198,7 @@ def serve_command(
                    ramp=ramp_value,
                    num_requests=num_requests, length_spread=length_spread, disagg=disagg,
                    prefill=prefill or None, decode=decode or None, disagg_handoff_s=disagg_handoff,
+                   request_latency_s=request_latency,
                    policy=policy, admission=admission,
                    recv_interval=recv_interval, max_num_seqs=max_num_seqs,
                    max_num_batched_tokens=max_num_batched_tokens, gpu_memory_utilization=gpu_memory_utilization,

@@ -1,12 +1,12 @@
 """Score the serving simulator against aiconfigurator's silicon sample: runs of NVIDIA's benchmark database.
 
 Rows live in tests/data/aiconfigurator_silicon_sample.csv (see its header): 882 measured TTFT/TPOT points of 174
-deployments (TensorRT-LLM, SGLang, vLLM, mostly behind NVIDIA Dynamo; H100, H200, B200, B300, GB200, GB300;
-aggregated and disaggregated; DeepSeek-R1, Kimi-K2.5, MiniMax-M2.5, Qwen3.5-397B), each swept over client
+deployments (TensorRT-LLM, SGLang, vLLM; H100, H200, B200, B300, GB200, GB300; aggregated, and disaggregated under
+NVIDIA Dynamo; DeepSeek-R1, Kimi-K2.5, MiniMax-M2.5, Qwen3.5-397B), each swept over client
 concurrency. aiconfigurator curates its silicon_refs.csv from this database, one concurrency point per deployment,
 so the deployments behind silicon_refs rows are set apart (`held_out`) and what is learnt here comes from the
-others: that the database decodes DeepSeek without MTP (`mtp_comparison`) and the disaggregation handoff
-(`fit_handoff`, perfsim/serving/handoff_fit.yaml). Each row is simulated as a silicon_refs row
+others: that the database decodes DeepSeek without MTP (`mtp_comparison`), each engine's request latency and the
+disaggregation handoff (`fit_latencies`, perfsim/serving/latency_fit.yaml). Each row is simulated as a silicon_refs row
 (perfsim.serving.validation.silicon_row).
 """
 
@@ -76,70 +76,80 @@ def held_out(sample: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
     return sample[~sample["config_id"].isin(ref_configs(refs))].reset_index(drop=True)
 
 
-# ------------------------------------------------------------------------- disaggregation handoff fit
-# Rows that fit the handoff: disaggregated, at most this many clients (queues short, so a fixed latency per request
-# adds to the mean TTFT as it is)
+# ------------------------------------------------------------------------- latency fits
+# Rows that fit the latencies: at most this many clients (queues short, so a fixed latency per request adds to the
+# mean TTFT as it is)
 LOW_CONCURRENCY = 16
+ENGINES = ("sglang", "trtllm", "vllm")
 
 
-def handoff_rows(held: pd.DataFrame) -> pd.DataFrame:
-    """The held-out rows the handoff is fitted on: disaggregated, at low concurrency."""
-    return held[(held["mode"] == "disagg") & (held["concurrency"] <= LOW_CONCURRENCY)].reset_index(drop=True)
-
-
-def fit_handoff(rows: pd.DataFrame) -> float:
-    """The handoff H (s) that minimises the TTFT MAPE of predicted + H over rows simulated without one (a
-    least-absolute-relative-error fit: the median of measured - predicted, each weighted by 1 / measured)."""
-    gap = (rows["ttft_measured_s"] - rows["ttft_predicted_s"]).to_numpy()
-    weight = 1.0 / rows["ttft_measured_s"].to_numpy()
-    order = gap.argsort()
-    cumulative = weight[order].cumsum()
-    return max(0.0, float(gap[order][cumulative.searchsorted(cumulative[-1] / 2)]))
+def low_concurrency(held: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """The held-out rows of `mode` ('agg', 'disagg') at <= LOW_CONCURRENCY clients."""
+    return held[(held["mode"] == mode) & (held["concurrency"] <= LOW_CONCURRENCY)].reset_index(drop=True)
 
 
 def _ttft_mape(rows: pd.DataFrame, extra_s: float) -> float:
     return float((abs(rows["ttft_predicted_s"] + extra_s - rows["ttft_measured_s"]) / rows["ttft_measured_s"]).mean())
 
 
-def handoff_cross_check(rows: pd.DataFrame, seed: int = 0) -> dict:
-    """Fit on the deployments of a random half of `rows` (simulated without a handoff), score the TTFT MAPE of the
-    other half with and without it; both ways round."""
+def cross_check(rows: pd.DataFrame, seed: int = 0) -> list[dict]:
+    """Fit the offset on the deployments of a random half of `rows` (simulated without it), score the TTFT MAPE of
+    the other half with and without it; both ways round."""
+    from perfsim.serving.latency import fit_offset
     configs = rows["id"].str.extract(r"_cfg(\d+)$")[0].astype(int)
     unique = configs.drop_duplicates().sample(frac=1.0, random_state=seed).to_numpy()
-    halves = [set(unique[: len(unique) // 2]), set(unique[len(unique) // 2:])]
-    out = {}
-    for i, fit_on in enumerate(halves):
+    out = []
+    for fit_on in (set(unique[: len(unique) // 2]), set(unique[len(unique) // 2:])):
         train, test = rows[configs.isin(fit_on)], rows[~configs.isin(fit_on)]
-        h = fit_handoff(train)
-        out[f"half_{i}"] = {"handoff_s": h, "test_rows": len(test), "ttft_mape_without": _ttft_mape(test, 0.0),
-                            "ttft_mape_with": _ttft_mape(test, h)}
+        c = fit_offset(train["ttft_measured_s"], train["ttft_predicted_s"])
+        out.append({"seconds": c, "test_rows": len(test), "ttft_mape_without": _ttft_mape(test, 0.0),
+                    "ttft_mape_with": _ttft_mape(test, c)})
     return out
 
 
-def write_handoff_fit(handoff_s: float, rows: pd.DataFrame, cross: dict, path=None) -> None:
-    """Store the fitted handoff with its source (perfsim/serving/handoff_fit.yaml)."""
-    from perfsim.serving import kvcache
-    from perfsim.serving.validation import _write_yaml
-    configs = rows["id"].str.extract(r"_cfg(\d+)$")[0].nunique()
-    checks = "; ".join(f"{v['handoff_s'] * 1e3:.0f} ms fitted on one half of the deployments scores TTFT MAPE "
+def _fitted(rows: pd.DataFrame, what: str) -> dict:
+    from perfsim.serving.latency import fit_offset
+    seconds = fit_offset(rows["ttft_measured_s"], rows["ttft_predicted_s"])
+    checks = "; ".join(f"{1e3 * v['seconds']:.0f} ms fitted on half the deployments scores TTFT MAPE "
                        f"{100 * v['ttft_mape_with']:.1f}% (without: {100 * v['ttft_mape_without']:.1f}%) on the "
-                       f"other {v['test_rows']} rows" for v in cross.values())
-    doc = {"about": "Fixed latency per request between a prompt's prefill and its decode in disaggregated serving "
-                    "(perfsim/serving/kvcache.py), fitted by perfsim.serving.aic_sample.fit_handoff "
-                    "(benchmarks/serving_validation.py --write-fit).",
-           "handoff_s": round(float(handoff_s), 4),
-           "source": f"{SOURCE}: the {len(rows)} disaggregated runs at <= {LOW_CONCURRENCY} clients of {configs} "
-                     f"deployments outside silicon_refs.csv (NVIDIA Dynamo with TensorRT-LLM, SGLang and vLLM), "
-                     f"least absolute relative TTFT error; {checks}"}
-    _write_yaml(doc, path or kvcache.HANDOFF_FIT_FILE)
-    kvcache.fitted_handoff_s.cache_clear()
+                       f"other {v['test_rows']} rows" for v in cross_check(rows))
+    configs = rows["id"].str.extract(r"_cfg(\d+)$")[0].nunique()
+    return {"seconds": round(seconds, 4), "rows": len(rows),
+            "source": f"{SOURCE}: {what}, {len(rows)} runs at <= {LOW_CONCURRENCY} clients of {configs} deployments "
+                      f"outside silicon_refs.csv, least absolute relative TTFT error; {checks}"}
+
+
+def fit_latencies(held: pd.DataFrame, profile="auto") -> tuple[dict, dict]:
+    """({engine: fit}, handoff fit): each engine's request latency on its aggregated runs, then the
+    disaggregation handoff on the disaggregated runs simulated with those latencies."""
+    agg, disagg = low_concurrency(held, "agg"), low_concurrency(held, "disagg")
+    request, parts = {}, []
+    for engine in ENGINES:
+        rows = agg[agg["backend"] == engine]
+        if len(rows):
+            bare = score(rows, profile, overrides={"request_latency_s": 0.0}).rows
+            request[engine] = _fitted(bare, f"{engine}'s aggregated runs")
+    for engine, rows in disagg.groupby("backend"):
+        latency = request.get(engine, {"seconds": 0.0})["seconds"]
+        parts.append(score(rows, profile, overrides={"request_latency_s": latency, "disagg_handoff_s": 0.0}).rows)
+    handoff = _fitted(pd.concat(parts), "the disaggregated runs (NVIDIA Dynamo with TensorRT-LLM, SGLang, vLLM) "
+                                        "with each engine's request latency in place")
+    return request, handoff
+
+
+def write_latency_fit(request: dict, handoff: dict, path=None) -> None:
+    """Store the fits in perfsim/serving/latency_fit.yaml."""
+    from perfsim.serving.latency import write_fit
+    write_fit(request, handoff, "Per-request latencies outside the engine's steps (perfsim/serving/latency.py), "
+                                "fitted by perfsim.serving.aic_sample.fit_latencies "
+                                "(benchmarks/serving_validation.py --write-fit).", path)
 
 
 # ------------------------------------------------------------------------- scoring
-def score(frame: pd.DataFrame, profile="auto", progress=None):
+def score(frame: pd.DataFrame, profile="auto", progress=None, overrides: dict | None = None):
     """validate_silicon over sample rows (a ServingReport)."""
     from perfsim.serving.validation import validate_silicon
-    return validate_silicon(frame=frame, profile=profile, progress=progress)
+    return validate_silicon(frame=frame, profile=profile, progress=progress, overrides=overrides)
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:

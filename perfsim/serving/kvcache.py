@@ -21,18 +21,12 @@ Transfer (Splitwise, DistServe): when a prompt's prefill ends, its KV moves to a
 decode rank receives its shard (its KV heads; MLA's latent cache whole) over its own link, all ranks in
 parallel: t = latency + bytes_rank / bandwidth, over NVLink when a prefill and a decode instance fit in
 one NVLink domain of the same system, else over the GPUs' NICs (the slower one in a mixed fleet). The serving
-framework adds a fixed handoff per request that does not hold the link (routing the request to a decode worker,
-the transfer's handshake, the decode side's admission): fitted on NVIDIA Dynamo's disaggregated deployments
-(handoff_fit.yaml, written by benchmarks/serving_validation.py --write-fit), 0 where no fit is stored.
+framework's fixed handoff per request comes on top (perfsim.serving.latency).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from pathlib import Path
-
-import yaml
 
 from perfsim.cost.memory import inference_activation_bytes, kv_cache_bytes, recurrent_state_bytes
 from perfsim.errors import InvalidInputError
@@ -109,27 +103,6 @@ def transfer_link(prefill: Deployment, decode: Deployment):
     if nics:  # across nodes (or between two kinds of system): the slower NIC
         return min(nics, key=lambda link: link.bandwidth)
     return sysm.intra_link
-
-
-HANDOFF_FIT_FILE = Path(__file__).resolve().parent / "handoff_fit.yaml"
-
-
-@functools.lru_cache(maxsize=1)
-def fitted_handoff_s() -> float:
-    """The stored disaggregation handoff per request (seconds; 0 without a fit)."""
-    if not HANDOFF_FIT_FILE.is_file():
-        return 0.0
-    with open(HANDOFF_FIT_FILE) as fh:
-        return float(yaml.safe_load(fh)["handoff_s"])
-
-
-def check_handoff(handoff_s: float | None) -> float:
-    """The handoff a disaggregated run uses: the given seconds (finite, >= 0) or, for None, the fitted one."""
-    if handoff_s is None:
-        return fitted_handoff_s()
-    if not (isinstance(handoff_s, (int, float)) and math.isfinite(handoff_s) and handoff_s >= 0):
-        raise InvalidInputError(f"disagg-handoff: must be a number of seconds >= 0, got {handoff_s!r}")
-    return float(handoff_s)
 
 
 def transfer_time(prefill: Deployment, decode: Deployment, tokens: int) -> float:

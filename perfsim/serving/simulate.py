@@ -26,10 +26,10 @@ import numpy as np
 from perfsim.errors import InvalidInputError
 from perfsim.model import load_model
 from perfsim.serving import arrivals as arr
-from perfsim.serving import metrics
+from perfsim.serving import latency, metrics
 from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footprint, parse_power_limit
 from perfsim.serving.host import DEFAULT_ENGINE, HostOverhead, host_overhead
-from perfsim.serving.kvcache import capacity_blocks, check_fits, check_handoff, transfer_time
+from perfsim.serving.kvcache import capacity_blocks, check_fits, transfer_time
 from perfsim.serving.scheduler import (
     ADMISSIONS,
     POLICIES,
@@ -133,6 +133,13 @@ class Requests:
         self.arrival = [0.0] * n if w.arrival_s is None else [float(x) for x in w.arrival_s]
         self.preempted = [0] * n
         self.engine = [-1] * n
+
+    def add_client_latency(self, seconds: float) -> None:
+        """Every token reaches the client `seconds` after its engine produced it (perfsim.serving.latency): TTFT
+        and end-to-end latency grow by it, TPOT does not; the simulated schedule is left as it ran."""
+        if seconds:
+            self.first = [t + seconds for t in self.first]
+            self.finish = [t + seconds for t in self.finish]
 
 
 _STEP_CACHE: dict = {}
@@ -383,7 +390,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
           gpu_memory_utilization: float | None = None,
           kv_free_fraction: float | None = None, step_overhead_s: float = 0.0, engine: str = DEFAULT_ENGINE,
           async_scheduling: bool | None = None,
-          disagg_handoff_s: float | None = None,
+          disagg_handoff_s: float | None = None, request_latency_s: float | None = None,
           spec_tokens: int = 0, spec_accept: str | float | list | None = None, power_limit: str | float | None = None,
           price_per_gpu_hour: float | None = None, grid_intensity: float = DEFAULT_GRID_KG_PER_KWH,
           pue: float = 1.0, slo_ttft: float | None = None, slo_tpot: float | None = None,
@@ -490,11 +497,15 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
 
     if w.closed_loop:
         w = _with_ramp(w, ramp, pools, isl=int(w.input_len.mean()), osl=int(w.output_len.mean()))
-    handoff = check_handoff(disagg_handoff_s) if transfer is not None else 0.0
+    handoff = 0.0 if transfer is None else latency.disagg_handoff_s() if disagg_handoff_s is None else \
+        latency.check_seconds(disagg_handoff_s, "disagg-handoff")
+    request_s = latency.request_latency_s(engine) if request_latency_s is None else \
+        latency.check_seconds(request_latency_s, "request-latency")
     makespan, max_in_flight = simulate(w, pools, req, transfer, router, handoff)
+    req.add_client_latency(request_s)
     wall = time.perf_counter() - wall0
     return _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price_per_gpu_hour, grid_intensity, pue,
-                   slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer, router, handoff)
+                   slo_ttft, slo_tpot, slo_e2e, timeline_bins, wall, transfer, router, handoff, request_s)
 
 
 def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> arr.Workload:
@@ -519,7 +530,7 @@ def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> 
 
 
 def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, pue, slo_ttft, slo_tpot, slo_e2e,
-            bins, wall, transfer, router, handoff_s=0.0) -> ServeResult:
+            bins, wall, transfer, router, handoff_s=0.0, request_s=0.0) -> ServeResult:
     arrival = np.asarray(req.arrival)
     first = np.asarray(req.first)
     finish = np.asarray(req.finish)
@@ -582,6 +593,7 @@ def _result(w, pools, req, makespan, max_in_flight, cfg, num_gpus, price, grid, 
         "model": pools[0].dep.model.name, "hardware": getattr(pools[0].dep.hardware, "name", ""),
         "num_gpus": num_gpus, "workload": w.kind, "concurrency": w.concurrency, "policy": cfg.policy,
         "admission": cfg.admission, "recv_interval": cfg.recv_interval, "router": router,
+        "request_latency_s": request_s,
         "engine": cfg.engine, "host_overhead": {"step_s": host.step_s, "per_seq_s": host.per_seq_s,
                                                 "overlapped": host.overlapped},
         "speculative": {"draft_tokens": cfg.spec.draft_tokens, "acceptance": list(cfg.spec.acceptance),

@@ -110,11 +110,12 @@ def draft_tokens(model: str, origin: str) -> int:
 
 
 def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", ramp=0.0,
-                handoff_s: float | None = None) -> dict:
+                overrides: dict | None = None) -> dict:
     """Simulate one silicon_refs row; returns predicted TTFT/TPOT beside the measured ones.
 
     The closed loop issues REQUESTS_PER_CLIENT requests per client (capped at `max_requests` only when given, for
     quick checks): fewer, and the start burst, not the steady state, sets a high-concurrency row's TTFT.
+    `overrides`: serve() keywords over the row's own (request_latency_s, disagg_handoff_s for the latency fits).
     """
     from perfsim.serving.simulate import serve
     model = model_for_repo(r["model"]).name
@@ -131,7 +132,7 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
                   ramp=ramp,
                   engine=backend if backend in ENGINES else "none",
                   async_scheduling=schedules_async(backend, r.get("backend_version")),
-                  spec_tokens=draft_tokens(model, r.get("origin", "")))
+                  spec_tokens=draft_tokens(model, r.get("origin", "")), **(overrides or {}))
     if r["mode"] == "disagg":
         def layout(prefix):
             tp = _int(r[f"{prefix}_tp_size"])
@@ -150,7 +151,7 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
         res = serve(model, system, num_gpus=p_gpus + d_gpus, tp=pre["tp"], ep=pre["ep"], pp=pre["pp"],
                     attn_dp=pre["attn_dp"], concurrency=conc, disagg=f"{p_gpus}:{d_gpus}",
                     num_requests=_num_requests(conc, max_requests),
-                    prefill=pre, decode=dec, disagg_handoff_s=handoff_s, **common)
+                    prefill=pre, decode=dec, **common)
         layout_txt = f"P {p_gpus}x[tp{pre['tp']} adp{pre['attn_dp']} ep{pre['ep']}] D {d_gpus}x[tp{dec['tp']} " \
                      f"adp{dec['attn_dp']} ep{dec['ep']}]"
     else:
@@ -174,7 +175,7 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
 
 
 def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int | None = None, profile="auto",
-                     progress=None, ramp=0.0, handoff_s: float | None = None) -> ServingReport:
+                     progress=None, ramp=0.0, overrides: dict | None = None) -> ServingReport:
     from perfsim import measured
     df = measured.load("aic-silicon-refs") if frame is None else frame
     skipped: dict = {}
@@ -189,7 +190,7 @@ def validate_silicon(frame: pd.DataFrame | None = None, max_requests: int | None
         if progress:
             progress(str(r["id"]))
         try:
-            rows.append(silicon_row(r, max_requests, profile, ramp, handoff_s))
+            rows.append(silicon_row(r, max_requests, profile, ramp, overrides))
         except PerfsimError as exc:
             _skip(skipped, f"layout not servable in perfsim: {exc}")
     out = pd.DataFrame(rows)
