@@ -28,6 +28,7 @@ from perfsim.ops import (
     MoEExperts,
     Op,
     SSDScan,
+    a2a_elem_bytes,
     dispatch_bytes,
     norm,
     softmax,
@@ -385,15 +386,16 @@ class _Builder:
         moe, T, h = m.moe, w.tokens, m.hidden_size
         self.gemm("router", T, moe.num_experts, h, i)
         self.add(softmax(T, moe.num_experts, self.act_dtype, name="router_topk"), i)
-        a2a_bytes = dispatch_bytes(T, moe.top_k, moe.num_experts, h, w.ep, w.task)
+        to_experts, from_experts = (dispatch_bytes(T, moe.top_k, moe.num_experts, h, w.ep, w.task, b)
+                                    for b in a2a_elem_bytes(w.dtype, w.task))
         if w.ep > 1:
-            self.add(Collective(collective="all_to_all", size_bytes=a2a_bytes, group=w.ep, name="moe_dispatch"), i)
+            self.add(Collective(collective="all_to_all", size_bytes=to_experts, group=w.ep, name="moe_dispatch"), i)
         self.add(MoEExperts(tokens=T, hidden=h, inter=moe.expert_intermediate_size // w.tp, top_k=moe.top_k,
                             num_experts=moe.num_experts // w.ep, total_experts=moe.num_experts,
                             gated=m.mlp == "gated", dtype=w.dtype, weight_dtype=w.expert_weight_dtype,
                             distribution=SERVED_ROUTING, name="moe_experts"), i)
         if w.ep > 1:
-            self.add(Collective(collective="all_to_all", size_bytes=a2a_bytes, group=w.ep, name="moe_combine"), i)
+            self.add(Collective(collective="all_to_all", size_bytes=from_experts, group=w.ep, name="moe_combine"), i)
         if moe.num_shared_experts:
             self.dense_mlp("shared_expert", moe.num_shared_experts * moe.shared_size // w.tp, i)
             if moe.shared_expert_gate:   # sigmoid(x . w) times the shared output

@@ -457,12 +457,26 @@ def nodes_reached(top_k: int, experts_total: int, nodes: int, groups: int = 1, g
     return ranks_reached(top_k, experts_total, nodes)
 
 
-def dispatch_bytes(tokens: float, top_k: int, experts_total: int, hidden: int, ep: int, task: str) -> float:
-    """Bytes one rank's expert-parallel all-to-all sends for `tokens` tokens (dispatch; combine sends as
-    many back), activations in bf16. Copies per token: training's dispatcher (Megatron's all-to-all) one per
-    routed expert; inference kernels (DeepEP, TensorRT-LLM) one per rank holding any of its experts."""
+def dispatch_bytes(tokens: float, top_k: int, experts_total: int, hidden: int, ep: int, task: str,
+                   elem_bytes: float = 2.0) -> float:
+    """Bytes one rank's expert-parallel all-to-all sends for `tokens` tokens, `elem_bytes` per hidden element
+    (see a2a_elem_bytes). Copies per token: training's dispatcher (Megatron's all-to-all) one per routed expert;
+    inference kernels (DeepEP, TensorRT-LLM) one per rank holding any of its experts."""
     copies = float(top_k) if task == "train" else ranks_reached(top_k, experts_total, ep)
-    return tokens * copies * hidden * 2.0
+    return tokens * copies * hidden * elem_bytes
+
+
+QUANTIZED_DISPATCH = ("fp8", "int8", "fp4")   # expert GEMM inputs that inference engines quantize before dispatch
+
+
+def a2a_elem_bytes(dtype: str, task: str) -> tuple[float, float]:
+    """(dispatch, combine) bytes per hidden element of an expert-parallel all-to-all. Inference engines quantize
+    tokens before dispatching them when the expert GEMMs take quantized inputs (TensorRT-LLM's post-quant
+    all-to-all, on by default: TRTLLM_MOE_POST_QUANT_ALLTOALLV; vLLM's FlashInfer and DeepEP prepare steps;
+    DeepSeek-V3 report 3.3.2: FP8 dispatch) and combine the expert outputs in 16 bits; training's dispatcher
+    moves 16-bit activations both ways."""
+    act = nbytes(activation_dtype(dtype))
+    return (nbytes(dtype) if task != "train" and dtype in QUANTIZED_DISPATCH else act), act
 
 
 def _frozen(a):

@@ -210,6 +210,25 @@ def test_inference_dispatch_sends_a_token_once_per_rank_training_once_per_expert
     assert train.size_bytes == pytest.approx(4 * 16 * 8 * spec.hidden_size * 2)
 
 
+@pytest.mark.parametrize("dtype, dispatch_bytes_per_element", [("bf16", 2.0), ("fp8", 1.0), ("fp4", 4.5 / 8)])
+def test_inference_dispatches_tokens_in_the_expert_gemms_input_format_and_combines_in_bf16(
+        dtype, dispatch_bytes_per_element):
+    """Engines quantize a token before dispatch when the expert GEMMs take quantized inputs (TensorRT-LLM's
+    post-quant all-to-all, DeepEP's FP8 dispatch); the expert outputs come back in bf16. Training stays bf16."""
+    from perfsim.ops import Collective
+    spec = load_model("deepseek-v3")
+
+    def sizes(task, **kw):
+        g = graph.build(spec, task, 4, ep=8, dtype=dtype, **kw)
+        return {d["op"].name: d["op"].size_bytes for _, d in g.nodes(data=True)
+                if isinstance(d["op"], Collective) and d["op"].name in ("moe_dispatch", "moe_combine")}
+    decode = sizes("decode", context=100)
+    assert decode["moe_dispatch"] / decode["moe_combine"] == pytest.approx(dispatch_bytes_per_element / 2.0)
+    if dtype != "fp4":   # training runs in 16 bits or fp8, never fp4
+        train = sizes("train", seq=16)
+        assert train["moe_dispatch"] == pytest.approx(train["moe_combine"])
+
+
 def test_gated_deltanet_layers_replace_attention_and_its_kv_cache():
     from perfsim.cost.memory import kv_cache_bytes, recurrent_state_bytes
     from perfsim.ops import GatedDeltaRule

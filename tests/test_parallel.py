@@ -388,17 +388,20 @@ def test_predict_parallel_builds_the_plan_from_cli_degrees():
         predict_parallel("megatron-22b", A100, "train", 8, tp=8, global_batch=8)
 
 
-def test_plan_inference_all_to_all_sends_what_predict_sends():
-    """plan --task decode/prefill and predict price the same expert dispatch: one copy per rank reached."""
+@pytest.mark.parametrize("dtype", ["bf16", "fp8"])
+def test_plan_inference_all_to_all_sends_what_predict_sends(dtype):
+    """plan --task decode/prefill and predict price the same expert dispatch (one copy per rank reached, in the
+    expert GEMMs' input format) and combine."""
     from perfsim import graph as graphs
     from perfsim.model import load_model
     from perfsim.parallel.costing import Costing, per_node
     model = load_model("qwen3-30b-a3b")   # 128 experts over 8 ranks: a token's 8 experts sit on ~5.3 ranks
-    costing = Costing(model, load_hardware("dgx-h100"), None)
-    g = graphs.build(model, "decode", 32, context=1024, ep=8)
-    dispatch = next(d["op"] for _, d in g.nodes(data=True) if d["op"].name == "moe_dispatch")
+    costing = Costing(model, load_hardware("dgx-h100"), None, dtype=dtype)
+    g = graphs.build(model, "decode", 32, context=1024, ep=8, dtype=dtype)
+    a2a = {d["op"].name: d["op"] for _, d in g.nodes(data=True) if d["op"].name in ("moe_dispatch", "moe_combine")}
+    dispatch = a2a["moe_dispatch"]
     _, moe, _ = costing.infer_layer("decode", 1, 32, None, 1024, ep=8, dp=8)
-    expected = 2 * costing.coll("all_to_all", dispatch.size_bytes, 8, per_node(1, 8, costing.dpn))
+    expected = sum(costing.coll("all_to_all", op.size_bytes, 8, per_node(1, 8, costing.dpn)) for op in a2a.values())
     assert moe.ep_fwd == pytest.approx(expected, rel=1e-9)
     # training's dispatcher sends one copy per routed expert: more bytes than the ranks reached
     assert dispatch.size_bytes < 32 * model.moe.top_k * model.hidden_size * 2.0

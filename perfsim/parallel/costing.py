@@ -43,6 +43,7 @@ from perfsim.ops import (
     LinearRecurrence,
     MoEExperts,
     Op,
+    a2a_elem_bytes,
     dispatch_bytes,
     nodes_reached,
     ranks_reached,
@@ -417,8 +418,10 @@ class Costing:
                 c.tp_fwd = m.blocks(index) * self.coll("all_reduce", tokens * m.hidden_size * 2.0, tp,
                                                        per_node(1, tp, self.dpn), implementation)
             if is_moe and a2a_group > 1:
-                size = dispatch_bytes(tokens, m.moe.top_k, m.moe.num_experts, m.hidden_size, ep, task)
-                c.ep_fwd = 2 * self.coll("all_to_all", size, a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
+                c.ep_fwd = sum(self.coll("all_to_all", dispatch_bytes(tokens, m.moe.top_k, m.moe.num_experts,
+                                                                      m.hidden_size, ep, task, b),
+                                         a2a_group, per_node(a2a_stride, a2a_group, self.dpn))
+                               for b in a2a_elem_bytes(self.dtype, task))   # dispatch and combine
             c.comm_fwd = c.tp_fwd + c.ep_fwd
             _accumulate(sums[is_moe], c, count)
         out = [_mean(sums[False]), _mean(sums[True])]

@@ -58,6 +58,7 @@ from perfsim.ops import (
     LinearRecurrence,
     MoEExperts,
     Op,
+    a2a_elem_bytes,
     dispatch_bytes,
 )
 from perfsim.serving.host import HostOverhead
@@ -314,8 +315,8 @@ class StepModel:
             # Serving engines' all-to-all kernels (DeepEP, TensorRT-LLM's) send a token once to each rank that
             # holds any of its experts, and combine each rank's expert outputs before sending them back
             moe = d.model.moe
-            size = dispatch_bytes(TOKEN_PROBE, moe.top_k, moe.num_experts, d.model.hidden_size, d.ep, task)
-            for name in ("moe_dispatch", "moe_combine"):
+            for name, b in zip(("moe_dispatch", "moe_combine"), a2a_elem_bytes(d.dtype, task), strict=True):
+                size = dispatch_bytes(TOKEN_PROBE, moe.top_k, moe.num_experts, d.model.hidden_size, d.ep, task, b)
                 op = Collective(collective="all_to_all", size_bytes=size, group=d.ep, name=name)
                 lin[op] += d.model.num_moe_layers
         if task == "prefill":  # prefill attention shapes: rebuild the attention op from a short sequence
