@@ -55,6 +55,7 @@ class Workload:
     ep: int = 1
     state_dtype: str = "fp32"   # linear-recurrence states
     expert_weight_dtype: str | None = None   # routed experts' weights (ModelSpec.routed_expert_dtype)
+    gemm_recipe: str | None = None   # the quantized linears' kernel recipe (ModelSpec.gemm_recipe)
 
     @property
     def tokens(self) -> int:
@@ -91,7 +92,8 @@ def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, co
     check_split(model, tp, ep)
     # training keeps the experts in the run's precision; inference runs them as the checkpoint ships
     experts = weight_dtype if task == "train" else model.routed_expert_dtype(dtype, weight_dtype)
-    return Workload(task, batch, q_len, kv_len, dtype, weight_dtype, kv_dtype, tp, ep, state_dtype, experts)
+    recipe = None if task == "train" else model.gemm_recipe(dtype, weight_dtype)
+    return Workload(task, batch, q_len, kv_len, dtype, weight_dtype, kv_dtype, tp, ep, state_dtype, experts, recipe)
 
 
 def mla_attention(mla: MLA, decode: bool, **fields) -> Attention:
@@ -174,7 +176,8 @@ class _Builder:
         if name in UNQUANTIZED_GEMMS:   # 16-bit weights and math whatever the model's quantization
             self.add(Gemm(m=m, n=n, k=k, dtype=self.act_dtype, name=name), layer)
             return
-        self.add(Gemm(m=m, n=n, k=k, dtype=w.dtype, weight_dtype=w.weight_dtype, name=name), layer)
+        self.add(Gemm(m=m, n=n, k=k, dtype=w.dtype, weight_dtype=w.weight_dtype, recipe=w.gemm_recipe, name=name),
+                 layer)
 
     def elementwise(self, name: str, elements: int, layer: int, reads: float = 1, flops: float = 1,
                     kind: str = "elementwise") -> None:

@@ -531,6 +531,14 @@ class ModelSpec(_Spec):
             return native
         return weight_dtype
 
+    def gemm_recipe(self, dtype: str, weight_dtype: str | None = None) -> str | None:
+        """The kernel recipe of the GEMMs of an inference in `dtype` when not the plain dtype's: fp8_block on the
+        publisher's FP8 checkpoint (quant_method fp8 with 128 x 128 weight blocks and 1 x 128 activation groups,
+        DeepSeek-V3 report 3.3.2), whose linears run block-scaled kernels; None otherwise (per-tensor FP8 when
+        an engine quantizes a 16-bit checkpoint itself)."""
+        block = dtype == "fp8" and weight_dtype in (None, "fp8") and self.checkpoint_dtype == "fp8"
+        return "fp8_block" if block else None
+
     def unquantized_params(self) -> int:
         """Parameters a quantized checkpoint keeps in 16 bits: embeddings, LM head and MoE routers
         (perfsim.dtypes.UNQUANTIZED_GEMMS)."""

@@ -10,7 +10,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from perfsim.dtypes import activation_dtype, check, nbytes
+from perfsim.dtypes import RECIPES, activation_dtype, check, nbytes
 from perfsim.errors import InvalidInputError
 
 
@@ -70,6 +70,7 @@ class Gemm(Op):
     batch: int = 1
     weight_dtype: str | None = None  # storage dtype of B (weight-only quantization: int8, int4, fp4)
     out_dtype: str | None = None
+    recipe: str | None = None   # the kernel recipe when not the plain dtype's (fp8_block: perfsim.dtypes.RECIPES)
 
     kind = "gemm"
     matrix = True
@@ -79,6 +80,8 @@ class Gemm(Op):
         check(self.dtype, "Gemm.dtype")
         if self.weight_dtype:
             check(self.weight_dtype, "Gemm.weight_dtype")
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise InvalidInputError(f"Gemm.recipe: unknown recipe {self.recipe!r}; accepted: {', '.join(RECIPES)}")
 
     @property
     def flops(self) -> float:

@@ -106,7 +106,8 @@ def predict(model: str | Path | ModelSpec, hardware: str | Path | Hardware, task
         flops=sum(c.flops for c in costs) * gpus, memory_per_device_bytes=total_mem, memory_breakdown=mem,
         fits_in_memory=total_mem <= device.memory_bytes, energy_j=energy_j, avg_power_w=power_w,
         breakdown=_breakdown(costs),
-        assumptions=_assumptions(task, dtype, weight_dtype, kv_dtype, prof, device, w.expert_weight_dtype),
+        assumptions=_assumptions(task, dtype, weight_dtype, kv_dtype, prof, device, w.expert_weight_dtype,
+                                 w.gemm_recipe),
     )
 
 
@@ -144,11 +145,12 @@ def _breakdown(costs) -> list[OpBreakdown]:
     return sorted(rows, key=lambda r: -r.time_s)
 
 
-def _assumptions(task, dtype, weight_dtype, kv_dtype, prof, device, experts=None) -> list[str]:
+def _assumptions(task, dtype, weight_dtype, kv_dtype, prof, device, experts=None, recipe=None) -> list[str]:
     runs_as = device.compute_dtype(dtype)
     promoted = f" (runs at the {runs_as} rate: {device.name} has no {dtype} matrix units)" if runs_as != dtype else ""
     routed = f", routed experts {experts} as the checkpoint ships them" if experts and experts != weight_dtype else ""
-    out = [f"compute dtype {dtype}{promoted}; weights {weight_dtype or dtype}{routed}; "
+    scaled = f", linears {recipe} as the checkpoint ships them" if recipe else ""
+    out = [f"compute dtype {dtype}{promoted}; weights {weight_dtype or dtype}{routed}{scaled}; "
            f"KV cache {kv_dtype or activation_dtype(dtype)}",
            "ops run back to back on one stream; communication is not overlapped with compute",
            "energy: sourced pJ/FLOP and pJ/byte where the device gives them, else dynamic power at peak = "

@@ -56,7 +56,7 @@ def kernel_time(op: Op, device: Device, params: CostParams, roofs: DeviceRoofs |
     peak_of = device.peak_flops
 
     if isinstance(op, Gemm):
-        p = params.gemm_for(device.compute_dtype(op.dtype))
+        p = params.gemm_for(op.recipe or device.compute_dtype(op.dtype))
         t = gemm_time(op.m, op.n, op.k, op.batch, nbytes(op.dtype), nbytes(op.weight_dtype or op.dtype),
                       nbytes(op.out_dtype or activation_dtype(op.dtype)),
                       peak_of(op.dtype), roofs, p)[0]

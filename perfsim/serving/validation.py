@@ -118,13 +118,13 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
     `overrides`: serve() keywords over the row's own (request_latency_s, disagg_handoff_s for the latency fits).
     """
     from perfsim.serving.simulate import serve
-    model = model_for_repo(r["model"]).name
+    spec = model_for_repo(r["model"])   # in the row's checkpoint format (a publisher's FP8 release: block-scaled)
+    model = spec.name
     system = AIC_SYSTEMS[r["system"]]
     dtype = AIC_PRECISION.get(str(r["precision"]).lower(), "bf16")
     conc = _int(r["concurrency"], 0) or None
     isl, osl = int(r["isl"]), int(r["osl"])
-    from perfsim.model import load_model
-    moe = load_model(model).moe is not None
+    moe = spec.moe is not None
     backend = str(r["backend"]).lower()
     # the engine's own defaults on the row's GPU (batching, token budget, KV memory); its host overhead where
     # perfsim.serving.host has one
@@ -148,7 +148,7 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
         pre["max_num_seqs"] = max(1, _int(r["prefill_batch_size"]))
         if conc is None:  # no client concurrency recorded: the decode pool full
             conc = _int(r["decode_batch_size"]) * dec["attn_dp"] * _int(r["decode_num_workers"])
-        res = serve(model, system, num_gpus=p_gpus + d_gpus, tp=pre["tp"], ep=pre["ep"], pp=pre["pp"],
+        res = serve(spec, system, num_gpus=p_gpus + d_gpus, tp=pre["tp"], ep=pre["ep"], pp=pre["pp"],
                     attn_dp=pre["attn_dp"], concurrency=conc, disagg=f"{p_gpus}:{d_gpus}",
                     num_requests=_num_requests(conc, max_requests),
                     prefill=pre, decode=dec, **common)
@@ -158,7 +158,7 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
         tp, adp, pp = _int(r["tp_size"]), _int(r["attention_dp_size"]), _int(r["pp_size"])
         ep = max(_int(r["moe_ep_size"]), 1) if moe else 1
         clients = conc or _int(r["batch_size"])   # no client concurrency recorded: the batch full
-        res = serve(model, system, num_gpus=tp * adp * pp, tp=tp, ep=ep, pp=pp, attn_dp=adp,
+        res = serve(spec, system, num_gpus=tp * adp * pp, tp=tp, ep=ep, pp=pp, attn_dp=adp,
                     concurrency=clients, max_num_seqs=max(1, math.ceil(clients / adp)),
                     num_requests=_num_requests(clients, max_requests), **common)
         layout_txt = f"tp{tp} adp{adp} ep{ep} pp{pp}"
@@ -225,10 +225,10 @@ def _mle_deployment(r: pd.Series):
     """vLLM layout of a row. vLLM's expert parallelism spans tp x dp GPUs, so a row with tp=1, ep=E on E GPUs
     and dp=1 ran attention tensor parallel over the E GPUs (tp = num_gpus / dp) and the experts over ep."""
     from perfsim.serving.steptime import make_deployment
-    model = model_for_repo(r["model_id"]).name
+    spec = model_for_repo(r["model_id"])   # in the row's checkpoint format
     dtype = "fp8" if str(r["weight_precision"]) == "fp8" else "bf16"
     dp = max(1, int(r["dp"]))
-    return make_deployment(model, MLE_SYSTEMS[r["gpu"]], tp=int(r["num_gpus"]) // dp, ep=int(r["ep"]),
+    return make_deployment(spec, MLE_SYSTEMS[r["gpu"]], tp=int(r["num_gpus"]) // dp, ep=int(r["ep"]),
                            attn_dp=dp if int(r["ep"]) > 1 else 1, dtype=dtype)
 
 
