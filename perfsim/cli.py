@@ -118,6 +118,7 @@ def _model_summary(m: modellib.ModelSpec) -> dict:
     return {"name": m.name, "family": m.family, "params_total": m.params_total, "params_active": m.params_active,
             "attention": m.attention_kind, "moe": m.is_moe, "layers": m.num_layers, "layers_by_mixer": _mixers(m),
             "hidden_size": m.hidden_size, "max_seq_len": m.max_seq_len, "checkpoint_dtype": m.checkpoint_dtype,
+            "checkpoint_block_scaled": m.checkpoint_block_scaled,
             "hf_repos": m.hf_repos}
 
 

@@ -353,10 +353,12 @@ def _kimi_linear(c: _Config) -> dict[str, Any]:
 
 
 def _checkpoint_dtype(c: _Config) -> dict[str, Any]:
-    """checkpoint_dtype fp8 for a checkpoint stored in FP8 throughout (quantization_config quant_method fp8:
-    DeepSeek-V3's and MiniMax-M2's 128 x 128 block-scaled weights)."""
+    """checkpoint_dtype fp8 for a checkpoint stored in FP8 throughout (quantization_config quant_method fp8), block
+    scaled when it names a weight_block_size (DeepSeek-V3's and MiniMax-M2's 128 x 128 blocks)."""
     quant = c.data.get("quantization_config")
-    return {"checkpoint_dtype": "fp8"} if isinstance(quant, dict) and quant.get("quant_method") == "fp8" else {}
+    if not (isinstance(quant, dict) and quant.get("quant_method") == "fp8"):
+        return {}
+    return {"checkpoint_dtype": "fp8", "checkpoint_block_scaled": bool(quant.get("weight_block_size"))}
 
 
 def _native_experts(c: _Config, spec: dict[str, Any]) -> None:

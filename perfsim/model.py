@@ -245,12 +245,23 @@ class ModelSpec(_Spec):
     # The format of the released checkpoint's GEMM weights (DeepSeek-V3 and MiniMax-M2 ship block-scaled FP8):
     # inference runs in it unless a --dtype is given (inference_dtype); training defaults to BF16.
     checkpoint_dtype: Literal["bf16", "fp8"] = "bf16"
+    # An FP8 checkpoint whose weights carry one scale per 128 x 128 block (quantization_config weight_block_size:
+    # DeepSeek, Qwen3 and MiniMax releases), not per tensor or per channel (ModelOpt, fbgemm, compressed-tensors)
+    checkpoint_block_scaled: bool = False
     # Hugging Face repositories this spec reproduces (fine-tunes of the same architecture included), each with its
-    # checkpoint's format: `load_model` accepts their ids (metadata, left out of model_dump)
-    hf_repos: dict[str, Literal["bf16", "fp8"]] = Field(default_factory=dict, exclude=True)
+    # checkpoint's format (fp8_block: block-scaled FP8): `load_model` accepts their ids (metadata, left out of
+    # model_dump)
+    hf_repos: dict[str, Literal["bf16", "fp8", "fp8_block"]] = Field(default_factory=dict, exclude=True)
 
     # Cross-field checks are field validators so that an error names the offending field
     # ("field num_kv_heads: ..."); info.data holds the fields declared (and validated) before it.
+    @field_validator("checkpoint_block_scaled")
+    @classmethod
+    def _block_scaled_fp8(cls, block: bool, info: ValidationInfo) -> bool:
+        if block and info.data.get("checkpoint_dtype") != "fp8":
+            raise ValueError("block scaling needs checkpoint_dtype fp8")
+        return block
+
     @field_validator("num_kv_heads")
     @classmethod
     def _kv_divides(cls, kv: int | None, info: ValidationInfo) -> int | None:
@@ -532,11 +543,11 @@ class ModelSpec(_Spec):
         return weight_dtype
 
     def gemm_recipe(self, dtype: str, weight_dtype: str | None = None) -> str | None:
-        """The kernel recipe of the GEMMs of an inference in `dtype` when not the plain dtype's: fp8_block on the
-        publisher's FP8 checkpoint (quant_method fp8 with 128 x 128 weight blocks and 1 x 128 activation groups,
-        DeepSeek-V3 report 3.3.2), whose linears run block-scaled kernels; None otherwise (per-tensor FP8 when
-        an engine quantizes a 16-bit checkpoint itself)."""
-        block = dtype == "fp8" and weight_dtype in (None, "fp8") and self.checkpoint_dtype == "fp8"
+        """The kernel recipe of the GEMMs of an inference in `dtype` when not the plain dtype's: fp8_block on a
+        block-scaled FP8 checkpoint (128 x 128 weight blocks and 1 x 128 activation groups, DeepSeek-V3 report
+        3.3.2), whose linears run block-scaled kernels; None otherwise (per-tensor or per-channel FP8, as ModelOpt
+        exports it or an engine quantizes a 16-bit checkpoint)."""
+        block = dtype == "fp8" and weight_dtype in (None, "fp8") and self.checkpoint_block_scaled
         return "fp8_block" if block else None
 
     def unquantized_params(self) -> int:
@@ -598,7 +609,7 @@ def _load_path(path: Path) -> ModelSpec:
 
 @lru_cache(maxsize=1)
 def _repo_index() -> dict[str, tuple[str, str]]:
-    """lower-cased Hugging Face repository id -> (shipped model name, checkpoint dtype), from the specs' hf_repos."""
+    """lower-cased Hugging Face repository id -> (shipped model name, checkpoint format), from the specs' hf_repos."""
     index = {}
     for name, path in shipped_names("workloads").items():
         repos = read_mapping(path).get("hf_repos") or {}
@@ -614,7 +625,9 @@ def model_for_repo(repo: str) -> ModelSpec | None:
     if hit is None:
         return None
     spec = load_model(hit[0])
-    return spec if spec.checkpoint_dtype == hit[1] else spec.model_copy(update={"checkpoint_dtype": hit[1]})
+    block = hit[1] == "fp8_block"
+    fmt = {"checkpoint_dtype": "fp8" if block else hit[1], "checkpoint_block_scaled": block}
+    return spec if all(getattr(spec, k) == v for k, v in fmt.items()) else spec.model_copy(update=fmt)
 
 
 def load_model(name_or_path: str | Path | ModelSpec) -> ModelSpec:

@@ -234,6 +234,7 @@ def _yaml(tmp_path: Path, text: str) -> Path:
     ("colour: blue\n", "colour"),
     ("moe:\n  num_experts: 8\n  top_k: 9\n  expert_intermediate_size: 1024\n", "moe.top_k"),
     ("num_sliding_layers: 40\nsliding_window: 128\n", "num_sliding_layers"),
+    ("checkpoint_block_scaled: true\n", "checkpoint_block_scaled"),   # block scales on a BF16 checkpoint
 ])
 def test_bad_yaml_fields(tmp_path, extra, field):
     with pytest.raises(SpecError) as exc:

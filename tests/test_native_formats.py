@@ -201,16 +201,21 @@ def test_plan_searches_inference_in_the_checkpoint_format():
         plan("deepseek-v3", "hgx-h200", 8, task="decode", global_batch=8, context=1024, options=Options(dtype="bf16"))
 
 
-def test_publishers_fp8_checkpoints_run_block_scaled_linears():
-    """A publisher's FP8 release (quant_method fp8, 128 x 128 weight blocks) runs block-scaled GEMMs; an engine that
-    quantizes a 16-bit checkpoint itself runs per-tensor FP8; training picks its own recipe."""
+def test_block_scaled_fp8_checkpoints_run_block_scaled_linears():
+    """An FP8 release with 128 x 128 weight blocks (DeepSeek, Qwen3, MiniMax) runs block-scaled GEMMs; a per-channel
+    FP8 release (Meta's fbgemm Llama 3.1 405B) or an engine quantizing a 16-bit checkpoint runs plain FP8; training
+    picks its own recipe."""
     ds = load_model("deepseek-v3")
-    assert ds.gemm_recipe("fp8") == "fp8_block"
+    assert ds.checkpoint_block_scaled and ds.gemm_recipe("fp8") == "fp8_block"
     assert ds.gemm_recipe("fp4") is None and ds.gemm_recipe("bf16") is None
     assert ds.gemm_recipe("fp8", "int4") is None
     assert load_model("llama-3.1-70b").gemm_recipe("fp8") is None
     assert load_model("Qwen/Qwen3-235B-A22B-FP8").gemm_recipe("fp8") == "fp8_block"
     assert load_model("Qwen/Qwen3-235B-A22B").gemm_recipe("fp8") is None
+    per_channel = load_model("meta-llama/Llama-3.1-405B-Instruct-FP8")
+    assert per_channel.checkpoint_dtype == "fp8" and per_channel.gemm_recipe("fp8") is None
+    assert from_hf_config(FIXTURES / "DeepseekV3ForCausalLM").checkpoint_block_scaled   # weight_block_size
+    assert not from_hf_config(FIXTURES / "LlamaForCausalLM").checkpoint_block_scaled
 
     def linears(task, **kw):
         g = graphs.build(ds, task, 4, dtype="fp8", **kw)
