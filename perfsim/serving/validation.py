@@ -104,6 +104,16 @@ def _num_requests(concurrency: int, max_requests: int | None) -> int:
     return int(min(n, max_requests) if max_requests else n)
 
 
+def deflated_layout(tp: int, adp: int, moe_tp: int, moe_ep: int) -> tuple[int, int]:
+    """(tp, attention dp) of an aggregated row whose attention degree records the TP x EP product, as legacy
+    benchmark-database rows do (tp 64 = moe_tp 8 x moe_ep 8 on one 8-GPU node; ai-dynamo/aisimulate's measurement
+    adapter deflates such 'inflated TP*EP' counts): the deployment ran on moe_tp GPUs, the experts over moe_ep of
+    them. Other rows as recorded."""
+    if moe_tp > 1 and moe_ep > 1 and tp * adp == moe_tp * moe_ep:
+        return (moe_tp, 1) if adp == 1 else (1, moe_tp)
+    return tp, adp
+
+
 def draft_tokens(model: str, origin: str) -> int:
     """MTP draft tokens a silicon row is simulated with (MTP_DRAFT_TOKENS unless its origin runs without)."""
     return 0 if str(origin).startswith(NO_MTP_ORIGINS) else MTP_DRAFT_TOKENS.get(model, 0)
@@ -157,6 +167,7 @@ def silicon_row(r: pd.Series, max_requests: int | None = None, profile="auto", r
     else:
         tp, adp, pp = _int(r["tp_size"]), _int(r["attention_dp_size"]), _int(r["pp_size"])
         ep = max(_int(r["moe_ep_size"]), 1) if moe else 1
+        tp, adp = deflated_layout(tp, adp, _int(r["moe_tp_size"], 1), ep)
         clients = conc or _int(r["batch_size"])   # no client concurrency recorded: the batch full
         res = serve(spec, system, num_gpus=tp * adp * pp, tp=tp, ep=ep, pp=pp, attn_dp=adp,
                     concurrency=clients, max_num_seqs=max(1, math.ceil(clients / adp)),
