@@ -50,7 +50,9 @@ def test_every_repo_names_one_spec_and_each_spec_covers_its_source():
     for name in model_names():
         m = load_model(name)
         for repo, dtype in m.hf_repos.items():
-            assert model_for_repo(repo).name == name and dtype in ("bf16", "fp8")
+            spec = model_for_repo(repo)
+            assert spec.name == name and dtype in ("bf16", "fp8", "fp8_block")
+            assert spec.checkpoint_block_scaled == (dtype == "fp8_block")
         if "Hugging Face " in m.source and m.hf_repos:
             assert any(repo in m.source for repo in m.hf_repos)
 
