@@ -17,7 +17,8 @@
    and output tokens/s per concurrency, nothing fitted (perfsim/serving/sweeps.py).
 6. SemiAnalysis InferenceX, DeepSeek-R1-0528 on one node (B200, B300, H200, MI300X, MI325X, MI355X; SGLang and
    TensorRT-LLM; FP8 and FP4; with and without MTP; 1k/1k, 1k/8k, 8k/1k at concurrency 4-512): mean and median
-   TTFT, mean TPOT and tokens/s per GPU per row, nothing fitted (perfsim/serving/inferencex.py).
+   TTFT, mean TPOT and tokens/s per GPU per row, nothing fitted to them (perfsim/serving/inferencex.py; MTP
+   drafts accepted at the rate the runs' streamed chunks show).
 7. aiconfigurator's silicon sample (NVIDIA's benchmark database, 882 runs of 174 deployments, the 18 behind
    silicon_refs rows set apart): TTFT and TPOT per system, engine and mode on the other deployments; DeepSeek's
    TPOT with and without MTP there (the evidence for simulating the database's rows without it); each engine's
@@ -147,6 +148,10 @@ def main() -> None:
     table = inferencex.summary(ix).pivot(index="group", columns="metric", values=["mape", "median_ratio"])
     print("MAPE and median predicted / measured ratio per GPU-engine-precision-speculation group:")
     print(table.round(3).to_string())
+    accepted = inferencex.mtp_acceptance(inferencex.load())
+    print("MTP drafts accepted (per draft, from the runs' ITL / TPOT):",
+          ", ".join(f"{engine} {k} draft(s) {rate:.2f}" for (engine, k), rate in sorted(accepted.items())
+                    if engine in inferencex.ENGINES))
     for reason, n in ix_skipped.items():
         print(f"skipped {n} rows: {reason}")
     print("\n== aiconfigurator silicon sample (benchmark database), deployments outside silicon_refs ==")

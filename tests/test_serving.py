@@ -836,6 +836,24 @@ def test_inferencex_deepseek_r1_within_floor(tmp_path):
         inferencex.load(bad)
 
 
+def test_inferencex_drafts_are_accepted_at_the_rate_the_runs_stream():
+    """A run streams every `interval` decode steps, so mean ITL / mean TPOT is the tokens per chunk: 10 without
+    drafts, 24 with three drafts (2.4 tokens a step: 1 + a + a^2 + a^3 = 2.4) -> a = 0.665."""
+    import pandas as pd
+
+    from perfsim.serving import inferencex
+    base = {"hardware": "b200", "framework": "trt", "precision": "fp8", "decode_dp_attention": False,
+            "mean_tpot": 0.01}
+    frame = pd.DataFrame([{**base, "spec_method": "none", "mean_itl": 0.1},
+                          {**base, "spec_method": "mtp", "mean_itl": 0.24},
+                          {**base, "spec_method": "mtp", "mean_itl": 0.24, "decode_dp_attention": True}])
+    rates = inferencex.mtp_acceptance(frame)
+    assert rates[("trt", 3)] == pytest.approx(0.665, abs=0.002)
+    assert rates[("trt", 1)] == 1.0   # 2.4 tokens a step cannot come from one draft: clipped at always accepted
+    shipped = inferencex.mtp_acceptance(inferencex.load())
+    assert all(0.5 < shipped[k] < 0.9 for k in (("trt", 1), ("trt", 3), ("sglang", 2)))
+
+
 def test_published_latency_sweeps_within_floor(tmp_path):
     """Published sweeps (NVIDIA NIM: Llama 3.3 70B FP8 on 2 x H100, TensorRT-LLM; Vultr: Nemotron 3 Nano FP8 on 2 x
     B200, vLLM): floors a regression would break; NIM's saturated points need the deployment's KV capacity right

@@ -6,7 +6,8 @@ AMD's ATOM), FP8 or FP4 weights, tensor / expert parallelism and attention data 
 (MTP) or none, input/output lengths (1k/1k, 1k/8k, 8k/1k) and client concurrency, with the measured mean and median
 TTFT, mean TPOT and tokens/s per GPU. Each row is simulated as InferenceX's client drove it: a closed loop at its
 concurrency, 10 prompts per client all started at once, lengths uniform in [0.8, 1.0] x isl and osl. The engine's
-settings are those of InferenceX's launch scripts (ENGINE_SETTINGS). Nothing is fitted.
+settings are those of InferenceX's launch scripts (ENGINE_SETTINGS). Nothing is fitted to the measured latencies;
+speculative drafts are accepted at the rate the runs' own streamed chunks show (mtp_acceptance).
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def engine_settings(r) -> dict:
     """serve() keywords for one row's engine: KV dtype, token budget, memory share, receive interval, speculative
     draft tokens."""
     tp, dpa = int(r["decode_tp"]), _flag(r["decode_dp_attention"])
-    mtp = str(r["spec_method"]).lower() == "mtp"
+    k = draft_tokens(r)
     if r["framework"] == "trt":
         budget = max(8192, -(-(int(r["conc"]) + int(r["isl"])) // 64) * 64)
-        return {"kv_dtype": "fp8", "max_num_batched_tokens": budget, "spec_tokens": (1 if dpa else 3) if mtp else 0}
+        return {"kv_dtype": "fp8", "max_num_batched_tokens": budget, "spec_tokens": k}
     budget = SGLANG_BUDGET.get((r["hardware"], r["precision"]), 32768 if tp >= 8 else 8192)
     fp4 = r["precision"] == "fp4"
     amd = r["hardware"] in SGLANG_AMD
@@ -70,7 +71,46 @@ def engine_settings(r) -> dict:
     else:
         recv = 1
     return {"kv_dtype": None if r["hardware"] in SGLANG_BF16_KV else "fp8", "max_num_batched_tokens": budget,
-            "gpu_memory_utilization": memory, "recv_interval": recv, "spec_tokens": 2 if mtp else 0}
+            "gpu_memory_utilization": memory, "recv_interval": recv, "spec_tokens": k}
+
+
+def draft_tokens(r) -> int:
+    """MTP draft tokens of a row's engine (InferenceX's launch scripts; 0 without speculative decoding)."""
+    if str(r["spec_method"]).lower() != "mtp":
+        return 0
+    return (1 if _flag(r["decode_dp_attention"]) else 3) if r["framework"] == "trt" else 2
+
+
+def mtp_acceptance(df: pd.DataFrame) -> dict:
+    """{(engine, draft tokens): per-draft acceptance rate} as InferenceX's own runs stream it. An engine streams every
+    `stream interval` decode steps, so a chunk holds interval x tokens-per-step tokens and mean ITL / mean TPOT is
+    the tokens per chunk: the interval is that ratio on the runs without speculation (the same engine, GPU and
+    precision), and a speculating run's tokens per step tau = 1 + a + ... + a^k give the rate a (one per engine and
+    draft depth, the median over its runs): how often InferenceX's random prompts let a draft through, a property
+    of the prompts, not of the hardware."""
+    chunk = df.mean_itl / df.mean_tpot
+    key = ["framework", "hardware", "precision"]
+    plain = df.spec_method.str.lower() != "mtp"
+    interval = chunk[plain].groupby([df.loc[plain, k] for k in key]).median().round()
+    taus: dict = {}
+    for i in df.index[~plain]:
+        r = df.loc[i]
+        iv = interval.get(tuple(r[k] for k in key))
+        if iv and iv >= 1:
+            taus.setdefault((r["framework"], draft_tokens(r)), []).append(chunk[i] / iv)
+    return {k: _rate(float(np.median(v)), k[1]) for k, v in taus.items() if k[1] > 0}
+
+
+def _rate(tau: float, k: int) -> float:
+    """The per-draft rate a with 1 + a + ... + a^k = tau (bisection; clipped to [0, 1])."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if sum(mid ** i for i in range(k + 1)) < tau:
+            lo = mid
+        else:
+            hi = mid
+    return round((lo + hi) / 2, 4)
 
 
 def _flag(v) -> bool:
@@ -94,8 +134,9 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     return df
 
 
-def simulate(r, profile="auto") -> dict:
-    """The serve() summary of one row."""
+def simulate(r, profile="auto", acceptance: dict | None = None) -> dict:
+    """The serve() summary of one row; `acceptance` ({(engine, draft tokens): rate}, mtp_acceptance) sets its
+    drafts' acceptance (default: DeepSeek's reported MTP rate)."""
     from perfsim.serving.simulate import serve
     tp, ep, dpa = int(r["decode_tp"]), int(r["decode_ep"]), _flag(r["decode_dp_attention"])
     layout = {"tp": 1, "attn_dp": tp, "ep": ep} if dpa else {"tp": tp, "ep": ep, "attn_dp": 1}
@@ -104,13 +145,16 @@ def simulate(r, profile="auto") -> dict:
                  isl=int(round(mid * int(r["isl"]))), osl=int(round(mid * int(r["osl"]))),
                  length_spread=(1 - LENGTH_LOW) / (1 + LENGTH_LOW), concurrency=int(r["conc"]),
                  num_requests=PROMPTS_PER_CLIENT * int(r["conc"]), ramp=0.0, profile=profile, timeline_bins=1,
+                 spec_accept=(acceptance or {}).get((r["framework"], draft_tokens(r))),
                  **layout, **engine_settings(r)).summary
 
 
 def compare(path: str | Path | None = None, profile="auto", progress=None) -> tuple[list[Comparison], dict]:
     """(one Comparison per row and metric, {reason: rows skipped})."""
     rows, skipped = [], {}
-    for _, r in load(path).iterrows():
+    frame = load(path)
+    acceptance = mtp_acceptance(frame)
+    for _, r in frame.iterrows():
         reason = None
         if r["hardware"] not in SYSTEMS:
             reason = f"GPU {r['hardware']} not in perfsim's hardware library"
@@ -125,7 +169,7 @@ def compare(path: str | Path | None = None, profile="auto", progress=None) -> tu
         if progress:
             progress(rid)
         try:
-            s = simulate(r, profile)
+            s = simulate(r, profile, acceptance)
         except PerfsimError as exc:
             skipped[f"not servable in perfsim: {exc}"] = skipped.get(f"not servable in perfsim: {exc}", 0) + 1
             continue
