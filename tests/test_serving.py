@@ -431,6 +431,7 @@ def test_training_run_footprint():
     (dict(rate=1.0, slo_ttft=-1.0), "slo-ttft"),
     (dict(rate=1.0, slo_tpot=0.0), "slo-tpot"),
     (dict(rate=1.0, recv_interval=0), "recv-interval"),
+    (dict(rate=1.0, num_requests=10**12), "num-requests"),   # bounded before any array is allocated
 ])
 def test_bad_input_names_the_flag(kwargs, flag):
     args = {**SMALL, "num_requests": 5, **kwargs}
