@@ -199,7 +199,7 @@ _KINDS: dict[str, type[BaseModel]] = {"gpu": Device, "cpu": Device, "fpga": Devi
 
 def _parse(data: dict[str, Any], source: str) -> Hardware:
     kind = data.get("kind")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise SpecError(f"{source}: field kind: got {kind!r}; accepted: {', '.join(_KINDS)}")
     try:
         return _KINDS[kind].model_validate(data)

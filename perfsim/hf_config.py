@@ -7,6 +7,7 @@ Errors are one-line SpecErrors naming the file and the key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ class _Config:
         key, value, given = self._get(keys, default)
         if not given:
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                or int(value) != value:
             raise self._fail(key, f"expected an integer, got {value!r}")
         return int(value)
 

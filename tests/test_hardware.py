@@ -290,6 +290,7 @@ BAD_SPECS = {
     "missing-memory-source": ({"memory__1__source": _DELETE}, "memory.1.source"),
     "unknown-dtype": ({"compute__peak__fp7": "1 TFLOP/s"}, "compute.peak"),
     "unknown-kind": ({"kind": "tpu"}, "kind"),
+    "kind-not-a-string": ({"kind": ["gpu"]}, "kind"),
     "idle-above-tdp": ({"power__idle": "900 W"}, "power"),
 }
 

@@ -436,6 +436,13 @@ def test_hf_wrong_type(tmp_path):
         from_hf_config(_write(tmp_path, cfg))
 
 
+def test_hf_non_finite_integer(tmp_path):
+    cfg = json.loads((FIXTURES / "Qwen3MoeForCausalLM" / "config.json").read_text())
+    cfg["num_experts"] = float("nan")   # json.dumps writes NaN, as Python-written configs can hold
+    with pytest.raises(SpecError, match="field num_experts: expected an integer, got nan"):
+        from_hf_config(_write(tmp_path, cfg))
+
+
 def test_hf_invalid_value_is_spec_error(tmp_path):
     cfg = json.loads((FIXTURES / "MixtralForCausalLM" / "config.json").read_text())
     cfg["num_experts_per_tok"] = 9
