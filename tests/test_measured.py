@@ -327,6 +327,15 @@ def test_csv_missing_column_is_named(tmp_path):
     assert "missing column k" in text and "expected columns m, n, k, latency_ms" in text
 
 
+@pytest.mark.parametrize("m", ["-1", "1e308"])
+def test_csv_shape_out_of_range_is_named(tmp_path, m):
+    path = tmp_path / "gemm.csv"
+    path.write_text(f"m,n,k,latency_ms\n{m},32,32,0.0025\n2,32,32,0.0026\n")
+    with pytest.raises(DataError) as err:
+        measured.load(path)
+    assert "column m has 1 value(s) outside 0 to 2^48" in _one_line(err)
+
+
 def test_vidur_csv_missing_column_is_named(tmp_path):
     from perfsim.measured import vidur
     path = tmp_path / "mlp.csv"

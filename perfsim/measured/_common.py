@@ -15,6 +15,8 @@ from perfsim.errors import DataError, one_line
 ENV_VAR = "PERFSIM_MEASURED_DIR"
 _RELATIVE = Path("shared") / "data" / "measured"
 
+MAX_COUNT = 2.0**48   # above any shape, count or byte size a kernel table holds (the largest: 1.7e10 bytes)
+
 # Identity columns every tidy frame starts with, and the target it ends with.
 HEAD = ["dataset", "hardware", "source"]
 TARGET = "measured_s"
@@ -164,6 +166,13 @@ def finish(frame: pd.DataFrame, path: Path | str, dataset: str, hardware: str | 
         frame["hardware"] = hardware
     frame["source"] = source
     out = frame[[*HEAD, *columns, TARGET]].reset_index(drop=True)
+    for col in columns:   # shapes, counts and sizes: whole numbers no table has below 0 or near 2^48
+        if pd.api.types.is_integer_dtype(out[col]):
+            values = out[col].to_numpy(dtype=float, na_value=np.nan)   # NA: not applicable to the row's op
+            bad = ~np.isnan(values) & ~((values >= 0) & (values <= MAX_COUNT))
+            if bad.any():
+                raise fail(path, f"column {col} has {int(bad.sum())} value(s) outside 0 to 2^48, "
+                                 f"e.g. {out[col][bad].iloc[0]!r}")
     target = out[TARGET].to_numpy(dtype=float)
     bad = ~(np.isfinite(target) & (target > 0))
     if bad.any():
