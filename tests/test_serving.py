@@ -119,6 +119,18 @@ def test_public_traces_read_in_their_own_formats(tmp_path):
         arrivals.trace(bad)
 
 
+@pytest.mark.parametrize("row, what", [
+    ("0,inf,2", "not a finite number"), ("0,1e308,2", "not a finite number"), ("0,10,inf", "not a finite number"),
+    ("1e308,10,2", "spanning at most"),   # a span no workload has: a unit mistake
+])
+def test_trace_values_out_of_range_are_one_line_errors(tmp_path, row, what):
+    path = tmp_path / "t.csv"
+    path.write_text(f"arrival_s,input_len,output_len\n0,10,2\n{row}\n")
+    with pytest.raises(InvalidInputError, match=what) as err:
+        arrivals.trace(path)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("policy", ["chunked", "continuous"])
 def test_a_shared_prompt_prefix_is_computed_once_per_engine(policy):
     kw = dict(**SMALL, isl=2048, osl=32, rate=4.0, num_requests=60, policy=policy)

@@ -80,6 +80,7 @@ def check_prefix_len(prefix_len, shortest: int) -> int:
     return int(prefix_len)
 
 
+MAX_TRACE_SPAN_S = 1e9   # about 32 years of arrivals: anything longer is a unit mistake
 # about 0.6 kB of simulator state per request: ten million fit a 24 GB machine, in minutes
 MAX_REQUESTS = 10_000_000
 
@@ -227,15 +228,17 @@ def trace(path: str | Path, n: int | None = None, time_unit: str = "s") -> Workl
         arr = np.zeros(len(rows)) if arrival is None else _seconds(
             [_pick(r, arrival, ARRIVAL_KEYS, path, i + 2, "arrival time") for i, r in enumerate(rows)],
             TIME_UNITS[time_unit], path)
-        isl = np.array([int(float(_pick(r, inp, INPUT_KEYS, path, i + 2, "input length"))) for i, r in enumerate(rows)])
+        isl = np.array([int(float(_pick(r, inp, INPUT_KEYS, path, i + 2, "input length"))) for i, r in enumerate(rows)],
+                       dtype=np.int64)
         osl = np.array([int(float(_pick(r, out, OUTPUT_KEYS, path, i + 2, "output length")))
-                        for i, r in enumerate(rows)])
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"trace: {path}: a value is not a number ({exc})") from None
+                        for i, r in enumerate(rows)], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInputError(f"trace: {path}: a value is not a finite number ({exc})") from None
     if (isl < 1).any() or (osl < 1).any():
         raise InvalidInputError(f"trace: {path}: input and output lengths must be >= 1 token")
-    if not np.isfinite(arr).all():
-        raise InvalidInputError(f"trace: {path}: arrival times must be finite numbers of seconds")
+    if not np.isfinite(arr).all() or np.ptp(arr) > MAX_TRACE_SPAN_S:
+        raise InvalidInputError(f"trace: {path}: arrival times must be finite numbers of seconds, spanning at most "
+                                f"{MAX_TRACE_SPAN_S:.0e} s")
     order = np.argsort(arr, kind="stable")
     cached = _cached_tokens([rows[i] for i in order], isl[order], path)
     arr = arr[order] - arr[order][0]
@@ -249,8 +252,8 @@ def _cached_tokens(rows: list[dict], isl: np.ndarray, path: Path) -> np.ndarray 
     column, hashes = _column(rows[0], CACHED_KEYS), _column(rows[0], HASH_KEYS)
     if column is not None:
         try:
-            cached = np.array([int(float(r.get(column) or 0)) for r in rows])
-        except (TypeError, ValueError) as exc:
+            cached = np.array([int(float(r.get(column) or 0)) for r in rows], dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidInputError(f"trace: {path}: a cached-tokens value is not a number ({exc})") from None
         if (cached < 0).any():
             raise InvalidInputError(f"trace: {path}: cached tokens must be >= 0")
