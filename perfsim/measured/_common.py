@@ -132,8 +132,13 @@ def numeric(frame: pd.DataFrame, path: Path | str, columns: Iterable[str], expec
         bad = ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             raise fail(path, f"column {col} has {int(bad.sum())} non-numeric value(s), "
-                             f"e.g. {frame[col][bad].iloc[0]!r}", expected)
+                             f"e.g. {_plain(frame[col][bad].iloc[0])!r}", expected)
         frame[col] = values
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, for messages (-1, not np.int64(-1))."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def as_int(frame: pd.DataFrame, columns: Iterable[str]) -> None:
@@ -172,7 +177,7 @@ def finish(frame: pd.DataFrame, path: Path | str, dataset: str, hardware: str | 
             bad = ~np.isnan(values) & ~((values >= 0) & (values <= MAX_COUNT))
             if bad.any():
                 raise fail(path, f"column {col} has {int(bad.sum())} value(s) outside 0 to 2^48, "
-                                 f"e.g. {out[col][bad].iloc[0]!r}")
+                                 f"e.g. {_plain(out[col][bad].iloc[0])!r}")
     target = out[TARGET].to_numpy(dtype=float)
     bad = ~(np.isfinite(target) & (target > 0))
     if bad.any():
