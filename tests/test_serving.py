@@ -444,6 +444,10 @@ def test_training_run_footprint():
     (dict(rate=1.0, slo_tpot=0.0), "slo-tpot"),
     (dict(rate=1.0, recv_interval=0), "recv-interval"),
     (dict(rate=1.0, num_requests=10**12), "num-requests"),   # bounded before any array is allocated
+    (dict(rate=1.0, price_per_gpu_hour=-2.0), "price-per-gpu-hour"),
+    (dict(rate=1.0, price_per_gpu_hour=float("nan")), "price-per-gpu-hour"),
+    (dict(rate=1.0, grid_intensity=float("inf")), "grid-intensity"),
+    (dict(rate=1.0, pue=float("nan")), "pue"),
 ])
 def test_bad_input_names_the_flag(kwargs, flag):
     args = {**SMALL, "num_requests": 5, **kwargs}

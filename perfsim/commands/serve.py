@@ -40,13 +40,6 @@ def _seconds(v) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format_quantity(v, "s")
 
 
-def _positive(name: str, value, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or not value > 0:
-        raise InvalidInputError(f"{name}: must be > 0, got {value!r}")
-
-
 def serve_command(
     model: str = typer.Option(..., "--model", "-m", help="Model name, Hugging Face repository id, perfsim YAML or HF "
                                                               "config.json path."),
@@ -174,9 +167,6 @@ def serve_command(
     from perfsim.serving import serve
     from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH
 
-    _positive("price-per-gpu-hour", price_per_gpu_hour)
-    if grid_intensity is not None and grid_intensity < 0:
-        raise InvalidInputError(f"grid-intensity: must be >= 0 kg CO2e/kWh, got {grid_intensity!r}")
     if burstiness is not None and rate is None:
         raise InvalidInputError("burstiness: needs --rate")
     if (prefill_tp or prefill_ep or decode_tp or decode_ep or disagg_handoff is not None) and not disagg:

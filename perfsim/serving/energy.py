@@ -21,6 +21,7 @@ Carbon: kg CO2e = kWh * PUE * grid intensity (kg/kWh). Dollars: GPUs * hours * p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -111,13 +112,22 @@ def step_energy(t_s: float, t_capped_s: float, e_dyn_gpu_j: float, p: EnergyPara
     return p.idle_w * t_capped_s + (p.static_w - p.idle_w) * t_s + p.dynamic_scale * e_dyn_gpu_j
 
 
+def check_footprint_inputs(price_per_gpu_hour: float | None, grid_kg_per_kwh: float, pue: float) -> None:
+    """One-line errors for a price, grid intensity or PUE that is not a finite number in its range."""
+    def finite(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    if price_per_gpu_hour is not None and not (finite(price_per_gpu_hour) and price_per_gpu_hour > 0):
+        raise InvalidInputError(f"price-per-gpu-hour: must be a finite number > 0 dollars, got {price_per_gpu_hour!r}")
+    if not (finite(grid_kg_per_kwh) and grid_kg_per_kwh >= 0):
+        raise InvalidInputError(f"grid-intensity: must be a finite number >= 0 kg CO2e/kWh, got {grid_kg_per_kwh!r}")
+    if not (finite(pue) and pue >= 1):
+        raise InvalidInputError(f"pue: must be a finite number >= 1, got {pue!r}")
+
+
 def footprint(energy_j: float, duration_s: float, gpus: int, price_per_gpu_hour: float | None,
               grid_kg_per_kwh: float = DEFAULT_GRID_KG_PER_KWH, pue: float = 1.0) -> dict:
     """kWh (at the wall: times PUE), kg CO2e and US dollars of a run on `gpus` GPUs for `duration_s`."""
-    if grid_kg_per_kwh < 0:
-        raise InvalidInputError(f"grid-intensity: must be >= 0 kg CO2e/kWh, got {grid_kg_per_kwh!r}")
-    if pue < 1:
-        raise InvalidInputError(f"pue: must be >= 1, got {pue!r}")
+    check_footprint_inputs(price_per_gpu_hour, grid_kg_per_kwh, pue)
     kwh = energy_j * pue / J_PER_KWH
     out = {"kwh": kwh, "co2e_kg": kwh * grid_kg_per_kwh, "grid_kg_per_kwh": grid_kg_per_kwh, "pue": pue,
            "gpu_hours": gpus * duration_s / 3600.0,

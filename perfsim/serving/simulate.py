@@ -27,7 +27,13 @@ from perfsim.errors import InvalidInputError
 from perfsim.model import load_model
 from perfsim.serving import arrivals as arr
 from perfsim.serving import latency, metrics
-from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, energy_params, footprint, parse_power_limit
+from perfsim.serving.energy import (
+    DEFAULT_GRID_KG_PER_KWH,
+    check_footprint_inputs,
+    energy_params,
+    footprint,
+    parse_power_limit,
+)
 from perfsim.serving.host import DEFAULT_ENGINE, HostOverhead, host_overhead
 from perfsim.serving.kvcache import capacity_blocks, check_fits, transfer_time
 from perfsim.serving.scheduler import (
@@ -425,6 +431,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
                           kv_free_fraction=kv_free_fraction, recv_interval=recv_interval)
     cfg.check()
     metrics.check_slos(slo_ttft=slo_ttft, slo_tpot=slo_tpot, slo_e2e=slo_e2e)
+    check_footprint_inputs(price_per_gpu_hour, grid_intensity, pue)
     if router not in ROUTERS:
         raise InvalidInputError(f"router: got {router!r}; accepted: {', '.join(ROUTERS)}")
     modes = [x is not None for x in (concurrency, rate, trace)]
