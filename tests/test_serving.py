@@ -448,6 +448,11 @@ def test_training_run_footprint():
     (dict(rate=1.0, price_per_gpu_hour=float("nan")), "price-per-gpu-hour"),
     (dict(rate=1.0, grid_intensity=float("inf")), "grid-intensity"),
     (dict(rate=1.0, pue=float("nan")), "pue"),
+    (dict(rate=float("inf")), "rate"),
+    (dict(rate=1.0, burstiness=float("inf")), "burstiness"),          # a ZeroDivisionError before
+    (dict(rate=1.0, turns=3, think_time=float("inf")), "think-time"),  # an endless run before
+    (dict(concurrency=2, ramp=float("nan")), "ramp"),
+    (dict(rate=1.0, power_limit="1e309W"), "power-limit"),
 ])
 def test_bad_input_names_the_flag(kwargs, flag):
     args = {**SMALL, "num_requests": 5, **kwargs}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,11 +91,19 @@ def _check_n(n: int) -> None:
         raise InvalidInputError(f"num-requests: must be an integer from 1 to {MAX_REQUESTS:,}, got {n!r}")
 
 
+def check_number(flag: str, value, what: str, low: float = 0.0, inclusive: bool = False) -> None:
+    """A finite number above `low` (at or above it with `inclusive`), else a one-line error naming the flag."""
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value >= low if inclusive else value > low)
+    if not ok:
+        raise InvalidInputError(f"{flag}: must be a finite number {'>=' if inclusive else '>'} {low:g} {what}, "
+                                f"got {value!r}")
+
+
 def poisson(rate: float, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0) -> Workload:
     """Open-loop Poisson arrivals at `rate` requests/s."""
     _check_n(n)
-    if not rate > 0:
-        raise InvalidInputError(f"rate: must be > 0 requests/s, got {rate!r}")
+    check_number("rate", rate, "requests/s")
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0 / rate, size=n))
     return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), arrivals,
@@ -104,10 +113,8 @@ def poisson(rate: float, n: int, isl: int, osl: int, seed: int = 0, spread: floa
 def gamma(rate: float, cv: float, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0) -> Workload:
     """Open-loop bursty arrivals: gamma inter-arrival times with mean 1/rate and coefficient of variation cv."""
     _check_n(n)
-    if not rate > 0:
-        raise InvalidInputError(f"rate: must be > 0 requests/s, got {rate!r}")
-    if not cv > 0:
-        raise InvalidInputError(f"burstiness: the coefficient of variation must be > 0, got {cv!r}")
+    check_number("rate", rate, "requests/s")
+    check_number("burstiness", cv, "(the coefficient of variation of the gaps)")
     rng = np.random.default_rng(seed)
     shape = 1.0 / cv**2
     arrivals = np.cumsum(rng.gamma(shape, 1.0 / (rate * shape), size=n))
@@ -123,12 +130,10 @@ def conversations(rate: float, turns: int, think_s: float, n: int, isl: int, osl
     conversation is in the prefix cache (cache-aware routing, as SGLang's router and Dynamo's KV router keep a
     session where its KV is)."""
     _check_n(n)
-    if not rate > 0:
-        raise InvalidInputError(f"rate: must be > 0 requests/s, got {rate!r}")
+    check_number("rate", rate, "requests/s")
     if not isinstance(turns, (int, np.integer)) or turns < 1:
         raise InvalidInputError(f"turns: must be an integer >= 1, got {turns!r}")
-    if not think_s >= 0:
-        raise InvalidInputError(f"think-time: must be >= 0 s, got {think_s!r}")
+    check_number("think-time", think_s, "s", inclusive=True)
     rng = np.random.default_rng(seed)
     user, reply = lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl")
     turn = np.arange(n) % turns
@@ -156,8 +161,7 @@ def closed_loop(concurrency: int, n: int, isl: int, osl: int, seed: int = 0, spr
     if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
         raise InvalidInputError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
     rng = np.random.default_rng(seed)
-    if ramp_s < 0:
-        raise InvalidInputError(f"ramp: must be >= 0 s, got {ramp_s!r}")
+    check_number("ramp", ramp_s, "s", inclusive=True)
     return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), None,
                     concurrency=int(concurrency), kind="closed-loop", ramp_s=float(ramp_s))
 

@@ -66,7 +66,7 @@ def parse_power_limit(value: str | float | None, device: Device) -> float | None
         watts = units.parse(value, "power", field="power-limit")
     except SpecError as exc:
         raise InvalidInputError(str(exc)) from None
-    if not watts > device.power.idle:
+    if not math.isfinite(watts) or not watts > device.power.idle:
         raise InvalidInputError(f"power-limit: {watts:g} W is at or below the idle power of {device.name} "
                                 f"({device.power.idle:g} W); give a limit between that and its TDP "
                                 f"({device.power.tdp:g} W)")

@@ -531,8 +531,7 @@ def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> 
         ramp = float(ramp)
     except (TypeError, ValueError):
         raise InvalidInputError(f"ramp: expected seconds or 'auto', got {ramp!r}") from None
-    if ramp < 0:
-        raise InvalidInputError(f"ramp: must be >= 0 s, got {ramp!r}")
+    arr.check_number("ramp", ramp, "s", inclusive=True)
     return dc_replace(w, ramp_s=ramp)
 
 
