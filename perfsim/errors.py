@@ -1,5 +1,7 @@
 """Errors perfsim raises on bad input: one line that names the field and what is accepted."""
 
+import math
+
 
 class PerfsimError(Exception):
     """Base class: the message is a single line fit to show a user as is."""
@@ -24,3 +26,16 @@ class DataError(PerfsimError):
 def one_line(text: str) -> str:
     """Fold a message onto one line."""
     return " ".join(str(text).split())
+
+
+def check_number(flag: str, value, what: str, low: float = 0.0, inclusive: bool = False,
+                 high: float | None = None) -> float:
+    """`value` as a float if it is a finite number above `low` (at or above it with `inclusive`) and at most
+    `high`; else an InvalidInputError naming `flag` and the accepted range in `what` units."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value >= low if inclusive else value > low) and (high is None or value <= high)
+    if not ok:
+        upper = "" if high is None else f" and <= {high:g}"
+        raise InvalidInputError(f"{flag}: must be a finite number {'>=' if inclusive else '>'} {low:g}{upper} "
+                                f"{what}, got {value!r}")
+    return float(value)

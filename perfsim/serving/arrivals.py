@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from perfsim.errors import InvalidInputError
+from perfsim.errors import InvalidInputError, check_number
 
 # Accepted column names of a trace file (first match wins), compared without case, spaces or underscores; they
 # cover the public traces as published: Azure LLM inference 2023/2024 (TIMESTAMP as a date-time, ContextTokens,
@@ -91,13 +90,13 @@ def _check_n(n: int) -> None:
         raise InvalidInputError(f"num-requests: must be an integer from 1 to {MAX_REQUESTS:,}, got {n!r}")
 
 
-def check_number(flag: str, value, what: str, low: float = 0.0, inclusive: bool = False) -> None:
-    """A finite number above `low` (at or above it with `inclusive`), else a one-line error naming the flag."""
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value) \
-        and (value >= low if inclusive else value > low)
-    if not ok:
-        raise InvalidInputError(f"{flag}: must be a finite number {'>=' if inclusive else '>'} {low:g} {what}, "
-                                f"got {value!r}")
+def _check_span(arrivals: np.ndarray, flag: str) -> np.ndarray:
+    """Open-loop arrival times must span a finite time of at most MAX_TRACE_SPAN_S."""
+    span = float(np.ptp(arrivals)) if arrivals.size else 0.0
+    if not span <= MAX_TRACE_SPAN_S:
+        raise InvalidInputError(f"{flag}: the requests' arrivals would span {span:.3g} s; at most "
+                                f"{MAX_TRACE_SPAN_S:.0e} s is simulated")
+    return arrivals
 
 
 def poisson(rate: float, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0) -> Workload:
@@ -105,7 +104,8 @@ def poisson(rate: float, n: int, isl: int, osl: int, seed: int = 0, spread: floa
     _check_n(n)
     check_number("rate", rate, "requests/s")
     rng = np.random.default_rng(seed)
-    arrivals = np.cumsum(rng.exponential(1.0 / rate, size=n))
+    with np.errstate(over="ignore"):
+        arrivals = _check_span(np.cumsum(rng.exponential(1.0 / rate, size=n)), "rate")
     return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), arrivals,
                     kind="poisson")
 
@@ -114,10 +114,12 @@ def gamma(rate: float, cv: float, n: int, isl: int, osl: int, seed: int = 0, spr
     """Open-loop bursty arrivals: gamma inter-arrival times with mean 1/rate and coefficient of variation cv."""
     _check_n(n)
     check_number("rate", rate, "requests/s")
-    check_number("burstiness", cv, "(the coefficient of variation of the gaps)")
+    check_number("burstiness", cv, "(the coefficient of variation of the gaps)", low=1e-3, inclusive=True,
+                 high=1e3)
     rng = np.random.default_rng(seed)
     shape = 1.0 / cv**2
-    arrivals = np.cumsum(rng.gamma(shape, 1.0 / (rate * shape), size=n))
+    with np.errstate(over="ignore"):
+        arrivals = _check_span(np.cumsum(rng.gamma(shape, 1.0 / (rate * shape), size=n)), "rate")
     return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), arrivals,
                     kind=f"gamma(cv={cv:g})")
 
@@ -140,7 +142,7 @@ def conversations(rate: float, turns: int, think_s: float, n: int, isl: int, osl
     starts = np.cumsum(rng.exponential(turns / rate, size=-(-n // turns)))
     gaps = np.where(turn > 0, rng.exponential(think_s, size=n) if think_s > 0 else 0.0, 0.0)
     session = np.arange(n) // turns
-    arrival = starts[session] + _within(gaps, session)
+    arrival = _check_span(starts[session] + _within(gaps, session), "think-time")
     history = _within(np.roll(user + reply, 1) * (turn > 0), session)
     order = np.argsort(arrival, kind="stable")
     return Workload((history + user)[order], reply[order], arrival[order], kind=f"conversations({turns} turns)",
@@ -161,7 +163,7 @@ def closed_loop(concurrency: int, n: int, isl: int, osl: int, seed: int = 0, spr
     if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
         raise InvalidInputError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
     rng = np.random.default_rng(seed)
-    check_number("ramp", ramp_s, "s", inclusive=True)
+    check_number("ramp", ramp_s, "s", inclusive=True, high=MAX_TRACE_SPAN_S)
     return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), None,
                     concurrency=int(concurrency), kind="closed-loop", ramp_s=float(ramp_s))
 
@@ -240,9 +242,9 @@ def trace(path: str | Path, n: int | None = None, time_unit: str = "s") -> Workl
         raise InvalidInputError(f"trace: {path}: a value is not a finite number ({exc})") from None
     if (isl < 1).any() or (osl < 1).any():
         raise InvalidInputError(f"trace: {path}: input and output lengths must be >= 1 token")
-    if not np.isfinite(arr).all() or np.ptp(arr) > MAX_TRACE_SPAN_S:
-        raise InvalidInputError(f"trace: {path}: arrival times must be finite numbers of seconds, spanning at most "
-                                f"{MAX_TRACE_SPAN_S:.0e} s")
+    if not np.isfinite(arr).all():
+        raise InvalidInputError(f"trace: {path}: arrival times must be finite numbers of seconds")
+    _check_span(arr, f"trace: {path}")
     order = np.argsort(arr, kind="stable")
     cached = _cached_tokens([rows[i] for i in order], isl[order], path)
     arr = arr[order] - arr[order][0]

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from perfsim import units
-from perfsim.errors import InvalidInputError, SpecError
+from perfsim.errors import InvalidInputError, SpecError, check_number
 from perfsim.hardware import Device
 
 FIT_FILE = Path(__file__).resolve().parent / "energy_fit.yaml"
@@ -114,14 +114,10 @@ def step_energy(t_s: float, t_capped_s: float, e_dyn_gpu_j: float, p: EnergyPara
 
 def check_footprint_inputs(price_per_gpu_hour: float | None, grid_kg_per_kwh: float, pue: float) -> None:
     """One-line errors for a price, grid intensity or PUE that is not a finite number in its range."""
-    def finite(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-    if price_per_gpu_hour is not None and not (finite(price_per_gpu_hour) and price_per_gpu_hour > 0):
-        raise InvalidInputError(f"price-per-gpu-hour: must be a finite number > 0 dollars, got {price_per_gpu_hour!r}")
-    if not (finite(grid_kg_per_kwh) and grid_kg_per_kwh >= 0):
-        raise InvalidInputError(f"grid-intensity: must be a finite number >= 0 kg CO2e/kWh, got {grid_kg_per_kwh!r}")
-    if not (finite(pue) and pue >= 1):
-        raise InvalidInputError(f"pue: must be a finite number >= 1, got {pue!r}")
+    if price_per_gpu_hour is not None:
+        check_number("price-per-gpu-hour", price_per_gpu_hour, "dollars")
+    check_number("grid-intensity", grid_kg_per_kwh, "kg CO2e/kWh", inclusive=True)
+    check_number("pue", pue, "(facility power / IT power)", low=1.0, inclusive=True)
 
 
 def footprint(energy_j: float, duration_s: float, gpus: int, price_per_gpu_hour: float | None,

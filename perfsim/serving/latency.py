@@ -18,13 +18,10 @@ L_e in place. latency_fit.yaml stores them with their sources; an engine or a sp
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-
-from perfsim.errors import InvalidInputError
 
 FIT_FILE = Path(__file__).resolve().parent / "latency_fit.yaml"
 
@@ -52,11 +49,6 @@ def disagg_handoff_s() -> float:
     return float(entry["seconds"]) if entry else 0.0
 
 
-def check_seconds(value, flag: str) -> float:
-    """A latency given by the user: finite and >= 0, else a one-line error naming `flag`."""
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise InvalidInputError(f"{flag}: must be a number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 def fit_offset(measured, predicted) -> float:

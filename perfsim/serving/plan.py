@@ -21,11 +21,11 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-from perfsim.errors import InvalidInputError, PerfsimError
+from perfsim.errors import InvalidInputError, PerfsimError, check_number
 from perfsim.graph import recurrent_heads
 from perfsim.hardware import System, load_hardware
 from perfsim.model import load_model
-from perfsim.serving.arrivals import check_number, check_prefix_len
+from perfsim.serving.arrivals import check_prefix_len
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
 from perfsim.serving.metrics import check_slos
 from perfsim.serving.scheduler import (

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfsim.errors import InvalidInputError
+from perfsim.errors import InvalidInputError, check_number
 from perfsim.model import load_model
 from perfsim.serving import arrivals as arr
 from perfsim.serving import latency, metrics
@@ -109,8 +109,7 @@ class SchedulerConfig:
             raise InvalidInputError(f"max-num-seqs: must be >= 1, got {self.max_num_seqs!r}")
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 1:
             raise InvalidInputError(f"max-num-batched-tokens: must be >= 1, got {self.max_num_batched_tokens!r}")
-        if self.step_overhead_s < 0:
-            raise InvalidInputError(f"step-overhead: must be >= 0 s, got {self.step_overhead_s!r}")
+        check_number("step-overhead", self.step_overhead_s, "s", inclusive=True)
         if not isinstance(self.recv_interval, int) or self.recv_interval < 1:
             raise InvalidInputError(f"recv-interval: must be an integer >= 1, got {self.recv_interval!r}")
         host_overhead(self.engine)
@@ -505,9 +504,9 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
     if w.closed_loop:
         w = _with_ramp(w, ramp, pools, isl=int(w.input_len.mean()), osl=int(w.output_len.mean()))
     handoff = 0.0 if transfer is None else latency.disagg_handoff_s() if disagg_handoff_s is None else \
-        latency.check_seconds(disagg_handoff_s, "disagg-handoff")
+        check_number("disagg-handoff", disagg_handoff_s, "s", inclusive=True)
     request_s = latency.request_latency_s(engine) if request_latency_s is None else \
-        latency.check_seconds(request_latency_s, "request-latency")
+        check_number("request-latency", request_latency_s, "s", inclusive=True)
     makespan, max_in_flight = simulate(w, pools, req, transfer, router, handoff)
     req.add_client_latency(request_s)
     wall = time.perf_counter() - wall0
@@ -531,7 +530,7 @@ def _with_ramp(w: arr.Workload, ramp, pools: list[Pool], isl: int, osl: int) -> 
         ramp = float(ramp)
     except (TypeError, ValueError):
         raise InvalidInputError(f"ramp: expected seconds or 'auto', got {ramp!r}") from None
-    arr.check_number("ramp", ramp, "s", inclusive=True)
+    check_number("ramp", ramp, "s", inclusive=True, high=arr.MAX_TRACE_SPAN_S)
     return dc_replace(w, ramp_s=ramp)
 
 

@@ -53,6 +53,8 @@ def speculation(draft_tokens: int = 0, acceptance: str | float | list | tuple | 
     draft accepted at DeepSeek's measured MTP rate)."""
     if draft_tokens == 0:
         return Speculation()
+    if not 0 <= draft_tokens <= MAX_DRAFT_TOKENS:   # before any list of rates is built
+        raise InvalidInputError(f"spec-tokens: must be 0..{MAX_DRAFT_TOKENS}, got {draft_tokens!r}")
     if acceptance is None:
         rates = [DEEPSEEK_MTP_ACCEPTANCE] * draft_tokens
     elif isinstance(acceptance, str):

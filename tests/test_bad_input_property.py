@@ -1,0 +1,58 @@
+"""Property: whatever number a user gives one of serve's numeric options, the simulation either runs, with no
+infinite figure in its summary (NaN marks one that is undefined, e.g. TPOT of one-token replies, and prints as
+null), or refuses it with a one-line PerfsimError; no other exception escapes."""
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perfsim.errors import PerfsimError
+from perfsim.serving import serve
+
+BASE = dict(model="llama-3.1-8b", hardware="h100-sxm", isl=64, osl=8, num_requests=6, timeline_bins=2)
+FLOAT_OPTIONS = ["rate", "burstiness", "think_time", "ramp", "price_per_gpu_hour", "grid_intensity", "pue",
+                 "slo_ttft", "slo_tpot", "slo_e2e", "length_spread", "step_overhead_s", "gpu_memory_utilization",
+                 "request_latency_s", "power_limit", "kv_free_fraction"]
+INT_OPTIONS = ["max_num_seqs", "max_num_batched_tokens", "block_size", "recv_interval", "concurrency", "spec_tokens",
+               "turns", "prefix_len", "isl", "osl", "num_requests"]
+ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -1.0, 1e-300, 5e-324, 1e300])
+# large enough to be absurd, small enough that an accepted value still simulates in a moment
+ANY_INT = st.integers(-10**6, 10**6) | st.sampled_from([0, -1, 2**31, 10**12])
+
+
+def _workload(option: str, value) -> dict:
+    kw = dict(BASE, rate=2.0)
+    if option in ("ramp", "concurrency"):
+        kw = dict(BASE, concurrency=3)
+    if option in ("burstiness",):
+        kw["rate"] = 2.0
+    if option in ("think_time", "turns"):
+        kw.update(turns=2, think_time=1.0)
+    if option == "num_requests" and isinstance(value, int) and value > 10**4:
+        value = 10**8   # over the bound: refused before anything is allocated
+    kw[option] = value
+    return kw
+
+
+def _check(kw: dict) -> None:
+    try:
+        res = serve(**kw)
+    except PerfsimError as exc:
+        assert "\n" not in str(exc), str(exc)
+        return
+    for key, v in res.summary.items():
+        if isinstance(v, float):
+            assert not math.isinf(v), (key, v)
+
+
+@settings(max_examples=120, deadline=None)
+@given(option=st.sampled_from(FLOAT_OPTIONS), value=ANY_FLOAT)
+def test_serve_float_options_run_or_refuse_in_one_line(option, value):
+    _check(_workload(option, value))
+
+
+@settings(max_examples=80, deadline=None)
+@given(option=st.sampled_from(INT_OPTIONS), value=ANY_INT)
+def test_serve_integer_options_run_or_refuse_in_one_line(option, value):
+    _check(_workload(option, value))
