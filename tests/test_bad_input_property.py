@@ -3,7 +3,9 @@ infinite figure in its summary (NaN marks one that is undefined, e.g. TPOT of on
 null), or refuses it with a one-line PerfsimError; no other exception escapes."""
 
 import math
+import warnings
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,8 +27,8 @@ def _workload(option: str, value) -> dict:
     kw = dict(BASE, rate=2.0)
     if option in ("ramp", "concurrency"):
         kw = dict(BASE, concurrency=3)
-    if option in ("burstiness",):
-        kw["rate"] = 2.0
+    if option == "burstiness":
+        kw["rate"] = 0.5
     if option in ("think_time", "turns"):
         kw.update(turns=2, think_time=1.0)
     if option == "num_requests" and isinstance(value, int) and value > 10**4:
@@ -37,7 +39,9 @@ def _workload(option: str, value) -> dict:
 
 def _check(kw: dict) -> None:
     try:
-        res = serve(**kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")   # a numpy warning would be a second line under the CLI's error
+            res = serve(**kw)
     except PerfsimError as exc:
         assert "\n" not in str(exc), str(exc)
         return
@@ -46,7 +50,22 @@ def _check(kw: dict) -> None:
             assert not math.isinf(v), (key, v)
 
 
-@settings(max_examples=120, deadline=None)
+CORNERS = [float("nan"), float("inf"), -float("inf"), 5e-324, 1e-300, 1e300, -1.0, 0.0]
+
+
+@pytest.mark.parametrize("option", FLOAT_OPTIONS)
+def test_serve_float_options_at_the_corners(option):
+    for value in CORNERS:
+        _check(_workload(option, value))
+
+
+@pytest.mark.parametrize("option", INT_OPTIONS)
+def test_serve_integer_options_at_the_corners(option):
+    for value in (-1, 0, 1, 2**31, 10**12):
+        _check(_workload(option, value))
+
+
+@settings(max_examples=160, deadline=None)
 @given(option=st.sampled_from(FLOAT_OPTIONS), value=ANY_FLOAT)
 def test_serve_float_options_run_or_refuse_in_one_line(option, value):
     _check(_workload(option, value))

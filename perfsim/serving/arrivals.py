@@ -81,6 +81,7 @@ def check_prefix_len(prefix_len, shortest: int) -> int:
 
 
 MAX_TRACE_SPAN_S = 1e9   # about 32 years of arrivals: anything longer is a unit mistake
+MIN_RATE = 1e-9          # requests/s: one in 32 years
 # about 0.6 kB of simulator state per request: ten million fit a 24 GB machine, in minutes
 MAX_REQUESTS = 10_000_000
 
@@ -92,7 +93,8 @@ def _check_n(n: int) -> None:
 
 def _check_span(arrivals: np.ndarray, flag: str) -> np.ndarray:
     """Open-loop arrival times must span a finite time of at most MAX_TRACE_SPAN_S."""
-    span = float(np.ptp(arrivals)) if arrivals.size else 0.0
+    with np.errstate(invalid="ignore"):
+        span = float(np.ptp(arrivals)) if arrivals.size else 0.0
     if not span <= MAX_TRACE_SPAN_S:
         raise InvalidInputError(f"{flag}: the requests' arrivals would span {span:.3g} s; at most "
                                 f"{MAX_TRACE_SPAN_S:.0e} s is simulated")
@@ -102,7 +104,7 @@ def _check_span(arrivals: np.ndarray, flag: str) -> np.ndarray:
 def poisson(rate: float, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0) -> Workload:
     """Open-loop Poisson arrivals at `rate` requests/s."""
     _check_n(n)
-    check_number("rate", rate, "requests/s")
+    check_number("rate", rate, "requests/s", low=MIN_RATE, inclusive=True)
     rng = np.random.default_rng(seed)
     with np.errstate(over="ignore"):
         arrivals = _check_span(np.cumsum(rng.exponential(1.0 / rate, size=n)), "rate")
@@ -113,7 +115,7 @@ def poisson(rate: float, n: int, isl: int, osl: int, seed: int = 0, spread: floa
 def gamma(rate: float, cv: float, n: int, isl: int, osl: int, seed: int = 0, spread: float = 0.0) -> Workload:
     """Open-loop bursty arrivals: gamma inter-arrival times with mean 1/rate and coefficient of variation cv."""
     _check_n(n)
-    check_number("rate", rate, "requests/s")
+    check_number("rate", rate, "requests/s", low=MIN_RATE, inclusive=True)
     check_number("burstiness", cv, "(the coefficient of variation of the gaps)", low=1e-3, inclusive=True,
                  high=1e3)
     rng = np.random.default_rng(seed)
@@ -132,7 +134,7 @@ def conversations(rate: float, turns: int, think_s: float, n: int, isl: int, osl
     conversation is in the prefix cache (cache-aware routing, as SGLang's router and Dynamo's KV router keep a
     session where its KV is)."""
     _check_n(n)
-    check_number("rate", rate, "requests/s")
+    check_number("rate", rate, "requests/s", low=MIN_RATE, inclusive=True)
     if not isinstance(turns, (int, np.integer)) or turns < 1:
         raise InvalidInputError(f"turns: must be an integer >= 1, got {turns!r}")
     check_number("think-time", think_s, "s", inclusive=True)

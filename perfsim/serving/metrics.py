@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfsim.errors import InvalidInputError
+from perfsim.errors import check_number
 
 PERCENTILES = (50, 90, 99)
 
@@ -66,8 +66,8 @@ def saturated_throughput(first: np.ndarray, finish: np.ndarray, osl: np.ndarray)
 def check_slos(**slos: float | None) -> None:
     """Each SLO given (seconds) must be a positive number; the keyword names the flag (slo_ttft -> slo-ttft)."""
     for name, value in slos.items():
-        if value is not None and not (isinstance(value, (int, float)) and value > 0):
-            raise InvalidInputError(f"{name.replace('_', '-')}: must be > 0 seconds, got {value!r}")
+        if value is not None:
+            check_number(name.replace("_", "-"), value, "seconds")
 
 
 def goodput(per: dict, osl: np.ndarray, makespan: float, slo_ttft: float | None, slo_tpot: float | None,

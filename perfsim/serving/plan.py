@@ -25,7 +25,7 @@ from perfsim.errors import InvalidInputError, PerfsimError, check_number
 from perfsim.graph import recurrent_heads
 from perfsim.hardware import System, load_hardware
 from perfsim.model import load_model
-from perfsim.serving.arrivals import check_prefix_len
+from perfsim.serving.arrivals import MIN_RATE, check_prefix_len
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
 from perfsim.serving.metrics import check_slos
 from perfsim.serving.scheduler import (
@@ -170,7 +170,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
     t0 = time.perf_counter()
     if objective not in OBJECTIVES:
         raise InvalidInputError(f"objective: got {objective!r}; accepted for serving: {', '.join(OBJECTIVES)}")
-    check_number("rate", rate, "requests/s")
+    check_number("rate", rate, "requests/s", low=MIN_RATE, inclusive=True)
     if top < 1:
         raise InvalidInputError(f"top: must be >= 1, got {top}")
     check_slos(slo_ttft=slo_ttft, slo_tpot=slo_tpot)
