@@ -1,6 +1,7 @@
 """Errors perfsim raises on bad input: one line that names the field and what is accepted."""
 
 import math
+import numbers
 
 
 class PerfsimError(Exception):
@@ -39,3 +40,11 @@ def check_number(flag: str, value, what: str, low: float = 0.0, inclusive: bool 
         raise InvalidInputError(f"{flag}: must be a finite number {'>=' if inclusive else '>'} {low:g}{upper} "
                                 f"{what}, got {value!r}")
     return float(value)
+
+
+def check_int(flag: str, value, low: int = 1) -> int:
+    """`value` as an int if it is a whole number (not a bool) >= `low`; else an InvalidInputError naming `flag`."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+    if not ok:
+        raise InvalidInputError(f"{flag}: must be an integer >= {low}, got {value!r}")
+    return int(value)

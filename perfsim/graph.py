@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import networkx as nx
 
 from perfsim.dtypes import UNQUANTIZED_GEMMS, activation_dtype, check
-from perfsim.errors import InvalidInputError
+from perfsim.errors import InvalidInputError, check_int
 from perfsim.model import MLA, ModelSpec, load_model
 from perfsim.ops import (
     Attention,
@@ -68,8 +68,13 @@ def workload(model: ModelSpec, task: str, batch: int, seq: int | None = None, co
     """Validate a request and describe it; one-line errors name the bad argument."""
     if task not in TASKS:
         raise InvalidInputError(f"task: got {task!r}; accepted: {', '.join(TASKS)}")
-    if not isinstance(batch, int) or batch < 1:
-        raise InvalidInputError(f"batch: must be an integer >= 1, got {batch!r}")
+    check_int("batch", batch)
+    if seq is not None:
+        check_int("seq", seq)
+    if context is not None:
+        check_int("context", context, 0)
+    check_int("tp", tp)
+    check_int("ep", ep)
     check(dtype, "dtype")
     if weight_dtype:
         check(weight_dtype, "weight_dtype")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from perfsim.errors import InvalidInputError
+from perfsim.errors import InvalidInputError, check_int
 from perfsim.hardware import Hardware, System, load_hardware
 from perfsim.model import ModelSpec, load_model
 from perfsim.parallel.costing import Costing
@@ -104,8 +104,7 @@ def _check_common(model, hw, num_gpus, objective, max_memory_fraction) -> System
             return _single(hw)  # type: ignore[return-value]
         raise InvalidInputError(f"hardware: a plan over {num_gpus} GPUs needs a system (e.g. dgx-h100), "
                                 f"got {getattr(hw, 'name', hw)!r}")
-    if not isinstance(num_gpus, int) or num_gpus < 1:
-        raise InvalidInputError(f"num_gpus: must be an integer >= 1, got {num_gpus!r}")
+    check_int("num_gpus", num_gpus)
     avail = hw.devices_per_node * hw.max_nodes
     if num_gpus > avail:
         raise InvalidInputError(f"num_gpus: {num_gpus} exceeds {hw.name}'s {hw.max_nodes} nodes x "
@@ -299,10 +298,8 @@ def plan(model: str | Path | ModelSpec, hardware: str | Path | Hardware, num_gpu
 
 
 def _check_batch_seq(spec: ModelSpec, batch, seq, field: str) -> None:
-    if not isinstance(batch, int) or batch < 1:
-        raise InvalidInputError(f"{field}: must be an integer >= 1, got {batch!r}")
-    if not isinstance(seq, int) or seq < 1:
-        raise InvalidInputError(f"seq: must be an integer >= 1, got {seq!r}")
+    check_int(field, batch)
+    check_int("seq", seq)
     if seq > spec.max_seq_len:
         raise InvalidInputError(f"seq: {seq} exceeds {spec.name}'s maximum sequence length {spec.max_seq_len}")
 

@@ -1,6 +1,6 @@
-"""Property: whatever number a user gives one of serve's numeric options, the simulation either runs, with no
-infinite figure in its summary (NaN marks one that is undefined, e.g. TPOT of one-token replies, and prints as
-null), or refuses it with a one-line PerfsimError; no other exception escapes."""
+"""Property: whatever number a user gives one of serve's or predict's numeric options, perfsim either runs, with no
+infinite figure in its result (in a serving summary NaN marks a figure that is undefined, e.g. TPOT of one-token
+replies, and prints as null), or refuses it with a one-line PerfsimError; no other exception escapes."""
 
 import math
 import warnings
@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from perfsim import predict
 from perfsim.errors import PerfsimError
 from perfsim.serving import serve
 
@@ -75,3 +76,20 @@ def test_serve_float_options_run_or_refuse_in_one_line(option, value):
 @given(option=st.sampled_from(INT_OPTIONS), value=ANY_INT)
 def test_serve_integer_options_run_or_refuse_in_one_line(option, value):
     _check(_workload(option, value))
+
+
+@pytest.mark.parametrize("task, option", [(t, o) for t in ("prefill", "decode", "train")
+                                          for o in ("batch", "seq", "context", "tp", "ep")])
+def test_predict_options_at_the_corners(task, option):
+    base = {"prefill": dict(batch=2, seq=256), "decode": dict(batch=4, context=512), "train": dict(batch=2, seq=256)}
+    for value in [*CORNERS, 2.5, True, 2**31, 10**12]:
+        kw = dict(base[task], task=task)
+        kw[option] = value
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                est = predict("qwen3-30b-a3b", "dgx-h100" if option in ("tp", "ep") else "h100-sxm", **kw)
+        except PerfsimError as exc:
+            assert "\n" not in str(exc), str(exc)
+            continue
+        assert all(math.isfinite(x) for x in (est.latency_s, est.energy_j, est.tokens_per_s)), (kw, est.latency_s)

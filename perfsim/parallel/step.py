@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from perfsim.errors import InvalidInputError
+from perfsim.errors import InvalidInputError, check_int
 from perfsim.hardware import Device, Hardware, System, load_hardware
 from perfsim.model import ModelSpec, load_model
 from perfsim.ops import Elementwise
@@ -523,8 +523,7 @@ def predict_parallel(model: str | Path | ModelSpec, hardware: str | Path | Hardw
     if num_gpus is None:
         num_gpus = tp * pp * cp * (dp or 1) if all(isinstance(x, int) for x in (tp, pp, cp, dp or 1)) else 0
     for name, v in (("num_gpus", num_gpus), ("tp", tp), ("pp", pp), ("cp", cp)):
-        if not isinstance(v, int) or v < 1:
-            raise InvalidInputError(f"{name}: must be an integer >= 1, got {v!r}")
+        check_int(name, v)
     if dp is None:
         if num_gpus % (tp * pp * cp):
             raise InvalidInputError(f"num_gpus: {num_gpus} is not a multiple of tp x pp x cp = {tp} x {pp} x {cp}")

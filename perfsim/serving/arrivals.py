@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perfsim.errors import InvalidInputError, check_number
+from perfsim.errors import InvalidInputError, check_int, check_number
 
 # Accepted column names of a trace file (first match wins), compared without case, spaces or underscores; they
 # cover the public traces as published: Azure LLM inference 2023/2024 (TIMESTAMP as a date-time, ContextTokens,
@@ -62,8 +62,7 @@ class Workload:
 
 def lengths(n: int, mean: int, spread: float, rng: np.random.Generator, flag: str) -> np.ndarray:
     """n lengths around `mean`: all equal when spread == 0, else uniform in mean * [1 - spread, 1 + spread]."""
-    if not isinstance(mean, (int, np.integer)) or mean < 1:
-        raise InvalidInputError(f"{flag}: must be an integer >= 1, got {mean!r}")
+    check_int(flag, mean)
     if not 0 <= spread < 1:
         raise InvalidInputError(f"length-spread: must be in [0, 1), got {spread!r}")
     if spread == 0:
@@ -135,8 +134,7 @@ def conversations(rate: float, turns: int, think_s: float, n: int, isl: int, osl
     session where its KV is)."""
     _check_n(n)
     check_number("rate", rate, "requests/s", low=MIN_RATE, inclusive=True)
-    if not isinstance(turns, (int, np.integer)) or turns < 1:
-        raise InvalidInputError(f"turns: must be an integer >= 1, got {turns!r}")
+    check_int("turns", turns)
     check_number("think-time", think_s, "s", inclusive=True)
     rng = np.random.default_rng(seed)
     user, reply = lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl")
@@ -162,8 +160,7 @@ def closed_loop(concurrency: int, n: int, isl: int, osl: int, seed: int = 0, spr
                 ramp_s: float = 0.0) -> Workload:
     """`concurrency` clients, each sending its next request when the previous one completes."""
     _check_n(n)
-    if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
-        raise InvalidInputError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
+    check_int("concurrency", concurrency)
     rng = np.random.default_rng(seed)
     check_number("ramp", ramp_s, "s", inclusive=True, high=MAX_TRACE_SPAN_S)
     return Workload(lengths(n, isl, spread, rng, "isl"), lengths(n, osl, spread, rng, "osl"), None,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfsim.errors import InvalidInputError, check_number
+from perfsim.errors import InvalidInputError, check_int, check_number
 from perfsim.model import load_model
 from perfsim.serving import arrivals as arr
 from perfsim.serving import latency, metrics
@@ -110,8 +110,7 @@ class SchedulerConfig:
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 1:
             raise InvalidInputError(f"max-num-batched-tokens: must be >= 1, got {self.max_num_batched_tokens!r}")
         check_number("step-overhead", self.step_overhead_s, "s", inclusive=True)
-        if not isinstance(self.recv_interval, int) or self.recv_interval < 1:
-            raise InvalidInputError(f"recv-interval: must be an integer >= 1, got {self.recv_interval!r}")
+        check_int("recv-interval", self.recv_interval)
         host_overhead(self.engine)
 
     def host(self, pp: int = 1) -> HostOverhead:
@@ -461,8 +460,7 @@ def serve(model, hardware, num_gpus: int | None = None, tp: int = 1, ep: int = 1
                                 f"sequence length {spec.max_seq_len}")
     if num_gpus is None:
         num_gpus = base.gpus
-    if not isinstance(num_gpus, (int, np.integer)) or num_gpus < 1:
-        raise InvalidInputError(f"num-gpus: must be an integer >= 1, got {num_gpus!r}")
+    check_int("num-gpus", num_gpus)
     energy_kw = {"power_limit": power_limit, "use_fit": energy_fit, "static_w": static_w,
                  "dynamic_scale": dynamic_scale}
     req = Requests(w, arr.check_prefix_len(prefix_len, int(w.input_len.min())))

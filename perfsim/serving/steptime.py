@@ -46,7 +46,7 @@ from perfsim import graph as graphs
 from perfsim.cost.memory import weight_bytes
 from perfsim.costmodel import op_time
 from perfsim.dtypes import activation_dtype, check
-from perfsim.errors import InvalidInputError
+from perfsim.errors import InvalidInputError, check_int
 from perfsim.hardware import Device, Hardware, System, load_device, load_hardware
 from perfsim.model import ModelSpec, load_model
 from perfsim.ops import (
@@ -138,8 +138,7 @@ def make_deployment(model: str | ModelSpec, hardware: str | Hardware, tp: int = 
     dtype = check(spec.run_dtype("serve", dtype), "dtype")
     graphs.check_state_dtype(state_dtype)
     for name, v in (("tp", tp), ("ep", ep), ("pp", pp)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise InvalidInputError(f"{name}: must be an integer >= 1, got {v!r}")
+        check_int(name, v)
     graphs.check_split(spec, tp, ep)
     if attn_dp is None:
         attn_dp = ep // tp if (spec.moe and ep > tp) else 1
