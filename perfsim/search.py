@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from perfsim.errors import InvalidInputError, check_int
+from perfsim.errors import InvalidInputError, check_int, check_number
 from perfsim.hardware import Hardware, System, load_hardware
 from perfsim.model import ModelSpec, load_model
 from perfsim.parallel.costing import Costing
@@ -111,8 +111,7 @@ def _check_common(model, hw, num_gpus, objective, max_memory_fraction) -> System
                                 f"{hw.devices_per_node} GPUs = {avail}")
     if objective not in OBJECTIVES:
         raise InvalidInputError(f"objective: got {objective!r}; accepted: {', '.join(OBJECTIVES)}")
-    if not 0 < max_memory_fraction <= 1:
-        raise InvalidInputError(f"max_memory_fraction: must be in (0, 1], got {max_memory_fraction!r}")
+    check_number("max_memory_fraction", max_memory_fraction, "(a share of the GPU's memory)", high=1.0)
     return hw
 
 
@@ -238,6 +237,9 @@ def plan(model: str | Path | ModelSpec, hardware: str | Path | Hardware, num_gpu
     spec = load_model(model)
     hw = load_hardware(hardware)
     system = _check_common(spec, hw, num_gpus, objective, max_memory_fraction)
+    if top is not None:
+        check_int("top", top)
+    check_int("max_micro_batch", max_micro_batch)
     if task not in ("train", "prefill", "decode"):
         raise InvalidInputError(f"task: got {task!r}; accepted: train, prefill, decode")
     default_seq = min(spec.max_seq_len, 4096)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfsim import predict
+from perfsim import Plan, plan, predict, train_step
 from perfsim.errors import PerfsimError
 from perfsim.serving import serve
 
@@ -93,3 +93,31 @@ def test_predict_options_at_the_corners(task, option):
             assert "\n" not in str(exc), str(exc)
             continue
         assert all(math.isfinite(x) for x in (est.latency_s, est.energy_j, est.tokens_per_s)), (kw, est.latency_s)
+
+
+@pytest.mark.parametrize("option", ["num_gpus", "global_batch", "seq", "max_memory_fraction", "top", "max_micro_batch"])
+def test_plan_options_at_the_corners(option):
+    for value in [*CORNERS, 2.5, True, 2**31]:
+        kw = dict(num_gpus=8, global_batch=16, seq=1024, top=3)
+        kw[option] = value
+        _refused_or_finite(lambda kw=kw: plan("llama-3.1-8b", "dgx-h100", **kw).plans[0].latency_s)
+
+
+@pytest.mark.parametrize("option", ["tp", "pp", "dp", "ep", "cp", "micro_batch", "interleave", "zero"])
+def test_train_step_plan_fields_at_the_corners(option):
+    for value in [*CORNERS, 2.5, True, 2**31]:
+        kw = dict(tp=2, pp=2, dp=2, micro_batch=1)
+        kw[option] = value
+        _refused_or_finite(lambda kw=kw: train_step("llama-3.1-8b", "dgx-h100", Plan(**kw), global_batch=16,
+                                                    seq=1024).latency_s)
+
+
+def _refused_or_finite(run) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            value = run()
+    except PerfsimError as exc:
+        assert "\n" not in str(exc), str(exc)
+        return
+    assert math.isfinite(value)
