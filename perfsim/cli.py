@@ -310,8 +310,10 @@ def validate(dataset: list[str] | None = typer.Option(None, "--dataset", "-d",
     paths = [d for d in (dataset or []) if d not in measured.DATASETS and (looks_like_path(d) or Path(d).is_file())]
     names = [d for d in (dataset or []) if d not in paths]
     kwargs = dict(max_rows=1500, max_test_rows=4000) if quick else {}
+    from perfsim.serving.validation import serving_dataset_of
     frames = {path: measured.load(path) for path in paths}
-    devices = {path: hwlib.load_device(hardware or _measured_gpu(path, frame)) for path, frame in frames.items()}
+    devices = {path: None if serving_dataset_of(frame) else hwlib.load_device(hardware or _measured_gpu(path, frame))
+               for path, frame in frames.items()}
     with _progress() as step:
         report = val.validate(names or (None if not paths else []), progress=step, **kwargs) if (names or not paths) \
             else val.Report(split=val.SPLIT)

@@ -137,8 +137,14 @@ def score_frame(name: str, df: pd.DataFrame, family: str, device, transfer: Cost
 
 def score_file(path: str, frame: pd.DataFrame, device, max_rows: int = 6000, seed: int = 0) -> list[Score]:
     """Score a measured file's rows as score_frame does, its op family guessed from its columns; on a GPU other
-    than the H100 the shipped H100 profile is the transfer model (what `predict` uses for a GPU without one)."""
+    than the H100 the shipped H100 profile is the transfer model (what `predict` uses for a GPU without one).
+    A file of serving runs in a serving data set's format is simulated as that set is (its rows name their GPUs;
+    `device` is not used)."""
     from perfsim.calibrate.from_tables import family_of
+    from perfsim.serving.validation import serving_dataset_of, validate_scores
+    serving = serving_dataset_of(frame)
+    if serving is not None:
+        return validate_scores(serving, seed=seed, frame=frame, label=path)
     family = family_of(path, frame)
     if family not in PREDICTORS:
         raise DataError(f"{path}: no operator model for its columns (family {family}); accepted families: "

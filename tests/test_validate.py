@@ -122,3 +122,26 @@ def test_hopper_fp8_decode_applies_rope_in_its_one_kernel():
                                              max_rows=800)
     assert len(test) > 1000 and err.mean() < 0.09
     assert params.decode_for("fp8").preprocess_s > 1e-6   # the second kernel of the unfused path is seen
+
+
+def test_a_file_of_serving_runs_is_simulated_as_its_data_set_is(tmp_path):
+    import json
+
+    from perfsim.validate import score_file
+    refs = tmp_path / "my_refs.csv"
+    src = measured.data_root() / "aiconfigurator" / "silicon_refs.csv"
+    lines = src.read_text().splitlines()
+    refs.write_text("\n".join(lines[:1] + [ln for ln in lines[1:] if "_agg_" in ln and "_c16_" in ln][:3]) + "\n")
+    scores = score_file(str(refs), measured.load(refs), None)
+    assert [s.group for s in scores] == ["ttft", "tpot"] and {s.dataset for s in scores} == {str(refs)}
+    assert all(np.isfinite(s.mape_calibrated) for s in scores)
+    doc = json.loads((measured.data_root() / "ml-energy" / "lm-arena-chat.json").read_text())
+    doc["configurations"] = [c for c in doc["configurations"] if c["model_id"] == "Qwen/Qwen3-8B"]
+    arena = tmp_path / "my_arena.json"
+    arena.write_text(json.dumps(doc))
+    scores = score_file(str(arena), measured.load(arena), None)
+    assert [s.group for s in scores] == ["itl", "energy_per_token"] and scores[0].n_test > 0
+    doc["configurations"][0]["avg_batch_size"] = -1.0
+    arena.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="column avg_batch_size has 1 value"):
+        measured.load(arena)

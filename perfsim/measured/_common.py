@@ -125,14 +125,20 @@ def require(frame: pd.DataFrame, path: Path | str, expected: Sequence[str]) -> N
         raise fail(path, "no data rows", expected)
 
 
-def numeric(frame: pd.DataFrame, path: Path | str, columns: Iterable[str], expected: Sequence[str] = ()) -> None:
-    """Convert `columns` to numbers in place; any value that is not a finite number is an error."""
+def numeric(frame: pd.DataFrame, path: Path | str, columns: Iterable[str], expected: Sequence[str] = (),
+            positive: bool = False) -> None:
+    """Convert `columns` to numbers in place; any value that is not a finite number (with `positive`: a finite
+    number > 0) is an error."""
     for col in columns:
         values = pd.to_numeric(frame[col], errors="coerce")
-        bad = ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        array = values.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~np.isfinite(array)
         if bad.any():
             raise fail(path, f"column {col} has {int(bad.sum())} non-numeric value(s), "
                              f"e.g. {_plain(frame[col][bad].iloc[0])!r}", expected)
+        if positive and (array <= 0).any():
+            raise fail(path, f"column {col} has {int((array <= 0).sum())} value(s) <= 0, "
+                             f"e.g. {_plain(frame[col][array <= 0].iloc[0])!r}; each must be > 0", expected)
         frame[col] = values
 
 

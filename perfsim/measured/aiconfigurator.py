@@ -311,7 +311,7 @@ def silicon_refs(path: Path, dataset: str, hardware: str | None = None) -> pd.Da
 def silicon_frame(raw: pd.DataFrame, path: Path, dataset: str, hardware: str | None = None,
                   source: str = SILICON_SOURCE) -> pd.DataFrame:
     """The measured frame of silicon-schema rows (silicon_refs.csv's columns) read from `path`."""
-    numeric(raw, path, ["isl", "osl", "silicon_ttft_ms", "silicon_tpot_ms"], SILICON_CSV)
+    numeric(raw, path, ["isl", "osl", "silicon_ttft_ms", "silicon_tpot_ms"], SILICON_CSV, positive=True)
     as_int(raw, ["isl", "osl"])
     for col in (*_PARALLEL, *_DISAGG):
         values = pd.to_numeric(raw[col], errors="coerce") if col in raw else pd.Series(pd.NA, index=raw.index)

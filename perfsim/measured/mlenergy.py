@@ -49,7 +49,7 @@ def lm_arena_chat(path: Path, dataset: str, hardware: str | None = None) -> pd.D
         raise fail(path, f"{what} ({type(exc).__name__})", RAW_COLUMNS) from None
     require(raw, path, RAW_COLUMNS)
     numbers = [c for c in RAW_COLUMNS if c not in ("model_id", "gpu_model", "weight_precision")]
-    numeric(raw, path, numbers, RAW_COLUMNS)
+    numeric(raw, path, numbers, RAW_COLUMNS, positive=True)   # counts, lengths, times, power, energy
     for col in ("num_gpus", "tensor_parallel", "expert_parallel", "data_parallel", "max_num_seqs"):
         raw[col] = raw[col].astype("int64")
     raw["config_index"] = range(len(raw))  # two configurations repeat with different results; keep both

@@ -412,8 +412,20 @@ def _write_yaml(doc: dict, path) -> None:
 SERVING_DATASETS = {"aic-silicon-refs": "serving", "mlenergy-lm-arena-chat": "serving_energy"}
 
 
-def validate_scores(name: str, seed: int = 0, progress=None, max_requests: int | None = None) -> list:
-    """perfsim.validate.Score rows for a serving data set, for `perfsim validate`:
+def serving_dataset_of(frame: pd.DataFrame) -> str | None:
+    """The serving data set whose format a loaded measured file has (its rows are scored as that set's), or None."""
+    cols = set(frame.columns)
+    if {"ttft_s", "tpot_s", "isl", "osl", "system", "backend"} <= cols:
+        return "aic-silicon-refs"
+    if {"median_itl_s", "energy_per_token_j", "avg_batch_size", "gpu"} <= cols:
+        return "mlenergy-lm-arena-chat"
+    return None
+
+
+def validate_scores(name: str, seed: int = 0, progress=None, max_requests: int | None = None,
+                    frame: pd.DataFrame | None = None, label: str | None = None) -> list:
+    """perfsim.validate.Score rows for a serving data set, for `perfsim validate` (or for `frame`, a file in that
+    set's format, reported as `label`):
     aic-silicon-refs -> groups ttft, tpot: 'uncalibrated' = the efficiency model with prior parameters,
     'calibrated' = the shipped calibration profiles ('auto'; the same as prior where none is shipped);
     mlenergy-lm-arena-chat -> groups itl (not fitted: uncalibrated = prior, calibrated = auto) and
@@ -424,20 +436,20 @@ def validate_scores(name: str, seed: int = 0, progress=None, max_requests: int |
 
     def score(group, n, ape_u, ape_c):
         ape_u, ape_c = np.asarray(ape_u, float), np.asarray(ape_c, float)
-        return Score(dataset=name, group=group, hardware="all", n_test=int(n),
+        return Score(dataset=label or name, group=group, hardware="all", n_test=int(n),
                      mape_uncalibrated=float(np.nanmean(ape_u)), p90_uncalibrated=float(np.nanpercentile(ape_u, 90)),
                      mape_calibrated=float(np.nanmean(ape_c)), p90_calibrated=float(np.nanpercentile(ape_c, 90)))
 
     if name == "aic-silicon-refs":
-        prior = validate_silicon(max_requests=max_requests, profile="prior", progress=progress).rows
-        auto = validate_silicon(max_requests=max_requests, profile="auto", progress=progress).rows
+        prior = validate_silicon(frame, max_requests=max_requests, profile="prior", progress=progress).rows
+        auto = validate_silicon(frame, max_requests=max_requests, profile="auto", progress=progress).rows
         if not len(auto):
             return []
         known = auto.concurrency_recorded.to_numpy()
         return [score("ttft", known.sum(), prior.ttft_ape[known], auto.ttft_ape[known]),
                 score("tpot", len(auto), prior.tpot_ape, auto.tpot_ape)]
-    rows_prior, _ = mlenergy_predictions(profile="prior", progress=progress)
-    rep, _ = validate_mlenergy(profile="auto", seed=seed, progress=progress)
+    rows_prior, _ = mlenergy_predictions(frame, profile="prior", progress=progress)
+    rep, _ = validate_mlenergy(frame, profile="auto", seed=seed, progress=progress)
     rows = rep.rows
     if not len(rows):
         return []
