@@ -33,7 +33,7 @@ def check_number(flag: str, value, what: str, low: float = 0.0, inclusive: bool 
                  high: float | None = None) -> float:
     """`value` as a float if it is a finite number above `low` (at or above it with `inclusive`) and at most
     `high`; else an InvalidInputError naming `flag` and the accepted range in `what` units."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
         and (value >= low if inclusive else value > low) and (high is None or value <= high)
     if not ok:
         upper = "" if high is None else f" and <= {high:g}"
