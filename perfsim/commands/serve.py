@@ -88,11 +88,12 @@ def serve_command(
                                         "prefix cache once an engine has computed them."),
     burstiness: float | None = typer.Option(None, "--burstiness",
                                                help="With --rate: gamma inter-arrivals of this coefficient of "
-                                                    "variation (1 = Poisson, > 1 burstier)."),
+                                                    "variation, 0.001 to 1000 (1 = Poisson, > 1 burstier)."),
     ramp: str = typer.Option("0", "--ramp", help="Closed loop: start the clients spread over this many seconds, "
                                                  "or 'auto' (one request's expected latency)."),
     num_requests: int | None = typer.Option(None, "--num-requests", "-N",
-                                               help="Requests to simulate (default 1000; a trace: all rows)."),
+                                               help="Requests to simulate, at most 10 million (default 1000; a "
+                                                    "trace: all rows)."),
     disagg: str | None = typer.Option(None, "--disagg", help="Prefill/decode disaggregation: "
                                                                "PREFILL_GPUS:DECODE_GPUS."),
     prefill_tp: int | None = typer.Option(None, "--prefill-tp", help="Disagg: prefill instances' tp."),
