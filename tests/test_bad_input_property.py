@@ -2,6 +2,7 @@
 infinite figure in its result (in a serving summary NaN marks a figure that is undefined, e.g. TPOT of one-token
 replies, and prints as null), or refuses it with a one-line PerfsimError; no other exception escapes."""
 
+import json
 import math
 import warnings
 
@@ -121,3 +122,27 @@ def _refused_or_finite(run) -> None:
         assert "\n" not in str(exc), str(exc)
         return
     assert math.isfinite(value)
+
+
+CELLS = st.sampled_from(["0", "1", "12", "-1", "0.5", "nan", "inf", "-inf", "1e308", "1e18", "abc", "", "3.7",
+                         "2023-11-16 18:15:46", "[1, 2]", "null", "true"])
+
+
+@settings(max_examples=120, deadline=None)
+@given(rows=st.lists(st.tuples(CELLS, CELLS, CELLS), min_size=1, max_size=6), jsonl=st.booleans())
+def test_any_trace_is_read_or_refused_in_one_line(tmp_path_factory, rows, jsonl):
+    from perfsim.serving import arrivals
+    path = tmp_path_factory.mktemp("trace") / ("t.jsonl" if jsonl else "t.csv")
+    if jsonl:
+        keys = ("arrival_s", "input_len", "output_len")
+        path.write_text("".join(json.dumps(dict(zip(keys, r, strict=True))) + "\n" for r in rows))
+    else:
+        path.write_text("arrival_s,input_len,output_len\n" + "".join(",".join(r) + "\n" for r in rows))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            w = arrivals.trace(path)
+    except PerfsimError as exc:
+        assert "\n" not in str(exc), str(exc)
+        return
+    assert (w.input_len >= 1).all() and (w.output_len >= 1).all() and math.isfinite(float(w.arrival_s.max()))
