@@ -83,6 +83,8 @@ def test_trace_files(tmp_path):
     res = serve(**SMALL, trace=str(jsonl))
     _check_invariants(res)
     assert res.summary["num_requests"] == 2
+    with pytest.raises(InvalidInputError, match="trace: not a file"):
+        arrivals.trace(tmp_path)   # a folder
     bad = tmp_path / "bad.csv"
     bad.write_text("arrival_s,prompt,completion\n1,2,3\n")   # no input-length column it knows
     with pytest.raises(InvalidInputError, match="trace"):

@@ -207,7 +207,7 @@ def trace(path: str | Path, n: int | None = None, time_unit: str = "s") -> Workl
         raise InvalidInputError(f"trace-time-unit: got {time_unit!r}; accepted: {', '.join(TIME_UNITS)}")
     path = Path(path)
     if not path.is_file():
-        raise InvalidInputError(f"trace: file not found: {path}")
+        raise InvalidInputError(f"trace: {'not a file' if path.exists() else 'file not found'}: {path}")
     rows: list[dict] = []
     try:
         if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
