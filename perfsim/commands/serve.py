@@ -68,8 +68,13 @@ def serve_command(
     osl: int = typer.Option(256, "--osl", help="Output tokens per request."),
     length_spread: float = typer.Option(0.0, "--length-spread",
                                         help="Lengths uniform in [1-s, 1+s] x isl/osl (0: fixed)."),
-    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Closed loop: requests in flight."),
-    rate: float | None = typer.Option(None, "--rate", "-r", help="Open loop: Poisson arrivals, requests/s."),
+    concurrency: str | None = typer.Option(None, "--concurrency", "-c",
+                                           help="Closed loop: requests in flight; a comma-separated list (1,4,16,64) "
+                                                "sweeps them."),
+    rate: str | None = typer.Option(None, "--rate", "-r",
+                                    help="Open loop: Poisson arrivals, requests/s; a comma-separated list sweeps "
+                                         "them; 'max' finds the highest rate at which --slo-attainment of the "
+                                         "requests meet the SLOs (capacity)."),
     trace: Path | None = typer.Option(None, "--trace", help="Arrival trace (CSV or JSONL: arrival_s, "
                                                                "input_len, output_len, or the Azure, BurstGPT and "
                                                                "Mooncake traces' own columns; without an arrival "
@@ -158,10 +163,15 @@ def serve_command(
     pue: float = typer.Option(1.0, "--pue", help="Data-center power usage effectiveness."),
     slo_ttft: float | None = typer.Option(None, "--slo-ttft", help="TTFT SLO in seconds (for goodput)."),
     slo_tpot: float | None = typer.Option(None, "--slo-tpot", help="TPOT SLO in seconds (for goodput)."),
+    slo_attainment: float | None = typer.Option(None, "--slo-attainment",
+                                                help="With --rate max: the share of requests that must meet "
+                                                     "every SLO (default 0.9, DistServe's goodput goal)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of arrivals and lengths."),
     profile: str = typer.Option("auto", "--profile", help="Cost model: auto, prior, none (roofline) or a "
                                                           "profile YAML."),
     requests_csv: Path | None = typer.Option(None, "--requests-csv", help="Write per-request results here."),
+    out: Path | None = typer.Option(None, "--out", help="A sweep's latency-throughput chart (.png, .svg, .pdf): "
+                                                        "tokens/s per GPU against tokens/s per user, and TTFT."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Simulate serving a model on a GPU fleet: TTFT, TPOT, throughput, goodput, energy, CO2e and cost."""
@@ -181,9 +191,9 @@ def serve_command(
             raise InvalidInputError(f"ramp: expected seconds or 'auto', got {ramp!r}") from None
     prefill = {k: v for k, v in (("tp", prefill_tp), ("ep", prefill_ep)) if v}
     decode = {k: v for k, v in (("tp", decode_tp), ("ep", decode_ep)) if v}
-    result = serve(model, hardware, num_gpus=num_gpus, tp=tp, ep=ep, pp=pp, attn_dp=attention_dp, dtype=dtype,
+    options = dict(num_gpus=num_gpus, tp=tp, ep=ep, pp=pp, attn_dp=attention_dp, dtype=dtype,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, state_dtype=state_dtype, isl=isl, osl=osl,
-                   concurrency=concurrency, rate=rate, trace=str(trace) if trace else None,
+                   trace=str(trace) if trace else None,
                    trace_time_unit=trace_time_unit, prefix_len=prefix_len, router=router, turns=turns,
                    think_time=think_time, burstiness=burstiness,
                    ramp=ramp_value,
@@ -199,15 +209,127 @@ def serve_command(
                    price_per_gpu_hour=price_per_gpu_hour,
                    grid_intensity=DEFAULT_GRID_KG_PER_KWH if grid_intensity is None else grid_intensity, pue=pue,
                    slo_ttft=slo_ttft, slo_tpot=slo_tpot, seed=seed, profile=profile)
-    if requests_csv is not None:
-        frame = result.to_frame()
-        tmp = requests_csv.with_suffix(requests_csv.suffix + ".tmp")
-        frame.to_csv(tmp, index=False)
-        tmp.replace(requests_csv)
-    if as_json:
-        sys.stdout.write(json.dumps(_clean(result.to_json_dict()), indent=2) + "\n")
+
+    def run(**load):
+        return serve(model, hardware, **{**options, **load})
+
+    load_name, loads = _loads(concurrency, rate, slo_ttft, slo_tpot, slo_attainment)
+    if out is not None:
+        from perfsim.report import check_figure_path
+        if loads is None or len(loads) < 2:
+            raise InvalidInputError("out: the chart is of a sweep: give --concurrency or --rate a comma-separated "
+                                    "list of loads")
+        check_figure_path(out)
+    if loads is None:   # --rate max
+        _capacity(run, options, 0.9 if slo_attainment is None else slo_attainment, requests_csv, as_json)
         return
-    print_result(result)
+    if len(loads) == 1:
+        result = run(**{load_name: loads[0]})
+        _write_requests(requests_csv, [result])
+        if as_json:
+            sys.stdout.write(json.dumps(_clean(result.to_json_dict()), indent=2) + "\n")
+            return
+        print_result(result)
+        return
+    _sweep(run, load_name, loads, f"{model} on {hardware}, {isl} in / {osl} out", requests_csv, out, as_json)
+
+
+def _loads(concurrency: str | None, rate: str | None, slo_ttft, slo_tpot, slo_attainment):
+    """(serve() keyword, loads): the closed loop's concurrencies or the open loop's rates as given, one or a
+    sweep; loads None for --rate max (capacity)."""
+    from perfsim.serving.arrivals import MIN_RATE
+    from perfsim.serving.sweep import parse_loads
+    if slo_attainment is not None and str(rate).strip().lower() != "max":
+        raise InvalidInputError("slo-attainment: needs --rate max")
+    if concurrency is not None and rate is not None:
+        raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
+    if rate is not None and str(rate).strip().lower() == "max":
+        if slo_ttft is None and slo_tpot is None:
+            raise InvalidInputError("rate: 'max' (capacity) needs an SLO: --slo-ttft and/or --slo-tpot")
+        return "rate", None
+    if concurrency is not None:
+        return "concurrency", parse_loads(concurrency, "concurrency", True, 1)
+    if rate is not None:
+        return "rate", parse_loads(rate, "rate", False, MIN_RATE, "requests/s")
+    return "concurrency", [None]   # a trace, or serve()'s own error for a missing load
+
+
+def _write_requests(path: Path | None, results: list, loads: list | None = None, load_name: str = "") -> None:
+    """Per-request results (a sweep's with its load in a column), written whole or not at all."""
+    if path is None:
+        return
+    import pandas as pd
+    frames = [r.to_frame() for r in results]
+    if loads is not None:
+        frames = [f.assign(**{load_name: load}) for f, load in zip(frames, loads, strict=True)]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _sweep(run, load_name: str, loads: list, what: str, requests_csv: Path | None, out: Path | None,
+           as_json: bool) -> None:
+    """Run one simulation per load; a table (or JSON) and the chart."""
+    from perfsim.serving.sweep import curve_figure, sweep
+    points = sweep(lambda load: run(**{load_name: load}), loads)
+    _write_requests(requests_csv, [p.result for p in points], loads, load_name)
+    title = f"{what}: {load_name} sweep"
+    if out is not None:
+        from perfsim.report import save_figure
+        save_figure(curve_figure(points, load_name, title), out)
+    if as_json:
+        doc = {"load": load_name, "points": [{load_name: p.load, **p.result.to_json_dict()} for p in points]}
+        sys.stdout.write(json.dumps(_clean(doc), indent=2) + "\n")
+        return
+    table = Table(load_name, "TTFT", "TTFT p99", "TPOT", "TPOT p99", "tok/s", "tok/s/GPU", "tok/s/user", "req/s",
+                  "SLO met", "J/token", "$/M tok", title=title)
+    for p in points:
+        r = p.row()
+        table.add_row(f"{p.load:g}", _seconds(r["ttft_s"]), _seconds(r["ttft_p99_s"]), _seconds(r["tpot_s"]),
+                      _seconds(r["tpot_p99_s"]), f"{r['throughput_tokens_per_s']:,.0f}",
+                      f"{r['throughput_tokens_per_s_per_gpu']:,.0f}",
+                      "-" if r["tokens_per_s_per_user"] is None else f"{r['tokens_per_s_per_user']:,.1f}",
+                      f"{r['requests_per_s']:.3g}", f"{100 * r['slo_attainment']:.0f}%",
+                      f"{r['energy_per_token_j']:.3g}",
+                      "-" if r["cost_per_million_tokens_usd"] is None else f"{r['cost_per_million_tokens_usd']:.3g}")
+    console = _console()
+    console.print(table)
+    wall = sum(p.result.summary["sim_wall_s"] for p in points)
+    console.print(f"simulated {len(points)} loads in {wall:.2f} s" + (f"; wrote {out}" if out is not None else ""))
+
+
+def _capacity(run, options: dict, goal: float, requests_csv: Path | None, as_json: bool) -> None:
+    """--rate max: the highest Poisson rate meeting the SLO attainment goal, bracketed by the rate with every
+    request waiting at once (a closed loop of all of them)."""
+    from perfsim.serving.arrivals import MAX_REQUESTS
+    from perfsim.serving.sweep import BISECTIONS, capacity
+    if options["trace"] is not None:
+        raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
+    n = min(options["num_requests"] or 1000, MAX_REQUESTS)
+    s = run(concurrency=n, num_requests=n, turns=1, think_time=None, burstiness=None).summary
+    tokens = s["saturated_tokens_per_s"]
+    saturated = tokens / s["throughput_tokens_per_s"] * s["requests_per_s"] if tokens and math.isfinite(tokens) \
+        else s["requests_per_s"]
+    found = capacity(lambda r: run(rate=r), saturated, goal)
+    if found.result is not None:
+        _write_requests(requests_csv, [found.result])
+    slos = ", ".join(f"{name} <= {_seconds(v)}" for name, v in (("TTFT", options["slo_ttft"]),
+                                                                 ("TPOT", options["slo_tpot"])) if v is not None)
+    if as_json:
+        doc = {"capacity_requests_per_s": found.rate, "slo_attainment_goal": found.attainment_goal,
+               "search_top_requests_per_s": 2 * found.saturated_rate, "capacity_at_search_top": found.at_top,
+               "at_capacity": None if found.result is None else found.result.to_json_dict()}
+        sys.stdout.write(json.dumps(_clean(doc), indent=2) + "\n")
+        return
+    console = _console()
+    if found.result is None:
+        console.print(f"capacity: no rate down to {found.saturated_rate * 2 / 2 ** BISECTIONS:.3g} req/s has "
+                      f"{100 * goal:g}% of requests within {slos}")
+        return
+    console.print(f"capacity: {'at least ' if found.at_top else ''}{found.rate:.3g} req/s with {100 * goal:g}% of "
+                  f"requests within {slos} (searched up to {2 * found.saturated_rate:.3g} req/s, twice the rate with "
+                  f"every request waiting)")
+    print_result(found.result)
 
 
 def print_result(result) -> None:

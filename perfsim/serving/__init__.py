@@ -9,7 +9,8 @@ the cost model), kvcache (paged KV capacity, disaggregated KV transfer), schedul
 batching, chunked prefill, static batching, prefix caching, preemption), host (the engine's host overhead per
 step, added to the GPU's time or overlapped with it), speculative (draft tokens and their acceptance), simulate
 (the event loop and `serve`), metrics, energy (power cap, carbon, cost), validation (against measured serving
-runs), published (against published MLPerf results), plan (deployment search).
+runs), published (against published MLPerf results), sweep (load sweeps, capacity under SLOs), plan (deployment
+search).
 """
 
 from perfsim.serving.arrivals import Workload, closed_loop, gamma, poisson, trace

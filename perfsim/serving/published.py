@@ -23,6 +23,7 @@ from perfsim.published_runs import DATA_DIR, Comparison
 from perfsim.published_runs import load_runs as _load_runs
 from perfsim.serving.arrivals import Workload, lengths, trace
 from perfsim.serving.host import schedules_async
+from perfsim.serving.sweep import max_rate
 
 DEFAULT_PATH = DATA_DIR / "published_serving_runs.yaml"
 SEARCH_MAX_SEQS = (256, 512, 1024, 2048)
@@ -89,11 +90,7 @@ def server_rate(row: dict, seqs: int, profile="auto") -> float:
         s = _simulate(row, seqs, replace(base, arrival_s=np.cumsum(gaps) / rate, kind="poisson"), profile)
         return s["ttft_p99_s"] <= row["ttft_p99_limit_s"] and s["tpot_p99_s"] <= row["tpot_p99_limit_s"]
 
-    lo = 0.0
-    for _ in range(SERVER_BISECTIONS):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
-    return lo * mean_out
+    return max_rate(meets, hi, SERVER_BISECTIONS) * mean_out
 
 
 def _ranks(row: dict) -> int:
