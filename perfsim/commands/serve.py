@@ -302,14 +302,11 @@ def _capacity(run, options: dict, goal: float, requests_csv: Path | None, as_jso
     """--rate max: the highest Poisson rate meeting the SLO attainment goal, bracketed by the rate with every
     request waiting at once (a closed loop of all of them)."""
     from perfsim.serving.arrivals import MAX_REQUESTS
-    from perfsim.serving.sweep import BISECTIONS, capacity
+    from perfsim.serving.sweep import BISECTIONS, capacity, saturated_rate
     if options["trace"] is not None:
         raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
     n = min(options["num_requests"] or 1000, MAX_REQUESTS)
-    s = run(concurrency=n, num_requests=n, turns=1, think_time=None, burstiness=None).summary
-    tokens = s["saturated_tokens_per_s"]
-    saturated = tokens / s["throughput_tokens_per_s"] * s["requests_per_s"] if tokens and math.isfinite(tokens) \
-        else s["requests_per_s"]
+    saturated = saturated_rate(run(concurrency=n, num_requests=n, turns=1, think_time=None, burstiness=None).summary)
     found = capacity(lambda r: run(rate=r), saturated, goal)
     if found.result is not None:
         _write_requests(requests_csv, [found.result])

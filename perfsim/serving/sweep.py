@@ -14,6 +14,7 @@ meet every SLO) reaches a goal: DistServe's goodput definition (Zhong et al., OS
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,12 +100,22 @@ class Capacity:
     at_top: bool = False   # every probe met the goal: the capacity is at least `rate`
 
 
+def saturated_rate(summary: dict) -> float:
+    """Requests/s of a run with every request waiting at once (a serve() summary): its output tokens/s while
+    saturated over the output tokens per request; the whole run's rate where no window was saturated."""
+    tokens = summary["saturated_tokens_per_s"]
+    if tokens is None or not math.isfinite(tokens) or tokens <= 0:
+        return summary["requests_per_s"]
+    return tokens * summary["requests_per_s"] / summary["throughput_tokens_per_s"]
+
+
 def capacity(run: Callable[[float], object], saturated_rate: float, goal: float = DEFAULT_ATTAINMENT,
              bisections: int = BISECTIONS) -> Capacity:
     """The highest Poisson rate r < 2 x saturated_rate whose run(r) has slo_attainment >= goal. run must apply
     the SLOs (serve(..., slo_ttft=, slo_tpot=)); saturated_rate is the deployment's rate with every request
     waiting (an upper bound on what it sustains)."""
     goal = check_number("slo-attainment", goal, "(a share of the requests)", low=0.0, high=1.0)
+    saturated_rate = check_number("saturated_rate", saturated_rate, "requests/s")
     seen: dict[float, object] = {}
 
     def meets(rate: float) -> bool:
