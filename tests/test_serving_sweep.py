@@ -9,7 +9,7 @@ import pytest
 from perfsim.cli import main
 from perfsim.errors import PerfsimError
 from perfsim.serving import serve
-from perfsim.serving.sweep import capacity, max_rate, parse_loads, sweep
+from perfsim.serving.sweep import capacity, max_rate, parse_loads, saturated_rate, sweep
 
 MODEL, GPU = "llama-3.1-8b", "h100-sxm"
 
@@ -56,6 +56,15 @@ def test_a_concurrency_sweep_trades_interactivity_for_throughput():
     assert per_user[0] >= per_user[1] >= per_user[2]      # ... and slows each user's stream
     for r, p in zip(rows, points, strict=True):
         assert r["tokens_per_s_per_user"] == pytest.approx(1.0 / p.result.summary["tpot_s"])
+
+
+def test_saturated_rate_is_the_saturated_window_over_the_output_per_request():
+    s = serve(MODEL, GPU, isl=512, osl=64, concurrency=32, num_requests=200).summary
+    assert saturated_rate(s) == pytest.approx(s["saturated_tokens_per_s"] / 64)
+    assert saturated_rate(s) >= s["requests_per_s"]          # the fill and drain tails dilute the whole run's rate
+    # every request in one batch: no window between the first completion and the last first token
+    once = serve(MODEL, GPU, isl=512, osl=64, concurrency=200, num_requests=200).summary
+    assert saturated_rate(once) == once["requests_per_s"]
 
 
 def test_capacity_meets_the_goal_and_tighter_slos_lower_it():
