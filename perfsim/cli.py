@@ -13,6 +13,7 @@ from rich.table import Table
 
 from perfsim import hardware as hwlib
 from perfsim import model as modellib
+from perfsim.commands import WhatIfOpt
 from perfsim.errors import InvalidInputError, PerfsimError, one_line
 from perfsim.units import format_quantity
 
@@ -67,8 +68,8 @@ def _hw_summary(h) -> dict:
     elif isinstance(h, hwlib.Link):
         out.update(type=h.type, bandwidth_Bps=h.bandwidth, latency_s=h.latency)
     else:
-        out.update(device=h.device, devices_per_node=h.devices_per_node, intra_node_link=h.intra_node_link,
-                   nics_per_node=h.nics_per_node, nic_link=h.nic_link)
+        out.update(device=h.gpu.name, devices_per_node=h.devices_per_node, intra_node_link=h.intra_link.name,
+                   nics_per_node=h.nics_per_node, nic_link=h.nic.name if h.nic else None)
     return out
 
 
@@ -88,15 +89,17 @@ def hw_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
         elif isinstance(h, hwlib.Link):
             table.add_row(h.name, h.kind, "", format_quantity(h.bandwidth, "B/s"), "", h.summary)
         else:
-            table.add_row(h.name, h.kind, f"{h.devices_per_node}x {h.device}", h.intra_node_link, "", h.summary)
+            table.add_row(h.name, h.kind, f"{h.devices_per_node}x {h.gpu.name}", h.intra_link.name, "", h.summary)
     console.print(table)
 
 
 @hw_app.command("show")
 def hw_show(name: str = typer.Argument(..., help="Hardware name or YAML path."),
+            what_if: list[str] | None = WhatIfOpt,
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show one device, link or system with its sources."""
-    h = hwlib.load_hardware(name)
+    """Show one device, link or system with its sources (with --what-if: as changed)."""
+    from perfsim.whatif import from_cli
+    h = hwlib.load_hardware(from_cli(name, what_if))
     data = h.model_dump()
     if as_json:
         print_json(data)
@@ -232,8 +235,11 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
             price_per_gpu_hour: float | None = typer.Option(None, "--price-per-gpu-hour",
                                                             help="$ per GPU-hour (default: the device's)."),
             grid_intensity: float | None = typer.Option(None, "--grid-intensity", help="kg CO2e per kWh."),
+            what_if: list[str] | None = WhatIfOpt,
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Predict latency, throughput, memory and energy of a prefill, a decode step or a training step."""
+    from perfsim.whatif import from_cli
+    hardware = from_cli(hardware, what_if)
     if task == Task.train or (num_gpus or 1) > 1 or pp > 1 or (dp or 1) > 1 or cp > 1:
         from perfsim.commands.plan import print_parallel_estimate
         from perfsim.parallel import predict_parallel
@@ -268,11 +274,13 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
 def roofline(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
              seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype | None = DtypeOpt,
              weight_dtype: WeightDtype | None = WeightOpt, kv_dtype: ActDtype | None = KvOpt,
-             profile: str = ProfileOpt, state_dtype: str = StateOpt,
+             profile: str = ProfileOpt, state_dtype: str = StateOpt, what_if: list[str] | None = WhatIfOpt,
              out: Path = typer.Option(Path("roofline.png"), "--out", "-o", help="Chart file (.png, .svg, .pdf).")):
     """Draw the device roofline with the workload's ops placed by arithmetic intensity."""
     from perfsim.report import check_figure_path, roofline_figure, save_figure
+    from perfsim.whatif import from_cli
     check_figure_path(out)
+    hardware = from_cli(hardware, what_if)
     est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, 1, 1, profile,
                    state_dtype)
     _print_estimate(est, top=40)

@@ -28,7 +28,7 @@ def op_time(op: Op, hardware: str | Path | Hardware, profile: str | Path | Profi
         t = collective_time(op.collective, op.size_bytes, op.group, hw, params=prof.params.comm if prof else None,
                             implementation=op.implementation)
         return OpCost(op=op, time_s=t, compute_s=0.0, memory_s=0.0, overhead_s=0.0, comm_s=t, bound="comm",
-                      level=hw.intra_link.name if op.group <= hw.devices_per_node else hw.nic_link or "")
+                      level=hw.intra_link.name if op.group <= hw.devices_per_node else hw.nic.name if hw.nic else "")
     device: Device = load_device(hw)
     prof = resolve(profile, device.name)
     if prof is None:

@@ -170,26 +170,28 @@ class System(_Spec):
     name: str
     kind: Literal["system"] = "system"
     summary: str = ""
-    device: str
+    device: str | Device = Field(description="a device name, or the device's spec inline")
     devices_per_node: int = Field(gt=0)
-    intra_node_link: str
+    intra_node_link: str | Link
     nics_per_node: int = Field(ge=0)
-    nic_link: str | None = None
+    nic_link: str | Link | None = None
     inter_node_topology: str = "rail-optimized fat tree"
     max_nodes: int = Field(default=1024, gt=0)
     source: Source
 
     @property
     def gpu(self) -> Device:
-        return _load_kind(self.device, Device, "device")
+        return self.device if isinstance(self.device, Device) else _load_kind(self.device, Device, "device")
 
     @property
     def intra_link(self) -> Link:
-        return _load_kind(self.intra_node_link, Link, "intra_node_link")
+        link = self.intra_node_link
+        return link if isinstance(link, Link) else _load_kind(link, Link, "intra_node_link")
 
     @property
     def nic(self) -> Link | None:
-        return _load_kind(self.nic_link, Link, "nic_link") if self.nic_link else None
+        link = self.nic_link
+        return link if isinstance(link, Link) or link is None else _load_kind(link, Link, "nic_link")
 
 
 Hardware = Device | Link | System

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from perfsim.commands import WhatIfOpt
 from perfsim.units import format_quantity
 
 
@@ -59,6 +60,7 @@ def plan_command(
                                                       "TensorRT-LLM do)."),
     prefix_len: int = typer.Option(0, "--prefix-len", help="serve: prompt tokens every request shares, served "
                                                              "from the prefix cache."),
+    what_if: list[str] | None = WhatIfOpt,
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the plans, best first."),
 ) -> None:
     """Search every valid parallel plan (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO, interleaving),
@@ -69,6 +71,8 @@ def plan_command(
     from perfsim.search import pareto_figure, plan
 
     if task == PlanTask.serve:
+        if what_if:
+            raise InvalidInputError("what-if: plan --task serve searches shipped systems; use serve --what-if")
         if rate is None:
             raise InvalidInputError("rate: plan --task serve needs --rate REQUESTS_PER_S")
         from perfsim.commands.serve import plan_serve
@@ -85,7 +89,9 @@ def plan_command(
     if out is not None:
         from perfsim.report import check_figure_path
         check_figure_path(out)
-    result = plan(model, hardware, num_gpus, task=task.value, global_batch=global_batch, seq=seq, context=context,
+    from perfsim.whatif import from_cli
+    result = plan(model, from_cli(hardware, what_if), num_gpus, task=task.value, global_batch=global_batch, seq=seq,
+                  context=context,
                   objective=objective.value, max_memory_fraction=max_memory_fraction, top=top,
                   profile=None if profile == "none" else profile, full=out is not None,
                   options=Options(dtype=check(dtype, "dtype")) if dtype else None)

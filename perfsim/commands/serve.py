@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from perfsim.commands import WhatIfOpt
 from perfsim.errors import InvalidInputError
 from perfsim.units import format_quantity
 
@@ -172,11 +173,16 @@ def serve_command(
     requests_csv: Path | None = typer.Option(None, "--requests-csv", help="Write per-request results here."),
     out: Path | None = typer.Option(None, "--out", help="A sweep's latency-throughput chart (.png, .svg, .pdf): "
                                                         "tokens/s per GPU against tokens/s per user, and TTFT."),
+    what_if: list[str] | None = WhatIfOpt,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Simulate serving a model on a GPU fleet: TTFT, TPOT, throughput, goodput, energy, CO2e and cost."""
     from perfsim.serving import serve
     from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH
+    from perfsim.whatif import from_cli
+
+    label = hardware
+    hardware = from_cli(hardware, what_if)
 
     if burstiness is not None and rate is None:
         raise InvalidInputError("burstiness: needs --rate")
@@ -231,7 +237,8 @@ def serve_command(
             return
         print_result(result)
         return
-    _sweep(run, load_name, loads, f"{model} on {hardware}, {isl} in / {osl} out", requests_csv, out, as_json)
+    _sweep(run, load_name, loads, f"{model} on {label}{' (what-if)' if what_if else ''}, {isl} in / {osl} out",
+           requests_csv, out, as_json)
 
 
 def _loads(concurrency: str | None, rate: str | None, slo_ttft, slo_tpot, slo_attainment):

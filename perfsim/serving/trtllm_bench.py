@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from perfsim.errors import DataError
-from perfsim.hardware import load_device, load_hardware
+from perfsim.hardware import load_device
 from perfsim.model import load_model
 from perfsim.published_runs import DATA_DIR
 
@@ -65,11 +65,6 @@ def bench_limits(model, device, tp: int, pp: int, isl: int, osl: int, dtype: str
     return max_bs, max(max_tokens, isl + max_bs)
 
 
-def _device_of(hardware: str):
-    hw = load_hardware(hardware)
-    return hw.device if getattr(hw, "kind", "") == "system" else hw
-
-
 def load_runs(path: str | Path | None = None) -> list[dict]:
     """One published-run row (perfsim.serving.published) per filled cell of the tables."""
     path = Path(path or DEFAULT_PATH)
@@ -87,7 +82,7 @@ def load_runs(path: str | Path | None = None) -> list[dict]:
                 if values[j] is None:
                     continue
                 isl, osl = (int(x) for x in lengths.split("/"))
-                seqs, tokens = bench_limits(model, _device_of(hardware), tp, pp, isl, osl, col["dtype"],
+                seqs, tokens = bench_limits(model, hardware, tp, pp, isl, osl, col["dtype"],
                                             data["kv_dtype"], data["kv_free_fraction"])
                 runs.append({
                     "id": f"trtllm-{table['model']}-{col['gpu'].lower()}-tp{tp}pp{pp}-{isl}-{osl}",
