@@ -13,6 +13,7 @@ device and the links are changed inside it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 
@@ -60,8 +61,9 @@ def _new_value(key: str, value, old: float, family: str | None) -> float:
             factor = float(hit.group(1) or hit.group(2))
         except ValueError:
             factor = float("nan")
-        if not factor > 0 or factor == float("inf"):
-            raise InvalidInputError(f"what-if: {key}: the factor must be a finite number > 0, got {value!r}")
+        if not 0 < factor < math.inf or not 1e-300 < old * factor < 1e300:
+            raise InvalidInputError(f"what-if: {key}: the factor must be a finite number > 0 that leaves a finite "
+                                    f"nonzero value, got {value!r}")
         return old * factor
     if family is None:
         raise InvalidInputError(f"what-if: {key}: takes a factor such as x2, got {value!r}")
@@ -69,8 +71,8 @@ def _new_value(key: str, value, old: float, family: str | None) -> float:
         new = units.parse(value, family, field=f"what-if: {key}")
     except SpecError as exc:
         raise InvalidInputError(str(exc)) from None
-    if not new > 0 or new == float("inf"):
-        raise InvalidInputError(f"what-if: {key}: must be > 0, got {value!r}")
+    if not 1e-300 < new < 1e300:
+        raise InvalidInputError(f"what-if: {key}: must be > 0 and finite, got {value!r}")
     return new
 
 

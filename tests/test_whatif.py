@@ -82,6 +82,8 @@ def test_serving_on_faster_memory_is_faster_and_leaves_the_real_gpu_alone():
     ("h100-sxm", {"memory_bandwidth": "fast"}, "memory_bandwidth"),
     ("h100-sxm", {"memory_bandwidth": "x0"}, "factor must be"),
     ("h100-sxm", {"memory_bandwidth": "-3 TB/s"}, "must be > 0"),
+    ("h100-sxm", {"peak_fp8": "x1e308"}, "finite"),
+    ("h100-sxm", {"memory_bandwidth": "1e400 TB/s"}, "finite"),
     ("h100-sxm", {"compute": "5 TFLOP/s"}, "takes a factor"),
     ("h100-sxm", {"peak_fp4": "x2"}, "no fp4 peak"),
     ("h100-sxm", {"link_bandwidth": "x2"}, "needs a system"),
