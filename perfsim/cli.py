@@ -208,7 +208,11 @@ def _print_estimate(est, top: int = 15) -> None:
 
 
 @app.command()
-def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = TaskOpt, batch: int = BatchOpt,
+def predict(model: str = ModelOpt,
+            hardware: str = typer.Option(..., "--hardware", "-H",
+                                         help="Device or system name, or a YAML path; several, comma-separated "
+                                              "(h100-sxm,h200-sxm,b200), compare them."),
+            task: Task = TaskOpt, batch: int = BatchOpt,
             seq: int | None = SeqOpt, context: int | None = ContextOpt, dtype: ActDtype | None = DtypeOpt,
             weight_dtype: WeightDtype | None = WeightOpt, kv_dtype: ActDtype | None = KvOpt,
             tp: int = TpOpt, ep: int = EpOpt, profile: str = ProfileOpt, state_dtype: str = StateOpt,
@@ -237,37 +241,69 @@ def predict(model: str = ModelOpt, hardware: str = HardwareOpt, task: Task = Tas
             grid_intensity: float | None = typer.Option(None, "--grid-intensity", help="kg CO2e per kWh."),
             what_if: list[str] | None = WhatIfOpt,
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Predict latency, throughput, memory and energy of a prefill, a decode step or a training step."""
+    """Predict latency, throughput, memory and energy of a prefill, a decode step or a training step; with several
+    --hardware names (h100-sxm,h200-sxm,b200) the same work on each, side by side."""
     from perfsim.whatif import from_cli
-    hardware = from_cli(hardware, what_if)
-    if task == Task.train or (num_gpus or 1) > 1 or pp > 1 or (dp or 1) > 1 or cp > 1:
-        from perfsim.commands.plan import print_parallel_estimate
+    names = [h.strip() for h in hardware.split(",")] if "," in hardware else [hardware]
+    if any(not n for n in names):
+        raise InvalidInputError(f"hardware: expected a name or comma-separated names, got {hardware!r}")
+    parallel = task == Task.train or (num_gpus or 1) > 1 or pp > 1 or (dp or 1) > 1 or cp > 1
+    if parallel and steps < 1:
+        raise InvalidInputError(f"steps: must be >= 1, got {steps}")
+
+    def one(hw):
+        """(estimate, training/multi-GPU footprint or None) on one hardware."""
+        if not parallel:
+            return _predict(model, hw, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile,
+                            state_dtype), None
         from perfsim.parallel import predict_parallel
-        est = predict_parallel(model, hardware, task.value, num_gpus, tp=tp, pp=pp, dp=dp, ep=ep, cp=cp,
+        from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, run_footprint
+        est = predict_parallel(model, hw, task.value, num_gpus, tp=tp, pp=pp, dp=dp, ep=ep, cp=cp,
                                global_batch=global_batch or batch, micro_batch=micro_batch, seq=seq, context=context,
                                recompute=recompute, zero=zero, interleave=interleave,
                                dtype=dtype.value if dtype else None,
                                profile=None if profile == "none" else profile, ep_overlap=ep_overlap,
                                dispatcher=dispatcher, stage_layout=stage_layout)
-        from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH, run_footprint
-        if steps < 1:
-            raise InvalidInputError(f"steps: must be >= 1, got {steps}")
-        footprint = run_footprint(est, steps, power_limit, price_per_gpu_hour,
+        return est, run_footprint(est, steps, power_limit, price_per_gpu_hour,
                                   DEFAULT_GRID_KG_PER_KWH if grid_intensity is None else grid_intensity)
+
+    results = [one(from_cli(n, what_if)) for n in names]
+    if len(results) > 1:
+        _print_comparison(names, results, as_json)
+        return
+    est, footprint = results[0]
+    if footprint is not None:
         if as_json:
             print_json({**est.to_json_dict(), "footprint": footprint})
         else:
+            from perfsim.commands.plan import print_parallel_estimate
             print_parallel_estimate(est, console)
             console.print(f"{steps} step(s): {footprint['kwh']:.4g} kWh, {footprint['co2e_kg']:.4g} kg CO2e"
                           + (f", ${footprint['cost_usd']:,.2f}" if footprint.get("cost_usd") is not None else "")
                           + (f" (power-capped: x{footprint['slowdown']:.2f} slower)" if footprint["throttled"] else ""))
         return
-    est = _predict(model, hardware, task, batch, seq, context, dtype, weight_dtype, kv_dtype, tp, ep, profile,
-                   state_dtype)
     if as_json:
         print_json(est.to_json_dict())
     else:
         _print_estimate(est)
+
+
+def _print_comparison(names: list[str], results: list, as_json: bool) -> None:
+    """The same prediction on several hardware: a list of each one's JSON, or a table with the speedup over the
+    first."""
+    if as_json:
+        print_json([{**est.to_json_dict(), **({"footprint": fp} if fp is not None else {})} for est, fp in results])
+        return
+    first = results[0][0].latency_s
+    est0 = results[0][0]
+    table = Table("hardware", "GPUs", "latency", "speedup", "tokens/s", "tokens/s/GPU", "memory/GPU", "fits",
+                  "energy", "avg power", title=f"{est0.model} {est0.task}: the same work on each hardware")
+    for name, (est, _) in zip(names, results, strict=True):
+        table.add_row(name, str(est.num_gpus), format_quantity(est.latency_s, "s"), f"{first / est.latency_s:.2f}x",
+                      f"{est.tokens_per_s:,.0f}", f"{est.tokens_per_s / est.num_gpus:,.0f}",
+                      format_quantity(est.memory_per_device_bytes, "B", binary=True),
+                      "yes" if est.fits_in_memory else "NO", f"{est.energy_j:.4g} J", f"{est.avg_power_w:,.0f} W")
+    console.print(table)
 
 
 @app.command()

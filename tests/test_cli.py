@@ -134,3 +134,21 @@ def test_train_footprint_power_cap_slows_and_costs(capsys):
     assert free["kwh"] > 0 and free["cost_usd"] > 0 and free["co2e_kg"] > 0
     assert capped["throttled"] and capped["duration_s"] > free["duration_s"]
     assert capped["avg_power_w"] <= 8 * 300 * (1 + 1e-9)
+
+
+def test_predict_compares_several_hardware(capsys):
+    args = ["predict", "-m", "llama-3.1-8b", "-H", "a100-sxm-80gb,h100-sxm,h200-sxm", "--task", "decode",
+            "--batch", "8", "--context", "2048"]
+    code, out, _ = run_main([*args, "--json"], capsys)
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["hardware"] for r in rows] == ["a100-sxm-80gb", "h100-sxm", "h200-sxm"]
+    latency = [r["latency_s"] for r in rows]
+    assert latency[0] > latency[1] > latency[2]          # decode follows HBM bandwidth: 2.0 < 3.35 < 4.8 TB/s
+    code, out, _ = run_main(["predict", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--task", "decode", "--batch", "8",
+                             "--context", "2048", "--json"], capsys)
+    assert json.loads(out)["latency_s"] == rows[1]["latency_s"]   # one name: the plain JSON object, the same figure
+    code, out, _ = run_main(args, capsys)
+    assert code == 0 and all(name in out for name in ("a100-sxm-80gb", "h100-sxm", "h200-sxm", "speedup"))
+    code, out, err = run_main(["predict", "-m", "llama-3.1-8b", "-H", "h100-sxm,nope", "--context", "8"], capsys)
+    assert code == 2 and out == "" and err.startswith("error: hardware:")
