@@ -521,8 +521,8 @@ def test_plan_serve_simulates_the_engine_it_is_asked_for(monkeypatch):
     seen = []
     real = plan_mod._evaluate
 
-    def spy(model, spec_kwargs, common):
-        res = real(model, spec_kwargs, common)
+    def spy(model, spec_kwargs, common, systems):
+        res = real(model, spec_kwargs, common, systems)
         seen.append((common["engine"], res.config["policy"], res.config["max_num_batched_tokens"]))
         return res
     monkeypatch.setattr(plan_mod, "_evaluate", spy)
@@ -530,8 +530,8 @@ def test_plan_serve_simulates_the_engine_it_is_asked_for(monkeypatch):
                                 num_requests=100, disagg=False, engine="sglang")
     assert res.plans and seen and all(s == ("sglang", "continuous", 8192) for s in seen)   # H100: 8192
     seen.clear()
-    monkeypatch.setattr(plan_mod, "_evaluate", lambda model, spec_kwargs, common: seen.append(common) or
-                        real(model, spec_kwargs, common))
+    monkeypatch.setattr(plan_mod, "_evaluate", lambda model, spec_kwargs, common, systems: seen.append(common) or
+                        real(model, spec_kwargs, common, systems))
     plan_mod.plan_serving("llama-3.1-8b", "dgx-h100", isl=512, osl=64, rate=4.0, num_requests=100, disagg=False,
                           engine="vllm", async_scheduling=False)
     assert seen and all(c["engine"] == "vllm" and c["async_scheduling"] is False for c in seen)

@@ -110,8 +110,22 @@ def test_cli_items_and_commands(tmp_path, capsys):
     assert code == 0 and "what-if: link_bandwidth=x2" in json.loads(out)["summary"]
     code, out, err = run_main(["predict", *common, "--what-if", "memory_bandwidth"], capsys)
     assert code == 2 and out == "" and err.startswith("error: what-if:") and len(err.strip().splitlines()) == 1
+
+
+
+def test_plan_serve_searches_the_changed_systems(capsys):
+    from perfsim.serving.plan import plan_serving
+    kwargs = dict(isl=1024, osl=128, rate=4.0, slo_tpot=0.03, num_requests=150, disagg=False, top=3)
+    base = plan_serving("llama-3.1-70b", "dgx-h100", **kwargs).candidates
+    faster = plan_serving("llama-3.1-70b", "dgx-h100", what_if={"memory_bandwidth": "x2"}, **kwargs).candidates
+    tpot = {p.fleet: p.tpot_p90_s for p in base}
+    shared = [p for p in faster if p.fleet in tpot]
+    assert shared and all(p.tpot_p90_s < tpot[p.fleet] for p in shared)
+    code, out, _ = run_main(["plan", "--task", "serve", "-m", "llama-3.1-8b", "-H", "dgx-h100", "--rate", "2",
+                             "--isl", "512", "--osl", "64", "--what-if", "compute=x2"], capsys)
+    assert code == 0 and "what-if: compute=x2" in out
     code, out, err = run_main(["plan", "--task", "serve", "-m", "llama-3.1-8b", "-H", "dgx-h100", "--rate", "2",
-                               "--what-if", "compute=x2"], capsys)
+                               "--what-if", "compute=fast"], capsys)
     assert code == 2 and err.startswith("error: what-if:")
 
 

@@ -71,15 +71,13 @@ def plan_command(
     from perfsim.search import pareto_figure, plan
 
     if task == PlanTask.serve:
-        if what_if:
-            raise InvalidInputError("what-if: plan --task serve searches shipped systems; use serve --what-if")
         if rate is None:
             raise InvalidInputError("rate: plan --task serve needs --rate REQUESTS_PER_S")
         from perfsim.commands.serve import plan_serve
         plan_serve(model, hardware, isl, osl, rate, slo_ttft, slo_tpot,
                    "cost" if objective.value == "time" else objective.value, max_gpus=num_gpus, top=top, out=out,
                    as_json=as_json, dtype=dtype, profile=profile, engine=engine, async_scheduling=async_scheduling,
-                   prefix_len=prefix_len)
+                   prefix_len=prefix_len, what_if=what_if)
         return
     if num_gpus is None:
         raise InvalidInputError(f"num-gpus: plan --task {task.value} needs --num-gpus N")

@@ -378,16 +378,17 @@ def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_t
                slo_tpot: float | None = None, objective: str = "cost", max_gpus: int | None = None,
                top: int = 10, out: Path | None = None, as_json: bool = False, num_requests: int | None = None,
                dtype: str | None = None, profile: str = "auto", engine: str = "vllm",
-               async_scheduling: bool | None = None, prefix_len: int = 0) -> None:
+               async_scheduling: bool | None = None, prefix_len: int = 0, what_if: list[str] | None = None) -> None:
     """The body of `perfsim plan --task serve`: search deployments, print a table or JSON, draw the Pareto chart."""
     from perfsim.serving.plan import pareto_figure, plan_serving
+    from perfsim.whatif import parse_items
     if out is not None:
         from perfsim.report import check_figure_path
         check_figure_path(out)
     result = plan_serving(model, hardware, isl=isl, osl=osl, rate=rate, slo_ttft=slo_ttft, slo_tpot=slo_tpot,
                           objective=objective, max_gpus=max_gpus, top=top, num_requests=num_requests, dtype=dtype,
                           profile=profile, engine=engine, async_scheduling=async_scheduling,
-                          prefix_len=prefix_len)
+                          prefix_len=prefix_len, what_if=parse_items(what_if or []))
     if out is not None:
         from perfsim.report import save_figure
         save_figure(pareto_figure(result), out)
@@ -397,7 +398,8 @@ def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_t
     console = _console()
     table = Table("#", "fleet", "GPUs", "mode", "layout", "TTFT p90", "TPOT p90", "tok/s/GPU", "$/M tok",
                   "J/token", "SLO met", "pareto",
-                  title=f"{result.model} at {rate:g} req/s ({isl} in / {osl} out), by {objective}")
+                  title=f"{result.model} at {rate:g} req/s ({isl} in / {osl} out), by {objective}"
+                        + (f" (what-if: {', '.join(what_if)})" if what_if else ""))
     for p in result.plans:
         table.add_row(str(p.rank), p.fleet, str(p.num_gpus), p.mode, p.layout, _seconds(p.ttft_p90_s),
                       _seconds(p.tpot_p90_s), f"{p.tokens_per_s_per_gpu:,.0f}",

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from perfsim.errors import InvalidInputError, PerfsimError, check_number
 from perfsim.graph import recurrent_heads
-from perfsim.hardware import System, load_hardware
+from perfsim.hardware import System
 from perfsim.model import load_model
 from perfsim.serving.arrivals import MIN_RATE, check_prefix_len
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
@@ -35,6 +35,7 @@ from perfsim.serving.scheduler import (
     engine_memory,
     states_in_kv_pool,
 )
+from perfsim.whatif import what_if as apply_what_if
 
 OBJECTIVES = ("cost", "energy", "gpus")
 
@@ -141,9 +142,14 @@ def _capacity(dep, isl: int, osl: int, slo_tpot: float | None, max_seqs: int, pr
     return 1.0 / per_request, b, t_pre
 
 
-def _evaluate(model, spec_kwargs: dict, common: dict):
+def _evaluate(model, spec_kwargs: dict, common: dict, systems: dict):
+    """Simulate a candidate; its settings name systems, run as `systems` holds them (what-if changes applied)."""
     from perfsim.serving.simulate import serve
-    return serve(model, **spec_kwargs, **common)
+    kwargs = {**spec_kwargs, "hardware": systems[spec_kwargs["hardware"]]}
+    for pool in ("prefill", "decode"):
+        if "hardware" in (kwargs.get(pool) or {}):
+            kwargs[pool] = {**kwargs[pool], "hardware": systems[kwargs[pool]["hardware"]]}
+    return serve(model, **kwargs, **common)
 
 
 def _plan_from(result, mode: str, fleet: str, hardware: str, layout: str, settings: dict, price_known: bool,
@@ -163,10 +169,11 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
                  max_gpus: int | None = None, top: int = 10, num_requests: int | None = None, dtype: str | None = None,
                  profile: str = "auto", attainment: float = 0.9, disagg: bool = True, mixed: bool = True,
                  seed: int = 0, engine: str = DEFAULT_ENGINE, async_scheduling: bool | None = None,
-                 prefix_len: int = 0) -> ServePlanResult:
+                 prefix_len: int = 0, what_if: dict | None = None) -> ServePlanResult:
     """Search deployments serving `rate` requests/s of isl/osl tokens, run by `engine` (its batching and host
     overhead, overlapped with the GPU's steps per `async_scheduling`, None: the engine's default), with the first
-    `prefix_len` prompt tokens shared and served from the prefix cache; best first by `objective`."""
+    `prefix_len` prompt tokens shared and served from the prefix cache; best first by `objective`. `what_if`
+    ({key: value}, perfsim.whatif) changes every system searched; plans still name them."""
     t0 = time.perf_counter()
     if objective not in OBJECTIVES:
         raise InvalidInputError(f"objective: got {objective!r}; accepted for serving: {', '.join(OBJECTIVES)}")
@@ -178,7 +185,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
     names = [h.strip() for h in (hardware.split(",") if isinstance(hardware, str) else hardware) if h.strip()]
     if not names:
         raise InvalidInputError("hardware: give at least one system, e.g. dgx-h100,hgx-h200")
-    systems = {n: load_hardware(n) for n in names}
+    systems = {n: apply_what_if(n, what_if or {}) for n in names}
     for n, h in systems.items():
         if not isinstance(h, System):
             raise InvalidInputError(f"hardware: {n!r} is a {h.kind}; plan --task serve needs systems (e.g. dgx-h100)")
@@ -204,7 +211,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
             if kwargs is None:
                 break
             try:
-                res = _evaluate(spec, kwargs, common)
+                res = _evaluate(spec, kwargs, common, systems)
             except PerfsimError as exc:
                 skip(str(exc).split(":")[0])
                 return None, units
