@@ -29,6 +29,8 @@ KEYS = {
     "memory_capacity": ("bytes", "main memory capacity"),
     "cache_bandwidth": ("bandwidth", "last-level cache (L2) bandwidth"),
     "compute": (None, "every matrix, vector and special-function peak, and the achievable matmul rates"),
+    "clock": ("frequency", "the compute clock, and with it every compute peak and the on-chip (cache, shared "
+                           "memory) bandwidths; main memory and links keep theirs"),
     "link_bandwidth": ("bandwidth", "the intra-node link's bandwidth per device and direction"),
     "link_latency": ("time", "the intra-node link's latency"),
     "nic_bandwidth": ("bandwidth", "the network (NIC) link's bandwidth per port and direction"),
@@ -89,8 +91,14 @@ def _device(dev: Device, changes: dict) -> Device:
             if len(memory) < 2:
                 raise InvalidInputError(f"what-if: cache_bandwidth: {dev.name} lists no cache level")
             memory[-2]["bandwidth"] = _new_value(key, value, memory[-2]["bandwidth"], "bandwidth")
-        elif key == "compute":
-            factor = _new_value(key, value, 1.0, None)
+        elif key in ("compute", "clock"):
+            if key == "compute":
+                factor = _new_value(key, value, 1.0, None)
+            else:   # peaks are units x clock x work per cycle, on-chip bandwidths bytes per cycle x clock
+                factor = _new_value(key, value, compute["clock"], "frequency") / compute["clock"]
+                compute["clock"] *= factor
+                for level in memory[:-1]:
+                    level["bandwidth"] *= factor
             for table in ("peak", "vector", "mamf"):
                 compute[table] = {k: v * factor for k, v in compute[table].items()}
             if compute.get("transcendental"):

@@ -36,6 +36,10 @@ def test_values_are_factors_or_quantities():
     assert system.intra_link.bandwidth == pytest.approx(ref.intra_link.bandwidth / 2)
     assert system.nic.bandwidth == pytest.approx(100e9) and system.gpu.name == ref.gpu.name
     assert what_if("dgx-h100", {}) is ref
+    fast = what_if("h100-sxm", {"clock": "2.196 GHz"})            # 1.2 x 1.83 GHz
+    assert fast.compute.clock == pytest.approx(2.196e9) and fast.peak_flops("fp8") == pytest.approx(
+        1.2 * base.peak_flops("fp8")) and fast.level("l2").bandwidth == pytest.approx(1.2 * base.level("l2").bandwidth)
+    assert fast.memory_bw_Bps == base.memory_bw_Bps               # HBM has its own clock
 
 
 def test_a_unit_factor_changes_nothing_the_profile_still_applies():
@@ -52,7 +56,7 @@ def test_more_memory_lets_a_model_fit():
     assert perfsim.predict("llama-3.1-70b", bigger, **kwargs).fits_in_memory
 
 
-KEYS = ["memory_bandwidth", "cache_bandwidth", "compute", "peak_bf16", "link_bandwidth"]
+KEYS = ["memory_bandwidth", "cache_bandwidth", "compute", "clock", "peak_bf16", "link_bandwidth"]
 CASES = [("llama-3.1-8b", "decode", 1), ("llama-3.1-8b", "prefill", 1), ("qwen3-30b-a3b", "decode", 1),
          ("llama-3.1-70b", "decode", 4), ("llama-3.1-70b", "prefill", 4)]
 
