@@ -8,7 +8,8 @@ from perfsim.parallel import Plan, train_step
 from perfsim.predict import Estimate, predict
 from perfsim.search import plan
 from perfsim.serving import serve as simulate_serving
+from perfsim.whatif import what_if
 
 __all__ = ["Estimate", "Plan", "load_hardware", "load_model", "op_time", "ops", "plan", "predict",
-           "simulate_serving", "train_step"]
+           "simulate_serving", "train_step", "what_if"]
 __version__ = "0.1.0"
