@@ -97,6 +97,20 @@ def test_cli_sweep_json_table_chart_and_requests(tmp_path, capsys):
     assert lines[0].endswith(",rate") and len(lines) == 1 + 2 * 40
 
 
+def test_a_sweep_with_slos_names_its_best_load(capsys):
+    base = ["serve", "-m", MODEL, "-H", GPU, "--isl", "512", "--osl", "64", "--num-requests", "60",
+            "--concurrency", "1,8,32", "--json"]
+    code, out, _ = run_main([*base, "--slo-tpot", "1.0"], capsys)        # every load meets a 1 s TPOT
+    doc = json.loads(out)
+    per_gpu = {p["concurrency"]: p["throughput_tokens_per_s_per_gpu"] for p in doc["points"]}
+    assert code == 0 and doc["slo_attainment_goal"] == 0.9 and doc["best_load_within_slo"] == max(per_gpu,
+                                                                                                   key=per_gpu.get)
+    code, out, _ = run_main([*base, "--slo-tpot", "1e-6"], capsys)       # none does
+    assert code == 0 and json.loads(out)["best_load_within_slo"] is None
+    code, out, _ = run_main(base[:-1], capsys)                           # no SLO: no best load claimed
+    assert code == 0 and "best within" not in out
+
+
 def test_cli_single_load_keeps_the_plain_json_contract(capsys):
     code, out, _ = run_main(["serve", "-m", MODEL, "-H", GPU, "--concurrency", "4", "--num-requests", "16",
                              "--json"], capsys)
@@ -119,6 +133,8 @@ def test_cli_capacity(capsys):
     (["--concurrency", "4", "--rate", "2"], "concurrency"),
     (["--rate", "max"], "rate"),
     (["--rate", "2", "--slo-attainment", "0.5"], "slo-attainment"),
+    (["--rate", "1,2", "--slo-attainment", "0.5"], "slo-attainment"),               # no SLO to attain
+    (["--rate", "1,2", "--slo-ttft", "1", "--slo-attainment", "2", "--out", "{tmp}/c.png"], "slo-attainment"),
     (["--rate", "max", "--slo-ttft", "1", "--slo-attainment", "1.5"], "slo-attainment"),
     (["--concurrency", "4", "--out", "{tmp}/one.png"], "out"),
     (["--concurrency", "4,0", "--out", "{tmp}/bad.png"], "concurrency"),

@@ -237,8 +237,10 @@ def serve_command(
             return
         print_result(result)
         return
+    goal = (0.9 if slo_attainment is None else slo_attainment) if slo_ttft is not None or slo_tpot is not None \
+        else None
     _sweep(run, load_name, loads, f"{model} on {label}{' (what-if)' if what_if else ''}, {isl} in / {osl} out",
-           requests_csv, out, as_json)
+           requests_csv, out, as_json, goal)
 
 
 def _loads(concurrency: str | None, rate: str | None, slo_ttft, slo_tpot, slo_attainment):
@@ -246,8 +248,11 @@ def _loads(concurrency: str | None, rate: str | None, slo_ttft, slo_tpot, slo_at
     sweep; loads None for --rate max (capacity)."""
     from perfsim.serving.arrivals import MIN_RATE
     from perfsim.serving.sweep import parse_loads
-    if slo_attainment is not None and str(rate).strip().lower() != "max":
-        raise InvalidInputError("slo-attainment: needs --rate max")
+    sweeping = "," in str(concurrency) or "," in str(rate)
+    if slo_attainment is not None and str(rate).strip().lower() != "max" and not sweeping:
+        raise InvalidInputError("slo-attainment: needs --rate max or a sweep (a list of loads)")
+    if slo_attainment is not None and slo_ttft is None and slo_tpot is None:
+        raise InvalidInputError("slo-attainment: needs an SLO: --slo-ttft and/or --slo-tpot")
     if concurrency is not None and rate is not None:
         raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
     if rate is not None and str(rate).strip().lower() == "max":
@@ -275,10 +280,15 @@ def _write_requests(path: Path | None, results: list, loads: list | None = None,
 
 
 def _sweep(run, load_name: str, loads: list, what: str, requests_csv: Path | None, out: Path | None,
-           as_json: bool) -> None:
-    """Run one simulation per load; a table (or JSON) and the chart."""
-    from perfsim.serving.sweep import curve_figure, sweep
+           as_json: bool, goal: float | None) -> None:
+    """Run one simulation per load; a table (or JSON) and the chart; with SLOs (`goal`: the attainment asked for)
+    the load with the most tokens/s per GPU that meets them."""
+    from perfsim.errors import check_number
+    from perfsim.serving.sweep import best_within_slo, curve_figure, sweep
+    if goal is not None:
+        check_number("slo-attainment", goal, "(a share of the requests)", high=1.0)
     points = sweep(lambda load: run(**{load_name: load}), loads)
+    best = best_within_slo(points, goal) if goal is not None else None
     _write_requests(requests_csv, [p.result for p in points], loads, load_name)
     title = f"{what}: {load_name} sweep"
     if out is not None:
@@ -286,6 +296,8 @@ def _sweep(run, load_name: str, loads: list, what: str, requests_csv: Path | Non
         save_figure(curve_figure(points, load_name, title), out)
     if as_json:
         doc = {"load": load_name, "points": [{load_name: p.load, **p.result.to_json_dict()} for p in points]}
+        if goal is not None:
+            doc.update(slo_attainment_goal=goal, best_load_within_slo=None if best is None else best.load)
         sys.stdout.write(json.dumps(_clean(doc), indent=2) + "\n")
         return
     table = Table(load_name, "TTFT", "TTFT p99", "TPOT", "TPOT p99", "tok/s", "tok/s/GPU", "tok/s/user", "req/s",
@@ -302,6 +314,11 @@ def _sweep(run, load_name: str, loads: list, what: str, requests_csv: Path | Non
     console = _console()
     console.print(table)
     wall = sum(p.result.summary["sim_wall_s"] for p in points)
+    if goal is not None:
+        console.print(f"best within the SLOs ({100 * goal:g}% of requests): " + (
+            "none of these loads" if best is None else
+            f"{load_name} {best.load:g}, {best.result.summary['throughput_tokens_per_s_per_gpu']:,.0f} tokens/s per "
+            f"GPU"))
     console.print(f"simulated {len(points)} loads in {wall:.2f} s" + (f"; wrote {out}" if out is not None else ""))
 
 

@@ -79,6 +79,13 @@ def sweep(run: Callable[[float], object], loads: list, progress: Callable[[float
     return points
 
 
+def best_within_slo(points: list[SweepPoint], goal: float = DEFAULT_ATTAINMENT) -> SweepPoint | None:
+    """The load with the most output tokens/s per GPU among those whose SLO attainment reaches `goal` (the
+    operating point a deployment would pick); None when no load does."""
+    ok = [p for p in points if p.result.summary["slo_attainment"] >= goal]
+    return max(ok, key=lambda p: p.result.summary["throughput_tokens_per_s_per_gpu"]) if ok else None
+
+
 def max_rate(meets: Callable[[float], bool], hi: float, bisections: int = BISECTIONS) -> float:
     """The highest rate below hi at which meets(rate) holds, by bisection of [0, hi] (meets assumed to hold below
     some rate and fail above it): within hi / 2^bisections of it; 0.0 when every probed rate fails."""
