@@ -10,7 +10,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from perfsim import units
 from perfsim.dtypes import DTYPES, PROMOTION
@@ -165,16 +175,23 @@ class Link(_Spec):
         return self.topology == "full_mesh" or (self.topology is None and self.type == "infinity-fabric")
 
 
+def _named(cls: type):
+    """A field holding a spec's name or the spec itself (a mapping), validated as the one it is, so that an inline
+    spec's errors name its own fields."""
+    return Annotated[Annotated[str, Tag("name")] | Annotated[cls, Tag("spec")],
+                     Discriminator(lambda v: "name" if isinstance(v, str) else "spec")]
+
+
 class System(_Spec):
     """A node design (devices, intra-node fabric, NICs) and how nodes connect."""
     name: str
     kind: Literal["system"] = "system"
     summary: str = ""
-    device: str | Device = Field(description="a device name, or the device's spec inline")
+    device: Annotated[_named(Device), Field(description="a device name, or the device's spec inline")]
     devices_per_node: int = Field(gt=0)
-    intra_node_link: str | Link
+    intra_node_link: _named(Link)
     nics_per_node: int = Field(ge=0)
-    nic_link: str | Link | None = None
+    nic_link: _named(Link) | None = None
     inter_node_topology: str = "rail-optimized fat tree"
     max_nodes: int = Field(default=1024, gt=0)
     source: Source

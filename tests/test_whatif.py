@@ -143,3 +143,15 @@ def test_a_changed_system_saves_as_yaml_with_its_device_inline(tmp_path):
     kwargs = dict(task="decode", batch=16, context=1024, tp=8)
     assert perfsim.predict("llama-3.1-70b", path, **kwargs).latency_s == \
         pytest.approx(perfsim.predict("llama-3.1-70b", changed, **kwargs).latency_s)
+
+
+def test_an_inline_device_with_a_missing_field_names_it(tmp_path):
+    path = tmp_path / "node.yaml"
+    path.write_text("name: node\nkind: system\ndevices_per_node: 4\nintra_node_link: nvlink4\nnics_per_node: 0\n"
+                    "source: my lab\ndevice:\n  name: g\n  kind: gpu\n  vendor: ACME\n"
+                    "  compute: {units: 100, clock: 1.5GHz, peak: {bf16: 500 TFLOP/s, fp32: 50 TFLOP/s}, source: lab}\n"
+                    "  memory: [{name: hbm, capacity: 80 GB, bandwidth: 2 TB/s}]\n"
+                    "  power: {tdp: 500 W, idle: 80 W, source: lab}\n")
+    with pytest.raises(PerfsimError, match=r"device\.spec\.memory\.0\.source") as err:
+        perfsim.load_hardware(path)
+    assert "\n" not in str(err.value)
