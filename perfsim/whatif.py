@@ -55,8 +55,10 @@ def parse_items(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _new_value(key: str, value, old: float, family: str | None) -> float:
-    """The changed number: old x factor, or the quantity given."""
+def _new_value(key: str, value, old: float) -> float:
+    """The changed number: old x factor, or the quantity given (in the key's unit family, KEYS; flops for a
+    peak_<dtype>)."""
+    family = KEYS[key][0] if key in KEYS else "flops"
     hit = _FACTOR.match(str(value))
     if hit:
         try:
@@ -84,18 +86,18 @@ def _device(dev: Device, changes: dict) -> Device:
     for key, value in changes.items():
         peak = PEAK.match(key)
         if key == "memory_bandwidth":
-            memory[-1]["bandwidth"] = _new_value(key, value, memory[-1]["bandwidth"], "bandwidth")
+            memory[-1]["bandwidth"] = _new_value(key, value, memory[-1]["bandwidth"])
         elif key == "memory_capacity":
-            memory[-1]["capacity"] = _new_value(key, value, memory[-1]["capacity"], "bytes")
+            memory[-1]["capacity"] = _new_value(key, value, memory[-1]["capacity"])
         elif key == "cache_bandwidth":
             if len(memory) < 2:
                 raise InvalidInputError(f"what-if: cache_bandwidth: {dev.name} lists no cache level")
-            memory[-2]["bandwidth"] = _new_value(key, value, memory[-2]["bandwidth"], "bandwidth")
+            memory[-2]["bandwidth"] = _new_value(key, value, memory[-2]["bandwidth"])
         elif key in ("compute", "clock"):
             if key == "compute":
-                factor = _new_value(key, value, 1.0, None)
+                factor = _new_value(key, value, 1.0)
             else:   # peaks are units x clock x work per cycle, on-chip bandwidths bytes per cycle x clock
-                factor = _new_value(key, value, compute["clock"], "frequency") / compute["clock"]
+                factor = _new_value(key, value, compute["clock"]) / compute["clock"]
                 compute["clock"] *= factor
                 for level in memory[:-1]:
                     level["bandwidth"] *= factor
@@ -109,20 +111,20 @@ def _device(dev: Device, changes: dict) -> Device:
                 raise InvalidInputError(f"what-if: {key}: {dev.name} has no {dtype} peak; it has "
                                         f"{', '.join('peak_' + d for d in compute['peak'])}")
             old = compute["peak"][dtype]
-            compute["peak"][dtype] = _new_value(key, value, old, "flops")
+            compute["peak"][dtype] = _new_value(key, value, old)
             if dtype in compute["mamf"]:   # the achievable share of the peak stays
                 compute["mamf"][dtype] *= compute["peak"][dtype] / old
         elif key == "tdp":
-            data["power"]["tdp"] = _new_value(key, value, data["power"]["tdp"], "power")
+            data["power"]["tdp"] = _new_value(key, value, data["power"]["tdp"])
     return Device.model_validate(data)
 
 
 def _link(link: Link, changes: dict, bandwidth_key: str, latency_key: str | None = None) -> Link:
     data = link.model_dump()
     if bandwidth_key in changes:
-        data["bandwidth"] = _new_value(bandwidth_key, changes[bandwidth_key], data["bandwidth"], "bandwidth")
+        data["bandwidth"] = _new_value(bandwidth_key, changes[bandwidth_key], data["bandwidth"])
     if latency_key and latency_key in changes:
-        data["latency"] = _new_value(latency_key, changes[latency_key], data["latency"], "time")
+        data["latency"] = _new_value(latency_key, changes[latency_key], data["latency"])
     return Link.model_validate(data)
 
 

@@ -68,15 +68,9 @@ class SweepPoint:
                 "cost_per_million_tokens_usd": s["cost_per_million_tokens_usd"]}
 
 
-def sweep(run: Callable[[float], object], loads: list, progress: Callable[[float], None] | None = None) \
-        -> list[SweepPoint]:
+def sweep(run: Callable[[float], object], loads: list) -> list[SweepPoint]:
     """run(load) -> ServeResult at each load, in order."""
-    points = []
-    for load in loads:
-        if progress:
-            progress(load)
-        points.append(SweepPoint(load, run(load)))
-    return points
+    return [SweepPoint(load, run(load)) for load in loads]
 
 
 def best_within_slo(points: list[SweepPoint], goal: float = DEFAULT_ATTAINMENT) -> SweepPoint | None:
