@@ -114,7 +114,7 @@ def _layouts(spec, system: System, dtype: str | None) -> list[dict]:
 def _engine_steps(dep, max_seqs: int, isl: int, osl: int, profile, engine: str, async_scheduling: bool | None = None):
     """The step model of one engine of `dep` as `engine` batches (its token budget and host overhead)."""
     from perfsim.serving.simulate import step_model
-    budget = engine_batching(engine, dep.device)[1]
+    budget = engine_batching(engine, dep.device, dep.attn_dp)[1]
     host = host_overhead(engine, async_scheduling, dep.pp)
     return step_model(dep, budget * dep.attn_dp, max_seqs, isl + osl, profile, host)
 

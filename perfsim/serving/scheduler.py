@@ -72,13 +72,15 @@ def engine_admission(engine: str | None) -> str:
 RECOMPUTES_FIRST_TOKEN = {"vllm"}
 
 
-def engine_batching(engine: str | None, device=None) -> tuple[str, int]:
-    """(policy, token budget) an engine batches with by default on `device` (vLLM's for an unknown engine; a
-    large-memory GPU's when no device is given)."""
+def engine_batching(engine: str | None, device=None, attn_dp: int = 1) -> tuple[str, int]:
+    """(policy, token budget per attention-DP rank) an engine batches with by default on `device` (vLLM's for an
+    unknown engine; a large-memory GPU's when no device is given). SGLang's chunked_prefill_size counts the whole
+    server: with DP attention each rank gets chunked_prefill_size // dp_size (ServerArgs, 'DP attention is
+    enabled. The chunked prefill size is adjusted ...'); vLLM and TensorRT-LLM budget each rank on its own."""
     name = (engine or "none").lower()
     policy, budget = ENGINE_BATCHING.get(name, ENGINE_BATCHING["vllm"])
     if device is not None and name == "sglang":
-        budget = sglang_chunked_prefill(device)
+        budget = max(1, sglang_chunked_prefill(device) // max(1, attn_dp))
     elif device is not None and name in ("vllm", "none") and not vllm_large_gpu(device):
         budget = 2048
     return policy, budget

@@ -93,7 +93,7 @@ class SchedulerConfig:
             # recurrent states reserved up front per sequence (kvcache.capacity_blocks, as SGLang's mamba pool
             # is): not for a large-GPU 1024 sequences
             seqs = min(seqs, HYBRID_MAX_SEQS)
-        tokens = self.max_num_batched_tokens or engine_batching(self.engine, dep.device)[1]
+        tokens = self.max_num_batched_tokens or engine_batching(self.engine, dep.device, dep.attn_dp)[1]
         util, free = self.gpu_memory_utilization, self.kv_free_fraction
         if util is None and free is None:
             util, free = engine_memory(self.engine, dep.device, dep.tp, dep.pp, dep.attn_dp)
