@@ -61,6 +61,9 @@ def plan_command(
     prefix_len: int = typer.Option(0, "--prefix-len", help="serve: prompt tokens every request shares, served "
                                                              "from the prefix cache."),
     what_if: list[str] | None = WhatIfOpt,
+    launch: bool = typer.Option(False, "--launch", help="serve: also print how to run the best deployment, each "
+                                                        "engine instance's launch command (JSON: every plan's "
+                                                        "'launch')."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the plans, best first."),
 ) -> None:
     """Search every valid parallel plan (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO, interleaving),
@@ -77,8 +80,10 @@ def plan_command(
         plan_serve(model, hardware, isl, osl, rate, slo_ttft, slo_tpot,
                    "cost" if objective.value == "time" else objective.value, max_gpus=num_gpus, top=top, out=out,
                    as_json=as_json, dtype=dtype, profile=profile, engine=engine, async_scheduling=async_scheduling,
-                   prefix_len=prefix_len, what_if=what_if)
+                   prefix_len=prefix_len, what_if=what_if, launch=launch)
         return
+    if launch:
+        raise InvalidInputError(f"launch: launch commands are for --task serve, not {task.value}")
     if num_gpus is None:
         raise InvalidInputError(f"num-gpus: plan --task {task.value} needs --num-gpus N")
 

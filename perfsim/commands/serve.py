@@ -395,8 +395,10 @@ def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_t
                slo_tpot: float | None = None, objective: str = "cost", max_gpus: int | None = None,
                top: int = 10, out: Path | None = None, as_json: bool = False, num_requests: int | None = None,
                dtype: str | None = None, profile: str = "auto", engine: str = "vllm",
-               async_scheduling: bool | None = None, prefix_len: int = 0, what_if: list[str] | None = None) -> None:
-    """The body of `perfsim plan --task serve`: search deployments, print a table or JSON, draw the Pareto chart."""
+               async_scheduling: bool | None = None, prefix_len: int = 0, what_if: list[str] | None = None,
+               launch: bool = False) -> None:
+    """The body of `perfsim plan --task serve`: search deployments, print a table or JSON, draw the Pareto chart,
+    and with `launch` the best one's launch commands."""
     from perfsim.serving.plan import pareto_figure, plan_serving
     from perfsim.whatif import parse_items
     if out is not None:
@@ -426,8 +428,29 @@ def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_t
     skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items()) or "none"
     console.print(f"{result.evaluated} deployments simulated, {result.feasible} meet the SLOs, in "
                   f"{result.seconds:.1f} s; skipped: {skipped}")
+    if launch and result.plans:
+        _print_launch(console, result.plans[0], engine)
     if out is not None:
         console.print(f"wrote {out}")
+
+
+def _print_launch(console, plan, engine: str) -> None:
+    """How to run a planned deployment: per kind of engine instance, its count, GPUs and command (unwrapped, to
+    copy), the options file it reads and any notes."""
+    if not plan.launch:
+        console.print(f"--launch: no launch commands for engine {engine!r} (they exist for --engine vllm, sglang "
+                      f"and trtllm)")
+        return
+    console.print(f"How to run #{plan.rank} with {engine}:")
+    for item in plan.launch:
+        console.print(f"  {item['role']}: {item['instances']} x {item['gpus']} GPUs of {item['hardware']}")
+        console.print(f"    {item['command']}", markup=False, highlight=False, soft_wrap=True)
+        if item["config"]:
+            console.print(f"    {item['config_file']}:", markup=False, highlight=False)
+            for line in item["config"].splitlines():
+                console.print(f"      {line}", markup=False, highlight=False, soft_wrap=True)
+        for note in item["notes"]:
+            console.print(f"    # {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,7 @@ from perfsim.hardware import System
 from perfsim.model import load_model
 from perfsim.serving.arrivals import MIN_RATE, check_prefix_len
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
+from perfsim.serving.launch import LAUNCH_ENGINES, launch_commands
 from perfsim.serving.metrics import check_slos
 from perfsim.serving.scheduler import (
     engine_batching,
@@ -62,6 +63,7 @@ class ServePlan:
     cost_per_million_tokens_usd: float | None
     pareto: bool = False
     settings: dict = field(default_factory=dict)
+    launch: list = field(default_factory=list)   # perfsim.serving.launch.Launch dicts: how to run it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -310,6 +312,9 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
     feasible = sorted([p for p in candidates if p.meets_slo], key=key)
     for i, p in enumerate(feasible, 1):
         p.rank = i
+    if engine.lower() in LAUNCH_ENGINES:
+        for p in feasible[:top]:
+            p.launch = [x.to_dict() for x in launch_commands(model, p.settings, engine, dtype, systems)]
     return ServePlanResult(spec.name, feasible[:top], candidates, evaluated, len(feasible),
                            time.perf_counter() - t0, skipped)
 
