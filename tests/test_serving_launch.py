@@ -112,3 +112,24 @@ def test_plan_cli_prints_the_best_deployments_commands(capsys):
     assert main(["plan", "--task", "train", "--model", "llama-3.1-8b", "-H", "dgx-h100", "-n", "8", "--launch"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "launch" in err
+
+
+def test_serve_cli_prints_the_simulated_deployment_as_resolved(capsys):
+    """serve --launch describes what was simulated: attention DP resolved from --ep over --tp, the token budget
+    asked for, and the pools of a disaggregated run; JSON carries it as 'launch'."""
+    base = ["serve", "-m", "deepseek-v3", "-H", "dgx-b200", "-n", "16", "--tp", "1", "--ep", "8", "--disagg", "8:8",
+            "--concurrency", "4", "--num-requests", "8", "--engine", "trtllm", "--max-num-batched-tokens", "3000"]
+    assert main(base + ["--launch", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    prefill, decode = doc["launch"]
+    assert [(x["role"], x["instances"], x["gpus"]) for x in doc["launch"]] == [("prefill", 1, 8), ("decode", 1, 8)]
+    for item in (prefill, decode):
+        f = _flags(item["command"])
+        assert f["--max_num_tokens"] == "3000" and f["--tp_size"] == "8"
+        assert "enable_attention_dp: true" in item["config"]
+    assert main(base + ["--json"]) == 0
+    assert "launch" not in json.loads(capsys.readouterr().out)       # the contract without --launch is unchanged
+    assert main(["serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--concurrency", "4", "--engine", "none",
+                 "--launch"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and len(out.err.strip().splitlines()) == 1 and "launch" in out.err

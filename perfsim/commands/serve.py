@@ -174,15 +174,21 @@ def serve_command(
     out: Path | None = typer.Option(None, "--out", help="A sweep's latency-throughput chart (.png, .svg, .pdf): "
                                                         "tokens/s per GPU against tokens/s per user, and TTFT."),
     what_if: list[str] | None = WhatIfOpt,
+    launch: bool = typer.Option(False, "--launch", help="Also print how to run the simulated deployment: each "
+                                                        "engine instance's launch command (JSON: 'launch'); "
+                                                        "--engine vllm, sglang or trtllm."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Simulate serving a model on a GPU fleet: TTFT, TPOT, throughput, goodput, energy, CO2e and cost."""
     from perfsim.serving import serve
     from perfsim.serving.energy import DEFAULT_GRID_KG_PER_KWH
+    from perfsim.serving.launch import LAUNCH_ENGINES
     from perfsim.whatif import from_cli
-
     label = hardware
     hardware = from_cli(hardware, what_if)
+    if launch and engine.lower() not in LAUNCH_ENGINES:
+        raise InvalidInputError(f"launch: launch commands exist for --engine {', '.join(LAUNCH_ENGINES)}; "
+                                f"got {engine!r}")
 
     if burstiness is not None and rate is None:
         raise InvalidInputError("burstiness: needs --rate")
@@ -219,6 +225,14 @@ def serve_command(
     def run(**load):
         return serve(model, hardware, **{**options, **load})
 
+    def how_to_run(result) -> list[dict] | None:
+        """The simulated deployment's launch commands (None without --launch)."""
+        if not launch:
+            return None
+        from perfsim.serving.launch import launch_commands, settings_of
+        systems = None if isinstance(hardware, str) else {hardware.name: hardware}   # as changed by --what-if
+        return [x.to_dict() for x in launch_commands(model, settings_of(result.config), engine, dtype, systems)]
+
     load_name, loads = _loads(concurrency, rate, slo_ttft, slo_tpot, slo_attainment)
     if out is not None:
         from perfsim.report import check_figure_path
@@ -227,20 +241,24 @@ def serve_command(
                                     "list of loads")
         check_figure_path(out)
     if loads is None:   # --rate max
-        _capacity(run, options, 0.9 if slo_attainment is None else slo_attainment, requests_csv, as_json)
+        _capacity(run, options, 0.9 if slo_attainment is None else slo_attainment, requests_csv, as_json,
+                  how_to_run)
         return
     if len(loads) == 1:
         result = run(**{load_name: loads[0]})
+        commands = how_to_run(result)
         _write_requests(requests_csv, [result])
         if as_json:
-            sys.stdout.write(json.dumps(_clean(result.to_json_dict()), indent=2) + "\n")
+            doc = result.to_json_dict() if commands is None else {**result.to_json_dict(), "launch": commands}
+            sys.stdout.write(json.dumps(_clean(doc), indent=2) + "\n")
             return
         print_result(result)
+        print_launch(_console(), "this deployment", engine, commands)
         return
     goal = (0.9 if slo_attainment is None else slo_attainment) if slo_ttft is not None or slo_tpot is not None \
         else None
     _sweep(run, load_name, loads, f"{model} on {label}{' (what-if)' if what_if else ''}, {isl} in / {osl} out",
-           requests_csv, out, as_json, goal)
+           requests_csv, out, as_json, goal, how_to_run)
 
 
 def _loads(concurrency: str | None, rate: str | None, slo_ttft, slo_tpot, slo_attainment):
@@ -280,14 +298,16 @@ def _write_requests(path: Path | None, results: list, loads: list | None = None,
 
 
 def _sweep(run, load_name: str, loads: list, what: str, requests_csv: Path | None, out: Path | None,
-           as_json: bool, goal: float | None) -> None:
+           as_json: bool, goal: float | None, how_to_run) -> None:
     """Run one simulation per load; a table (or JSON) and the chart; with SLOs (`goal`: the attainment asked for)
-    the load with the most tokens/s per GPU that meets them."""
+    the load with the most tokens/s per GPU that meets them; `how_to_run(result)`: the deployment's launch
+    commands or None."""
     from perfsim.errors import check_number
     from perfsim.serving.sweep import best_within_slo, curve_figure, sweep
     if goal is not None:
         check_number("slo-attainment", goal, "(a share of the requests)", high=1.0)
     points = sweep(lambda load: run(**{load_name: load}), loads)
+    commands = how_to_run(points[0].result)
     best = best_within_slo(points, goal) if goal is not None else None
     _write_requests(requests_csv, [p.result for p in points], loads, load_name)
     title = f"{what}: {load_name} sweep"
@@ -298,6 +318,8 @@ def _sweep(run, load_name: str, loads: list, what: str, requests_csv: Path | Non
         doc = {"load": load_name, "points": [{load_name: p.load, **p.result.to_json_dict()} for p in points]}
         if goal is not None:
             doc.update(slo_attainment_goal=goal, best_load_within_slo=None if best is None else best.load)
+        if commands is not None:
+            doc["launch"] = commands
         sys.stdout.write(json.dumps(_clean(doc), indent=2) + "\n")
         return
     table = Table(load_name, "TTFT", "TTFT p99", "TPOT", "TPOT p99", "tok/s", "tok/s/GPU", "tok/s/user", "req/s",
@@ -320,18 +342,20 @@ def _sweep(run, load_name: str, loads: list, what: str, requests_csv: Path | Non
             f"{load_name} {best.load:g}, {best.result.summary['throughput_tokens_per_s_per_gpu']:,.0f} tokens/s per "
             f"GPU"))
     console.print(f"simulated {len(points)} loads in {wall:.2f} s" + (f"; wrote {out}" if out is not None else ""))
+    print_launch(console, "this deployment", points[0].result.config["engine"], commands)
 
 
-def _capacity(run, options: dict, goal: float, requests_csv: Path | None, as_json: bool) -> None:
+def _capacity(run, options: dict, goal: float, requests_csv: Path | None, as_json: bool, how_to_run) -> None:
     """--rate max: the highest Poisson rate meeting the SLO attainment goal, bracketed by the rate with every
-    request waiting at once (a closed loop of all of them)."""
+    request waiting at once (a closed loop of all of them); `how_to_run(result)`: launch commands or None."""
     from perfsim.serving.arrivals import MAX_REQUESTS
     from perfsim.serving.sweep import BISECTIONS, capacity, saturated_rate
     if options["trace"] is not None:
         raise InvalidInputError("concurrency: give exactly one of --concurrency, --rate or --trace")
     n = min(options["num_requests"] or 1000, MAX_REQUESTS)
-    saturated = saturated_rate(run(concurrency=n, num_requests=n, turns=1, think_time=None, burstiness=None).summary)
-    found = capacity(lambda r: run(rate=r), saturated, goal)
+    full = run(concurrency=n, num_requests=n, turns=1, think_time=None, burstiness=None)
+    commands = how_to_run(full)
+    found = capacity(lambda r: run(rate=r), saturated_rate(full.summary), goal)
     if found.result is not None:
         _write_requests(requests_csv, [found.result])
     slos = ", ".join(f"{name} <= {_seconds(v)}" for name, v in (("TTFT", options["slo_ttft"]),
@@ -340,17 +364,20 @@ def _capacity(run, options: dict, goal: float, requests_csv: Path | None, as_jso
         doc = {"capacity_requests_per_s": found.rate, "slo_attainment_goal": found.attainment_goal,
                "search_top_requests_per_s": 2 * found.saturated_rate, "capacity_at_search_top": found.at_top,
                "at_capacity": None if found.result is None else found.result.to_json_dict()}
+        if commands is not None:
+            doc["launch"] = commands
         sys.stdout.write(json.dumps(_clean(doc), indent=2) + "\n")
         return
     console = _console()
     if found.result is None:
         console.print(f"capacity: no rate down to {found.saturated_rate * 2 / 2 ** BISECTIONS:.3g} req/s has "
                       f"{100 * goal:g}% of requests within {slos}")
-        return
-    console.print(f"capacity: {'at least ' if found.at_top else ''}{found.rate:.3g} req/s with {100 * goal:g}% of "
-                  f"requests within {slos} (searched up to {2 * found.saturated_rate:.3g} req/s, twice the rate with "
-                  f"every request waiting)")
-    print_result(found.result)
+    else:
+        console.print(f"capacity: {'at least ' if found.at_top else ''}{found.rate:.3g} req/s with {100 * goal:g}% "
+                      f"of requests within {slos} (searched up to {2 * found.saturated_rate:.3g} req/s, twice the "
+                      f"rate with every request waiting)")
+        print_result(found.result)
+    print_launch(console, "this deployment", full.config["engine"], commands)
 
 
 def print_result(result) -> None:
@@ -429,20 +456,23 @@ def plan_serve(model: str, hardware: str, isl: int, osl: int, rate: float, slo_t
     console.print(f"{result.evaluated} deployments simulated, {result.feasible} meet the SLOs, in "
                   f"{result.seconds:.1f} s; skipped: {skipped}")
     if launch and result.plans:
-        _print_launch(console, result.plans[0], engine)
+        print_launch(console, f"#{result.plans[0].rank}", engine, result.plans[0].launch)
     if out is not None:
         console.print(f"wrote {out}")
 
 
-def _print_launch(console, plan, engine: str) -> None:
-    """How to run a planned deployment: per kind of engine instance, its count, GPUs and command (unwrapped, to
-    copy), the options file it reads and any notes."""
-    if not plan.launch:
-        console.print(f"--launch: no launch commands for engine {engine!r} (they exist for --engine vllm, sglang "
-                      f"and trtllm)")
+def print_launch(console, what: str, engine: str, commands: list[dict] | None) -> None:
+    """How to run a deployment (`commands`: its launch dicts; None: not asked for): per kind of engine instance,
+    its count, GPUs and command (unwrapped, to copy), the options file it reads and any notes."""
+    from perfsim.serving.launch import LAUNCH_ENGINES
+    if commands is None:
         return
-    console.print(f"How to run #{plan.rank} with {engine}:")
-    for item in plan.launch:
+    if not commands:
+        console.print(f"--launch: no launch commands for engine {engine!r} (they exist for --engine "
+                      f"{', '.join(LAUNCH_ENGINES)})")
+        return
+    console.print(f"How to run {what} with {engine}:")
+    for item in commands:
         console.print(f"  {item['role']}: {item['instances']} x {item['gpus']} GPUs of {item['hardware']}")
         console.print(f"    {item['command']}", markup=False, highlight=False, soft_wrap=True)
         if item["config"]:

@@ -55,6 +55,7 @@ class _Pool:
     pp: int
     attn_dp: int
     max_num_seqs: int | None
+    max_num_batched_tokens: int | None = None   # per attention-DP rank; None: the engine's default on the GPU
 
 
 def checkpoint_for(spec: ModelSpec, dtype: str, asked: str | None = None) -> tuple[str | None, bool]:
@@ -78,6 +79,20 @@ def checkpoint_for(spec: ModelSpec, dtype: str, asked: str | None = None) -> tup
     return None, False
 
 
+def settings_of(config: dict) -> dict:
+    """A simulated run's deployment (ServeResult.config, its pools as resolved) as launch_commands' settings."""
+    pools = config["pools"]
+
+    def layout(pool: dict) -> dict:
+        return {k: pool[k] for k in ("hardware", "tp", "ep", "pp", "attn_dp", "max_num_seqs",
+                                     "max_num_batched_tokens")}
+    if len(pools) == 1:
+        return {**layout(pools[0]), "num_gpus": pools[0]["gpus"]}
+    pre, dec = pools
+    return {**layout(pre), "num_gpus": pre["gpus"] + dec["gpus"], "disagg": f"{pre['gpus']}:{dec['gpus']}",
+            "prefill": layout(pre), "decode": layout(dec)}
+
+
 def _pools(settings: dict) -> list[_Pool]:
     """The engine pools of a deployment given as serve() keywords (a plan's settings)."""
     hardware = settings["hardware"]
@@ -85,7 +100,7 @@ def _pools(settings: dict) -> list[_Pool]:
     base = {k: settings.get(k) or 1 for k in ("tp", "ep", "pp", "attn_dp")}
     if not settings.get("disagg"):
         return [_Pool("replica", hardware, int(settings["num_gpus"]), base["tp"], base["ep"], base["pp"],
-                      base["attn_dp"], settings.get("max_num_seqs"))]
+                      base["attn_dp"], settings.get("max_num_seqs"), settings.get("max_num_batched_tokens"))]
     p_gpus, d_gpus = (int(x) for x in str(settings["disagg"]).split(":"))
     out = []
     for role, gpus in (("prefill", p_gpus), ("decode", d_gpus)):
@@ -93,7 +108,8 @@ def _pools(settings: dict) -> list[_Pool]:
         hw = over.get("hardware", hardware)
         hw = hw if isinstance(hw, str) else getattr(hw, "name", str(hw))
         lay = {k: over.get(k) or base[k] for k in base}
-        out.append(_Pool(role, hw, gpus, lay["tp"], lay["ep"], lay["pp"], lay["attn_dp"], over.get("max_num_seqs")))
+        out.append(_Pool(role, hw, gpus, lay["tp"], lay["ep"], lay["pp"], lay["attn_dp"], over.get("max_num_seqs"),
+                         over.get("max_num_batched_tokens")))
     return out
 
 
@@ -166,9 +182,10 @@ COMMANDS = {"vllm": _vllm, "sglang": _sglang, "trtllm": _trtllm}
 def launch_commands(model: str | ModelSpec, settings: dict, engine: str = "vllm", dtype: str | None = None,
                     systems: dict | None = None) -> list[Launch]:
     """The launch commands of a deployment given as serve() keywords (hardware, num_gpus, tp, ep, pp, attn_dp,
-    max_num_seqs; disagg "P:D" with prefill / decode overrides), as `engine` runs it in `dtype` (None: the
-    checkpoint's). The token budget is the one the simulation used: the engine's default on the pool's GPU
-    (`systems`: the systems by name, as simulated, e.g. after a what-if; else loaded by name)."""
+    max_num_seqs, max_num_batched_tokens; disagg "P:D" with prefill / decode overrides; settings_of gives a
+    simulated run's), as `engine` runs it in `dtype` (None: the checkpoint's). Without a token budget, the one the
+    simulation used: the engine's default on the pool's GPU (`systems`: the systems by name, as simulated, e.g.
+    after a what-if; else loaded by name)."""
     from perfsim.hardware import load_device
     name = (engine or "").lower()
     if name not in COMMANDS:
@@ -191,8 +208,8 @@ def launch_commands(model: str | ModelSpec, settings: dict, engine: str = "vllm"
     out = []
     for pool in pools:
         system = (systems or {}).get(pool.hardware)
-        device = system.gpu if system is not None else load_device(pool.hardware)
-        budget = engine_batching(name, device, pool.attn_dp)[1]
+        device = load_device(pool.hardware) if system is None else getattr(system, "gpu", system)
+        budget = pool.max_num_batched_tokens or engine_batching(name, device, pool.attn_dp)[1]
         per = pool.tp * pool.attn_dp * pool.pp
         if pool.gpus_total % per:
             raise InvalidInputError(f"num_gpus: {pool.gpus_total} GPUs of the {pool.role} pool are not a multiple of "
