@@ -76,6 +76,10 @@ def test_checkpoints_follow_the_served_format():
     # the repository asked for, when it is in the served format
     fp8 = launch_commands("Qwen/Qwen3-32B-FP8", AGG, "vllm")[0]
     assert fp8.command.split()[2] == "Qwen/Qwen3-32B-FP8" and "--quantization" not in fp8.command
+    assert launch_commands("meta-llama/Llama-3.1-70B", AGG, "vllm")[0].command.split()[2] == "meta-llama/Llama-3.1-70B"
+    # FP16: a 16-bit release run in half precision
+    half = launch_commands("llama-3.1-70b", AGG, "sglang", "fp16")[0]
+    assert half.command.split()[4].startswith("meta-llama/") and _flags(half.command)["--dtype"] == "float16"
 
 
 def test_launch_refuses_what_it_cannot_write():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from perfsim.dtypes import SIXTEEN_BIT
 from perfsim.errors import InvalidInputError
 from perfsim.model import ModelSpec, load_model
 from perfsim.serving.scheduler import engine_batching, engine_kv_dtype
@@ -58,22 +59,23 @@ class _Pool:
     max_num_batched_tokens: int | None = None   # per attention-DP rank; None: the engine's default on the GPU
 
 
+def _format(release: str) -> str:
+    """A listed release's weights as a serving dtype family: 16-bit or fp8 (plain or block-scaled)."""
+    return "16-bit" if release == "bf16" else "fp8"
+
+
 def checkpoint_for(spec: ModelSpec, dtype: str, asked: str | None = None) -> tuple[str | None, bool]:
     """(Hugging Face repository id, whether the engine must quantize it to FP8 on the fly) for serving `spec` in
-    `dtype`: the repository asked for when the spec lists it, else a listed release in that format (an Instruct
-    one first), else for FP8 a 16-bit release quantized on load; None when no listed release fits (NVFP4, or no
-    repository listed)."""
+    `dtype`: the repository asked for when the spec lists it in that format, else a listed release in that format
+    (an Instruct one first), else for FP8 a 16-bit release quantized on load; None when no listed release fits
+    (NVFP4, or no repository listed)."""
     repos = dict(spec.hf_repos)
-    if asked and asked.lower() in {r.lower() for r in repos}:
-        repo = next(r for r in repos if r.lower() == asked.lower())
-        fmt = "bf16" if repos[repo] == "bf16" else "fp8"
-        if fmt == dtype:
-            return repo, False
-    ranked = sorted(repos, key=lambda r: "instruct" not in r.lower())
-    same = [r for r in ranked if ("bf16" if repos[r] == "bf16" else "fp8") == dtype]
+    want = "16-bit" if dtype in SIXTEEN_BIT else dtype
+    ranked = sorted(repos, key=lambda r: (str(asked).lower() != r.lower(), "instruct" not in r.lower()))
+    same = [r for r in ranked if _format(repos[r]) == want]
     if same:
         return same[0], False
-    sixteen = [r for r in ranked if repos[r] == "bf16"]
+    sixteen = [r for r in ranked if _format(repos[r]) == "16-bit"]
     if dtype == "fp8" and sixteen:
         return sixteen[0], True
     return None, False
@@ -113,65 +115,83 @@ def _pools(settings: dict) -> list[_Pool]:
     return out
 
 
-def _vllm(repo: str, pool: _Pool, seqs: int | None, budget: int, kv_fp8: bool, quantize: bool,
-          disagg: bool) -> tuple[str, None]:
-    args = ["vllm", "serve", repo, "--tensor-parallel-size", str(pool.tp)]
-    if pool.pp > 1:
-        args += ["--pipeline-parallel-size", str(pool.pp)]
-    if pool.attn_dp > 1:
-        args += ["--data-parallel-size", str(pool.attn_dp)]
-    if pool.ep > 1:
+@dataclass
+class _Instance:
+    """What one engine instance's command states: its checkpoint and pool, per-rank token budget, formats."""
+    repo: str
+    pool: _Pool
+    budget: int
+    kv_fp8: bool
+    quantize: bool     # FP8 of a 16-bit release, quantized on load
+    fp16: bool         # activations in FP16 rather than the release's BF16
+    disagg: bool
+
+
+def _vllm(x: _Instance) -> tuple[str, None]:
+    p = x.pool
+    args = ["vllm", "serve", x.repo, "--tensor-parallel-size", str(p.tp)]
+    if p.pp > 1:
+        args += ["--pipeline-parallel-size", str(p.pp)]
+    if p.attn_dp > 1:
+        args += ["--data-parallel-size", str(p.attn_dp)]
+    if p.ep > 1:
         args += ["--enable-expert-parallel"]   # experts over all tp x dp GPUs of the instance
-    if seqs:
-        args += ["--max-num-seqs", str(seqs)]
-    args += ["--max-num-batched-tokens", str(budget)]
-    if quantize:
+    if p.max_num_seqs:
+        args += ["--max-num-seqs", str(p.max_num_seqs)]
+    args += ["--max-num-batched-tokens", str(x.budget)]
+    if x.fp16:
+        args += ["--dtype", "float16"]
+    if x.quantize:
         args += ["--quantization", "fp8"]
-    if kv_fp8:
+    if x.kv_fp8:
         args += ["--kv-cache-dtype", "fp8"]
-    if disagg:
+    if x.disagg:
         args += ["--kv-transfer-config", "'" + json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"},
                                                          separators=(",", ":")) + "'"]
     return " ".join(args), None
 
 
-def _sglang(repo: str, pool: _Pool, seqs: int | None, budget: int, kv_fp8: bool, quantize: bool,
-            disagg: bool) -> tuple[str, None]:
-    args = ["python", "-m", "sglang.launch_server", "--model-path", repo, "--tp", str(pool.tp * pool.attn_dp)]
-    if pool.attn_dp > 1:
-        args += ["--dp", str(pool.attn_dp), "--enable-dp-attention"]
-    if pool.ep > 1:
-        args += ["--ep-size", str(pool.ep)]
-    if pool.pp > 1:
-        args += ["--pp-size", str(pool.pp)]
-    if seqs:
-        args += ["--max-running-requests", str(seqs * pool.attn_dp)]
-    args += ["--chunked-prefill-size", str(budget * pool.attn_dp)]
-    if quantize:
+def _sglang(x: _Instance) -> tuple[str, None]:
+    p = x.pool
+    args = ["python", "-m", "sglang.launch_server", "--model-path", x.repo, "--tp", str(p.tp * p.attn_dp)]
+    if p.attn_dp > 1:
+        args += ["--dp", str(p.attn_dp), "--enable-dp-attention"]
+    if p.ep > 1:
+        args += ["--ep-size", str(p.ep)]
+    if p.pp > 1:
+        args += ["--pp-size", str(p.pp)]
+    if p.max_num_seqs:
+        args += ["--max-running-requests", str(p.max_num_seqs * p.attn_dp)]
+    args += ["--chunked-prefill-size", str(x.budget * p.attn_dp)]
+    if x.fp16:
+        args += ["--dtype", "float16"]
+    if x.quantize:
         args += ["--quantization", "fp8"]
-    if kv_fp8:
+    if x.kv_fp8:
         args += ["--kv-cache-dtype", "fp8_e4m3"]
-    if disagg:
-        args += ["--disaggregation-mode", pool.role]
+    if x.disagg:
+        args += ["--disaggregation-mode", p.role]
     return " ".join(args), None
 
 
-def _trtllm(repo: str, pool: _Pool, seqs: int | None, budget: int, kv_fp8: bool, quantize: bool,
-            disagg: bool) -> tuple[str, str | None]:
-    args = ["trtllm-serve", repo, "--tp_size", str(pool.tp * pool.attn_dp)]
-    if pool.pp > 1:
-        args += ["--pp_size", str(pool.pp)]
-    if pool.ep > 1:
-        args += ["--ep_size", str(pool.ep)]
-    if seqs:
-        args += ["--max_batch_size", str(seqs)]
-    args += ["--max_num_tokens", str(budget)]
+def _trtllm(x: _Instance) -> tuple[str, str | None]:
+    p = x.pool
+    args = ["trtllm-serve", x.repo, "--tp_size", str(p.tp * p.attn_dp)]
+    if p.pp > 1:
+        args += ["--pp_size", str(p.pp)]
+    if p.ep > 1:
+        args += ["--ep_size", str(p.ep)]
+    if p.max_num_seqs:
+        args += ["--max_batch_size", str(p.max_num_seqs)]
+    args += ["--max_num_tokens", str(x.budget)]
     lines = []
-    if pool.attn_dp > 1:
+    if x.fp16:
+        lines.append("dtype: float16")
+    if p.attn_dp > 1:
         lines.append("enable_attention_dp: true")
-    if kv_fp8:
+    if x.kv_fp8:
         lines += ["kv_cache_config:", "  dtype: fp8"]
-    if disagg:
+    if x.disagg:
         lines += ["cache_transceiver_config:", "  backend: DEFAULT"]
     return " ".join(args), "\n".join(lines) + "\n" if lines else None
 
@@ -214,7 +234,7 @@ def launch_commands(model: str | ModelSpec, settings: dict, engine: str = "vllm"
         if pool.gpus_total % per:
             raise InvalidInputError(f"num_gpus: {pool.gpus_total} GPUs of the {pool.role} pool are not a multiple of "
                                     f"one instance's {per}")
-        command, config = COMMANDS[name](repo, pool, pool.max_num_seqs, budget, kv_fp8, quantize, disagg)
+        command, config = COMMANDS[name](_Instance(repo, pool, budget, kv_fp8, quantize, run == "fp16", disagg))
         config_file = None
         if config:
             config_file = f"{pool.role}.yaml"
