@@ -137,3 +137,23 @@ def test_serve_cli_prints_the_simulated_deployment_as_resolved(capsys):
                  "--launch"]) == 2
     out = capsys.readouterr()
     assert out.out == "" and len(out.err.strip().splitlines()) == 1 and "launch" in out.err
+
+
+def test_a_plans_commands_are_those_of_the_run_it_simulated():
+    """Every candidate's launch commands are those of its simulated run as resolved (the engine's defaults made
+    explicit), aggregated and disaggregated alike."""
+    from perfsim.serving import serve
+    from perfsim.serving.launch import settings_of
+    from perfsim.serving.plan import plan_serving
+    res = plan_serving("qwen3-30b-a3b", "dgx-h100", isl=1024, osl=128, rate=4, slo_tpot=0.05, num_requests=80,
+                       engine="trtllm", top=3)
+    modes = {}
+    for p in res.candidates:
+        modes.setdefault(p.mode, p)
+    assert {"aggregated", "disaggregated"} <= set(modes)
+    for p in modes.values():
+        settings = {k: v for k, v in p.settings.items() if v is not None}
+        run = serve("qwen3-30b-a3b", isl=1024, osl=128, rate=4, num_requests=40, engine="trtllm", **settings)
+        again = [x.to_dict() for x in launch_commands("qwen3-30b-a3b", settings_of(run.config), "trtllm")]
+        assert again == p.launch
+        assert all("--max_batch_size" in x["command"] for x in p.launch)   # defaults made explicit

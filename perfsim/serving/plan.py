@@ -27,7 +27,7 @@ from perfsim.hardware import System
 from perfsim.model import load_model
 from perfsim.serving.arrivals import MIN_RATE, check_prefix_len
 from perfsim.serving.host import DEFAULT_ENGINE, host_overhead
-from perfsim.serving.launch import LAUNCH_ENGINES, launch_commands
+from perfsim.serving.launch import LAUNCH_ENGINES, launch_commands, settings_of
 from perfsim.serving.metrics import check_slos
 from perfsim.serving.scheduler import (
     engine_batching,
@@ -155,7 +155,8 @@ def _evaluate(model, spec_kwargs: dict, common: dict, systems: dict):
 
 
 def _plan_from(result, mode: str, fleet: str, hardware: str, layout: str, settings: dict, price_known: bool,
-               attainment: float) -> ServePlan:
+               attainment: float, how_to_run) -> ServePlan:
+    """A candidate from its simulated run; `how_to_run(result)`: the run's launch commands."""
     s = result.summary
     gpus = result.config["num_gpus"]
     per_hour = s["cost_usd"] / s["makespan_s"] * 3600.0 if s["cost_usd"] is not None and s["makespan_s"] else None
@@ -163,7 +164,7 @@ def _plan_from(result, mode: str, fleet: str, hardware: str, layout: str, settin
                      s["throughput_tokens_per_s"], s["throughput_tokens_per_s_per_gpu"], s["slo_attainment"],
                      s["slo_attainment"] >= attainment, s["energy_per_token_j"], s["avg_power_w"],
                      per_hour if price_known else None, s["cost_per_million_tokens_usd"] if price_known else None,
-                     settings=settings)
+                     settings=settings, launch=how_to_run(result))
 
 
 def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate: float,
@@ -200,6 +201,12 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
     skipped: dict[str, int] = {}
     candidates: list[ServePlan] = []
     evaluated = 0
+
+    def how_to_run(result) -> list[dict]:
+        """The simulated run's launch commands, as resolved (none for an engine without them)."""
+        if engine.lower() not in LAUNCH_ENGINES:
+            return []
+        return [x.to_dict() for x in launch_commands(model, settings_of(result.config), engine, dtype, systems)]
 
     def skip(reason: str) -> None:
         skipped[reason] = skipped.get(reason, 0) + 1
@@ -255,7 +262,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
             if got and got[0] is not None:
                 res, kwargs, units = got
                 candidates.append(_plan_from(res, "aggregated", f"{units} x {lay['label']} {name}", name,
-                                             lay["label"], kwargs, _priced(sysm), attainment))
+                                             lay["label"], kwargs, _priced(sysm), attainment, how_to_run))
             elif r0 * dep.gpus > limit_gpus:
                 skip(f"{name} {lay['label']}: needs more than {limit_gpus} GPUs")
 
@@ -304,7 +311,7 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
                 hw = pkey[0] if pkey[0] == dkey[0] else f"{pkey[0]}+{dkey[0]}"
                 candidates.append(_plan_from(res, mode, fleet, hw, f"P {p_lay['label']} / D {d_lay['label']}",
                                              kwargs, _priced(systems[pkey[0]]) and _priced(systems[dkey[0]]),
-                                             attainment))
+                                             attainment, how_to_run))
     _mark_pareto(candidates)
     key = {"cost": lambda p: (_cents(p.cost_per_hour_usd), p.tpot_p90_s),
            "energy": lambda p: (p.energy_per_token_j, p.num_gpus),
@@ -312,9 +319,6 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
     feasible = sorted([p for p in candidates if p.meets_slo], key=key)
     for i, p in enumerate(feasible, 1):
         p.rank = i
-    if engine.lower() in LAUNCH_ENGINES:
-        for p in feasible[:top]:
-            p.launch = [x.to_dict() for x in launch_commands(model, p.settings, engine, dtype, systems)]
     return ServePlanResult(spec.name, feasible[:top], candidates, evaluated, len(feasible),
                            time.perf_counter() - t0, skipped)
 
