@@ -264,7 +264,8 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
                 candidates.append(_plan_from(res, "aggregated", f"{units} x {lay['label']} {name}", name,
                                              lay["label"], kwargs, _priced(sysm), attainment, how_to_run))
             elif r0 * dep.gpus > limit_gpus:
-                skip(f"{name} {lay['label']}: needs more than {limit_gpus} GPUs")
+                skip(f"{name} {lay['label']}: needs more than {limit_gpus} GPUs (one replica serves about "
+                     f"{per_engine:.2g} req/s)")
 
     if disagg:
         keys = list(per_layout)
