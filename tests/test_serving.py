@@ -279,6 +279,9 @@ def test_engines_batch_their_own_way_unless_told():
     assert [engine_batching("sglang", d)[1] for d in (h100, b200, a100, l4)] == [8192, 16384, 8192, 2048]
     assert [engine_batching("vllm", d)[1] for d in (h100, b200, a100, l4)] == [8192, 8192, 2048, 2048]
     assert [engine_max_seqs("vllm", d) for d in (h100, a100)] == [1024, 256]
+    # SGLang's request pool (at least 2048) is the server's, shared by its DP-attention ranks
+    assert [engine_max_seqs("sglang", b200, adp) for adp in (1, 8)] == [2048, 256]
+    assert engine_max_seqs("sglang", b200, 1, recurrent_states=True) == 256   # states reserved per sequence
     assert engine_batching("trtllm", a100)[1] == 8192
     # SGLang's chunked prefill size is the server's: DP attention splits it over the ranks; vLLM's is per rank
     assert [engine_batching("sglang", b200, adp)[1] for adp in (1, 4, 8)] == [16384, 4096, 2048]

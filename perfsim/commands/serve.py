@@ -126,8 +126,9 @@ def serve_command(
     max_num_seqs: int | None = typer.Option(None, "--max-num-seqs",
                                             help="Sequences per engine (per attention-DP rank; default: the "
                                                  "engine's on the GPU: vLLM 1024 on GPUs of >= 70 GiB but A100s, "
-                                                 "else 256; 256 for a model with recurrent states whose engine "
-                                                 "reserves them up front, all but vLLM)."),
+                                                 "else 256; TensorRT-LLM 256; SGLang 2048 per server, shared by "
+                                                 "its attention-DP ranks; 256 for a model with recurrent states "
+                                                 "whose engine reserves them up front, all but vLLM)."),
     max_num_batched_tokens: int | None = typer.Option(None, "--max-num-batched-tokens",
                                                          help="Token budget per step (default: the engine's on the "
                                                               "GPU: vLLM 8192 on GPUs of >= 70 GiB but A100s, else "

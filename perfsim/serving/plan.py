@@ -242,8 +242,9 @@ def plan_serving(model: str, hardware: str | list[str], isl: int, osl: int, rate
             dep = make_deployment(spec, sysm, lay["tp"], lay["ep"], 1, lay.get("attn_dp"), dtype,
                                   kv_dtype=engine_kv_dtype(spec, spec.run_dtype("serve", dtype), engine))
             try:
-                per_engine, batch, t_pre = _capacity(dep, isl, osl, slo_tpot, engine_max_seqs(engine, dep.device),
-                                                    profile, engine, async_scheduling, prefix_len)
+                seqs_default = engine_max_seqs(engine, dep.device, dep.attn_dp, any(spec.recurrent_state_elems()))
+                per_engine, batch, t_pre = _capacity(dep, isl, osl, slo_tpot, seqs_default, profile, engine,
+                                                     async_scheduling, prefix_len)
             except PerfsimError as exc:
                 skip(str(exc).split(":")[0])
                 continue

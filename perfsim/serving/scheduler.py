@@ -110,11 +110,27 @@ def sglang_chunked_prefill(device) -> int:
     return _sglang_band(device)[0]
 
 
-def engine_max_seqs(engine: str | None, device=None) -> int:
-    """Sequences an engine runs at once by default: vLLM's (and the generic engine's) 1024 on a large GPU
-    (vllm_large_gpu), else 256."""
-    large = device is None or vllm_large_gpu(device)
-    return 1024 if (engine or "none").lower() in ("vllm", "none") and large else 256
+# SGLang's default max_running_requests: its request pool, min(max(KV tokens / context length x 512, 2048), 4096)
+# per server (ModelRunner.init_memory_pool), shared by the DP-attention ranks (ServerArgs divides it by dp_size);
+# perfsim takes its floor, 2048, as the KV cache bounds admission before it anyway
+SGLANG_MAX_RUNNING = 2048
+HYBRID_MAX_SEQS = 256   # default sequences per engine of a model with recurrent (linear-attention, Mamba) states
+
+
+def engine_max_seqs(engine: str | None, device=None, attn_dp: int = 1, recurrent_states: bool = False) -> int:
+    """Sequences an engine runs at once by default, per attention-DP rank: vLLM's (and the generic engine's) 1024 on
+    a large GPU (vllm_large_gpu), else 256; SGLang's 2048 per server; TensorRT-LLM's 256. A model with recurrent
+    states reserved up front per sequence (every engine but those of STATES_IN_KV_POOL) runs at most
+    HYBRID_MAX_SEQS."""
+    name = (engine or "none").lower()
+    if name == "sglang":
+        seqs = max(1, SGLANG_MAX_RUNNING // max(1, attn_dp))
+    else:
+        large = device is None or vllm_large_gpu(device)
+        seqs = 1024 if name in ("vllm", "none") and large else 256
+    if recurrent_states and not states_in_kv_pool(name):
+        seqs = min(seqs, HYBRID_MAX_SEQS)
+    return seqs
 
 
 # Engines that allocate a hybrid model's recurrent (Mamba, linear-attention) states from the KV block pool as each

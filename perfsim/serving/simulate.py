@@ -55,7 +55,6 @@ DEFAULT_CHUNK_TOKENS = engine_batching(DEFAULT_ENGINE)[1]   # vLLM V1 API server
 
 
 ROUTERS = ("round_robin", "least_loaded")
-HYBRID_MAX_SEQS = 256   # default sequences per engine of a model with recurrent (linear-attention, Mamba) states
 
 
 @dataclass
@@ -88,11 +87,8 @@ class SchedulerConfig:
     def for_deployment(self, dep: Deployment) -> SchedulerConfig:
         """This configuration with the engine's defaults on `dep`'s GPU where a limit was not given."""
         from dataclasses import replace as dc_replace
-        seqs = self.max_num_seqs or engine_max_seqs(self.engine, dep.device)
-        if not self.max_num_seqs and any(dep.model.recurrent_state_elems()) and not states_in_kv_pool(self.engine):
-            # recurrent states reserved up front per sequence (kvcache.capacity_blocks, as SGLang's mamba pool
-            # is): not for a large-GPU 1024 sequences
-            seqs = min(seqs, HYBRID_MAX_SEQS)
+        seqs = self.max_num_seqs or engine_max_seqs(self.engine, dep.device, dep.attn_dp,
+                                                    any(dep.model.recurrent_state_elems()))
         tokens = self.max_num_batched_tokens or engine_batching(self.engine, dep.device, dep.attn_dp)[1]
         util, free = self.gpu_memory_utilization, self.kv_free_fraction
         if util is None and free is None:
